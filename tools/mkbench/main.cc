@@ -1,0 +1,40 @@
+// mkbench main: parses `mkbench SUITE [--json] [suite args]` and dispatches to
+// the suite table. Thin on purpose: each suite lives in its own file.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "bench.h"
+
+namespace {
+
+constexpr mkbench::Suite kSuites[] = {
+    {"plan", "planner latency on real topologies (2x EPYC 9654 into 192 instances)",
+     mkbench::run_plan},
+};
+
+void usage(FILE* f) {
+  std::fprintf(f, "usage: mkbench SUITE [--json] [options]\n\nsuites:\n");
+  for (const auto& s : kSuites) std::fprintf(f, "  %-12s %s\n", s.name, s.help);
+  std::fprintf(f, "\nRun `mkbench SUITE --help` for a suite's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  mkbench::Args args;
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json")) args.json = true;
+    else args.rest.emplace_back(argv[i]);
+  }
+  for (const auto& s : kSuites) {
+    if (!std::strcmp(s.name, argv[1])) return s.fn(args);
+  }
+  std::fprintf(stderr, "mkbench: unknown suite '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
