@@ -23,6 +23,14 @@
 // numbers are OS indices. CPU kinds follow hwloc: kind 0 is the most
 // power-efficient; `efficiency` is hwloc's rank, -1 when hwloc could not rank
 // the kinds. A machine without kind information has an empty `kinds`.
+// A PU can be local to several NUMA nodes (KNL SNC4: a DRAM and an MCDRAM
+// node per quadrant); Pu::numa and Core::numa name its home node, the
+// lowest-numbered ordinary-DRAM one (subtype "" or "DRAM"), else the lowest.
+// NumaNode::pus holds the PUs whose home it is (what Linux lists in
+// nodeN/cpulist, so the nodes' pus partition the PUs and a memory-side node
+// such as MCDRAM has none); NumaNode::local_pus is hwloc's locality cpuset.
+// numa_nodes is sorted by OS index; every other vector is in hwloc's logical
+// order except pus (sorted by OS index).
 #pragma once
 
 #include <cstdint>
@@ -39,7 +47,7 @@ struct Pu {
   uint32_t os_index = 0;
   uint32_t core = 0;     // index into Topology::cores
   uint32_t package = 0;  // package OS index
-  int32_t numa = -1;     // NUMA node OS index (-1: none reported)
+  int32_t numa = -1;     // home NUMA node OS index (-1: none); see the DOC above
   int32_t kind = -1;     // index into Topology::kinds (-1: no kinds)
   int32_t l3 = -1;       // index into Topology::l3_groups (-1: no L3)
 };
@@ -56,7 +64,8 @@ struct NumaNode {
   uint32_t os_index = 0;
   uint64_t memory_bytes = 0;  // local memory
   std::string subtype;        // e.g. "MCDRAM" on KNL, "" for DRAM
-  CpuSet pus;
+  CpuSet pus;        // PUs whose home node this is (empty for memory-side nodes)
+  CpuSet local_pus;  // PUs hwloc says are close to it (its cpuset); ⊇ pus
 };
 
 struct CpuKind {
@@ -77,6 +86,7 @@ struct Package {
 struct CacheGroup {
   uint32_t index = 0;
   uint64_t size_bytes = 0;
+  std::string subtype;  // "MemorySideCache" when hwloc says so (KNL MCDRAM cache), else ""
   CpuSet pus;
 };
 
@@ -84,7 +94,7 @@ struct IoDevice {
   std::string kind;       // "net", "block", "pci", "gpu", "dma", "openfabrics", "coproc", "other"
   std::string name;       // OS device name ("eth0", "nvme0n1") or PCI id for pci
   std::string pci_busid;  // "0000:00:1f.6" when known
-  std::string vendor_device;  // "8086:15fa" for PCI devices
+  std::string vendor_device;  // "8086:15fa": the PCI device's, or its PCI parent's
   std::string description;    // hwloc's class/name info when present
   int32_t numa = -1;          // locality when known
 };
@@ -107,13 +117,16 @@ struct Topology {
   uint64_t total_memory() const;
 };
 
-// Loads the machine this process runs on.
-// Returns: EIO if hwloc fails to initialise or load.
+// Loads the machine this process runs on (the PUs and NUMA nodes this
+// process is allowed to use, plus I/O devices).
+// Returns: EIO if hwloc fails to initialise or load; EINVAL if it reports no
+// PUs or a PU index >= CpuSet::kMaxCpus.
 Result<Topology> load_topology_live();
 
 // Loads an hwloc XML export (hwloc 2.x format).
-// Returns: ENOENT/EACCES if the file cannot be read; EINVAL if hwloc rejects it
-// or it has no PUs.
+// Returns: ENOENT/EACCES (or open(2)'s other errno) if the file cannot be
+// read; EISDIR if it is a directory; EINVAL if hwloc rejects it, it has no
+// PUs, or a PU index >= CpuSet::kMaxCpus.
 Result<Topology> load_topology_xml(const std::string& path);
 
 }  // namespace mk
