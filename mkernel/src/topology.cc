@@ -108,6 +108,13 @@ int32_t home_numa(const std::vector<NumaNode>& nodes, Pred holds) {
   return fallback;
 }
 
+// GPU-runtime discovery plugins. They add only coprocessor handles
+// (opencl0d0, cuda0, :0.0) that no instance can be given, and they start
+// whole vendor runtimes inside the caller (seconds and extra threads with
+// CUDA; the GL one connects to an X server). The Linux backend still reports
+// DRM GPUs (card0, renderD128) on its own.
+constexpr const char* kSkippedComponents[] = {"opencl", "gl", "cuda", "nvml", "rsmi", "levelzero"};
+
 // Every loader turns on I/O discovery the same way: "important" devices only
 // (NICs, disks, GPUs, accelerators and their OS handles), no bridges or
 // chipset functions that nothing can be assigned from.
@@ -116,6 +123,11 @@ Result<void> configure(hwloc_topology_t t) {
     return MK_FAIL(EIO, "hwloc configuration failed",
                    "hwloc_topology_set_io_types_filter: %s; is libhwloc >= 2.0 installed?",
                    std::strerror(errno));
+  }
+  for (const char* name : kSkippedComponents) {
+    // Only an optimisation: when it fails the plugin runs and adds a few
+    // coprocessor devices, which is still a correct topology.
+    (void)hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, name);
   }
   return ok();
 }

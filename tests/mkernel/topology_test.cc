@@ -404,6 +404,34 @@ TEST(Topology, ReadsPciAndOsDevices) {
   EXPECT_EQ(gpu.description, "Display (class 0300)");
 }
 
+// Some platforms report neither packages nor cores: every PU then gets a core
+// of its own and one package holds them all, so no consumer meets a PU
+// without a core or package.
+TEST(Topology, BarePusGetCoresAndAPackage) {
+  std::string path = write_temp("bare.xml", R"(<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE topology SYSTEM "hwloc2.dtd">
+<topology version="2.0">
+  <object type="Machine" os_index="0" cpuset="0x00000005" complete_cpuset="0x00000005" allowed_cpuset="0x00000005" nodeset="0x00000001" complete_nodeset="0x00000001" allowed_nodeset="0x00000001">
+    <object type="NUMANode" os_index="0" cpuset="0x00000005" complete_cpuset="0x00000005" nodeset="0x00000001" complete_nodeset="0x00000001" local_memory="1048576"/>
+    <object type="PU" os_index="0" cpuset="0x00000001" complete_cpuset="0x00000001" nodeset="0x00000001" complete_nodeset="0x00000001"/>
+    <object type="PU" os_index="2" cpuset="0x00000004" complete_cpuset="0x00000004" nodeset="0x00000001" complete_nodeset="0x00000001"/>
+  </object>
+</topology>
+)");
+  auto t = load_topology_xml(path);
+  fs::remove(path);
+  ASSERT_TRUE(t) << t.error().to_string();
+  expect_invariants(*t);
+  EXPECT_EQ(t->all_pus().to_string(), "0,2");
+  ASSERT_EQ(t->cores.size(), 2u);
+  EXPECT_EQ(t->cores[1].pus.to_string(), "2");
+  EXPECT_EQ(t->cores[1].os_index, 2u);
+  ASSERT_EQ(t->packages.size(), 1u);
+  EXPECT_EQ(t->packages[0].pus.to_string(), "0,2");
+  EXPECT_TRUE(t->kinds.empty());
+  EXPECT_EQ(t->find_pu(2)->kind, -1);
+}
+
 TEST(Topology, MissingFileIsEnoentNamingThePath) {
   std::string path = topo_path("no-such-machine.xml");
   auto t = load_topology_xml(path);
