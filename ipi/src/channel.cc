@@ -209,7 +209,8 @@ Result<void> Channel::receive(InMessage& msg, std::chrono::nanoseconds timeout) 
   for (std::uint32_t i = 0;; ++i) {
     Status s = try_receive(msg);
     if (s) return ok();
-    if (s.code() == EBADMSG) continue;  // counted in rx_stats(); bounded work per call
+    // EBADMSG (counted in rx_stats()) falls through: a scribbling peer must
+    // not keep us past the deadline.
     if ((i & 63) == 0) {
       if (peer_closed() && !rx_.has_pending()) return fail(EPIPE, "ipi peer closed the channel");
       const auto now = Clock::now();
@@ -222,10 +223,10 @@ Result<void> Channel::receive(InMessage& msg, std::chrono::nanoseconds timeout) 
   for (;;) {
     Status s = try_receive(msg);
     if (s) return ok();
-    if (s.code() == EBADMSG) continue;
-    if (peer_closed() && !rx_.has_pending()) return fail(EPIPE, "ipi peer closed the channel");
     const auto left = remaining(deadline);
     if (left.count() == 0) return fail(ETIMEDOUT, "ipi receive timed out");
+    if (s.code() == EBADMSG) continue;
+    if (peer_closed() && !rx_.has_pending()) return fail(EPIPE, "ipi peer closed the channel");
     bell_rx_.announce_sleep(abi::kSleepingFutex);
     if (rx_.has_pending() || peer_closed()) {
       bell_rx_.cancel_sleep();

@@ -164,7 +164,7 @@ RingConsumer::RingConsumer(const RingView& v, std::span<std::byte> scratch)
 
 bool RingConsumer::has_pending() const {
   const std::uint32_t s = shm_load<std::uint32_t>(slot_at(pos_), memory_order_acquire);
-  return s != low32(pos_ + 1 - v_.slot_count);
+  return static_cast<std::int32_t>(s - low32(pos_ + 1)) >= 0;  // ready, or garbage to skip
 }
 
 void RingConsumer::release() {
@@ -188,7 +188,12 @@ Status RingConsumer::try_pop(InMessage& out) {
   // Pairs with the release store of the head seq in RingProducer::write/publish.
   const std::uint32_t seq = shm_load<std::uint32_t>(h, memory_order_acquire);
   if (seq != low32(pos_ + 1)) {
-    if (seq == low32(pos_ + 1 - v_.slot_count)) return Status(EAGAIN);
+    // Behind us (one lap ago when honest; older if the peer scribbled): not
+    // written yet, wait. Ahead of us: impossible for an honest producer, so
+    // count and skip it. Treating "behind" as empty is what lets a consumer
+    // that skipped garbage fall back into step with the producer: it stops
+    // at the first stale slot instead of racing through the whole ring.
+    if (static_cast<std::int32_t>(seq - low32(pos_ + 1)) < 0) return Status(EAGAIN);
     return skip(1, stats_.corrupt_slots);
   }
   // Each peer-written field is loaded once into a local and checked there.

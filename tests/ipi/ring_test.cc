@@ -202,7 +202,7 @@ TEST(Ring, GarbageSeqIsCountedAndSkipped) {
   auto b = pattern(10, 0);
   ASSERT_TRUE(r.send(b));
   ASSERT_TRUE(r.send(b));
-  const std::uint32_t junk = 0xdeadbeef;
+  const std::uint32_t junk = 1 + 1000;  // ahead of position 0: impossible
   std::memcpy(r.slot(0), &junk, 4);
   InMessage m;
   EXPECT_TRUE(r.cons.has_pending());
@@ -224,6 +224,27 @@ TEST(Ring, OrphanContinuationAndBrokenChainAreCounted) {
   EXPECT_EQ(r.cons.try_pop(m).code(), EBADMSG);  // broken continuation 2
   EXPECT_EQ(r.cons.stats().corrupt_slots, 3u);
   EXPECT_EQ(r.cons.try_pop(m).code(), EAGAIN);
+}
+
+TEST(Ring, StaleSeqReadsAsEmptySoTheConsumerResynchronises) {
+  TestRing r;
+  auto b = pattern(10, 0);
+  // Garbage that looks older than the expected seq: wait, do not skip.
+  const std::uint32_t old = 0xdeadbeef;  // int32(old - 1) < 0
+  std::memcpy(r.slot(0), &old, 4);
+  InMessage m;
+  EXPECT_EQ(r.cons.try_pop(m).code(), EAGAIN);
+  EXPECT_FALSE(r.cons.has_pending());
+  ASSERT_TRUE(r.send(b));  // the honest write repairs the slot
+  ASSERT_TRUE(r.cons.try_pop(m));
+  // A consumer pushed ahead of the producer by skipped garbage stops at the
+  // first stale slot instead of racing around the ring.
+  const std::uint32_t ahead = 2 + 5;
+  std::memcpy(r.slot(1), &ahead, 4);
+  EXPECT_EQ(r.cons.try_pop(m).code(), EBADMSG);
+  EXPECT_EQ(r.cons.try_pop(m).code(), EAGAIN);
+  EXPECT_EQ(r.cons.position(), 2u);
+  EXPECT_EQ(r.cons.stats().corrupt_slots, 1u);
 }
 
 TEST(Ring, InconsistentLengthIsCounted) {

@@ -34,10 +34,11 @@
 //      low32(position + 1). Pairs with the acquire load of `seq` in
 //      RingConsumer::try_pop. Batching withholds the seq of the batch's first
 //      head slot until flush(), which makes the whole batch visible at once.
-//   3. A slot at ring position p is "empty" when seq == low32(p + 1 - N)
-//      (written one lap ago; creation pre-fills lap -1) and "ready" when
-//      seq == low32(p + 1). Anything else is corruption: the consumer counts it
-//      and skips the slot.
+//   3. A slot at ring position p is "ready" when seq == low32(p + 1) and
+//      "empty" when seq is behind that (int32 difference < 0; an honest ring
+//      shows low32(p + 1 - N), written one lap ago; creation pre-fills lap -1).
+//      A seq ahead of low32(p + 1) is corruption: the consumer counts it and
+//      skips the slot.
 //   4. The consumer copies the payload out, then release-stores `tail` (pairs
 //      with the acquire load of `tail` in RingProducer when it runs out of
 //      cached space). By-reference payloads are released by storing
