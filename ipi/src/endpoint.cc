@@ -385,11 +385,16 @@ std::size_t Endpoint::drain(Peer& p) {
 }
 
 std::size_t Endpoint::poll() {
+  const std::size_t n = drain_all();
+  expire_requests();
+  return n;
+}
+
+std::size_t Endpoint::drain_all() {
   std::size_t n = 0;
   for (std::size_t i = 0; i < peers_.size(); ++i) {
     if (!peers_[i]->down) n += drain(*peers_[i]);
   }
-  expire_requests();
   flush();
   return n;
 }
@@ -451,14 +456,21 @@ void Endpoint::sleep_until(Clock::time_point wake_at) {
 }
 
 std::size_t Endpoint::dispatch(std::chrono::nanoseconds timeout) {
+  // The spin loop reads the clock (and so expires requests and checks
+  // liveness) once per 64 empty passes: a clock read costs ~40 ns on a VM.
+  if (std::size_t n = drain_all()) {
+    expire_requests();
+    return n;
+  }
   const auto deadline = deadline_after(timeout);
   auto spin_until = deadline;
   if (opts_.mode == WaitMode::kAdaptive) spin_until = std::min(deadline, deadline_after(opts_.poll_budget));
   if (opts_.mode == WaitMode::kBlock) spin_until = Clock::time_point::min();
 
-  for (std::uint32_t i = 0;; ++i) {
-    if (std::size_t n = poll()) return n;
+  for (std::uint32_t i = 1;; ++i) {
+    if (std::size_t n = drain_all()) return n;
     if ((i & 63) == 0) {
+      expire_requests();
       const auto now = Clock::now();
       if (now >= next_liveness_) check_liveness(true);
       if (now >= deadline) return 0;

@@ -150,8 +150,6 @@ bool RingProducer::publish() {
   // written above (payloads, continuation slots, later batch members) is
   // visible once this seq is.
   shm_store<std::uint32_t>(slot_at(pub_), low32(pub_ + 1), memory_order_release);
-  published_msgs_ += unpublished_;
-  shm_store<std::uint64_t>(&v_.control->producer.messages, published_msgs_, memory_order_relaxed);
   pub_ = head_;
   unpublished_ = 0;
   return true;
@@ -193,7 +191,13 @@ Status RingConsumer::try_pop(InMessage& out) {
     // count and skip it. Treating "behind" as empty is what lets a consumer
     // that skipped garbage fall back into step with the producer: it stops
     // at the first stale slot instead of racing through the whole ring.
-    if (static_cast<std::int32_t>(seq - low32(pos_ + 1)) < 0) return Status(EAGAIN);
+    if (static_cast<std::int32_t>(seq - low32(pos_ + 1)) < 0) {
+      // While waiting, keep pulling the next slot's line: a producer writes
+      // continuation slots before the head, so a spanning message's second
+      // line is already here (or in flight) when its head becomes visible.
+      __builtin_prefetch(slot_at(pos_ + 1));
+      return Status(EAGAIN);
+    }
     return skip(1, stats_.corrupt_slots);
   }
   // Each peer-written field is loaded once into a local and checked there.

@@ -179,6 +179,7 @@ class Endpoint {
   Peer* find(PeerId id);
   const Peer* find(PeerId id) const;
   std::size_t drain(Peer& p);
+  std::size_t drain_all();
   void handle(Peer& p, const InMessage& m);
   void complete(Peer& p, const InMessage& m);
   void expire_requests();

@@ -122,7 +122,6 @@ class RingProducer {
   std::uint64_t tail_cache_ = 0; // last consumer tail we read
   std::uint64_t bulk_head_ = 0;
   std::uint64_t bulk_tail_cache_ = 0;
-  std::uint64_t published_msgs_ = 0;
   std::uint32_t unpublished_ = 0;
 };
 

@@ -15,7 +15,7 @@
 //
 //   offset 0      RegionHeader            (2 cache lines, read once at attach)
 //   dir_offset[0] Direction A->B:
-//                   ProducerLine          (producer-written: closed flag)
+//                   ProducerLine          (reserved, zero)
 //                   ConsumerLine          (consumer-written: tail, bulk_tail)
 //                   DoorbellLine          (futex word; consumer sleeps on it)
 //                   spare line
@@ -120,11 +120,12 @@ struct RegionHeader {
   std::uint8_t reserved[32];
 };
 
+// Unused in v1 and deliberately left untouched on the hot path: the producer
+// keeps its head privately (each slot's seq publishes it), and a counter
+// stored here on every publish measurably slowed round trips (the adjacent-line
+// prefetcher pairs this line with ConsumerLine). Zero; reserved.
 struct ProducerLine {
-  std::uint32_t closed;  // 1 once the producer closed (atomic; release)
-  std::uint32_t reserved0;
-  std::uint64_t messages;  // informational count of published messages (relaxed)
-  std::uint8_t reserved[48];
+  std::uint8_t reserved[64];
 };
 
 struct ConsumerLine {
@@ -136,8 +137,7 @@ struct ConsumerLine {
 struct DoorbellLine {
   std::uint32_t state;  // futex word: kAwake / kSleepingFutex / kSleepingEventfd
   std::uint32_t reserved0;
-  std::uint64_t wakes;  // informational: doorbell rings that made a syscall
-  std::uint8_t reserved[48];
+  std::uint8_t reserved[56];
 };
 
 struct Slot {
@@ -194,12 +194,10 @@ static_assert(offsetof(RegionHeader, pid) == 80);
 static_assert(offsetof(RegionHeader, side_state) == 88);
 static_assert(alignof(RegionHeader) == 8);
 
-static_assert(sizeof(ProducerLine) == kCacheLine && offsetof(ProducerLine, closed) == 0 &&
-              offsetof(ProducerLine, messages) == 8);
+static_assert(sizeof(ProducerLine) == kCacheLine);
 static_assert(sizeof(ConsumerLine) == kCacheLine && offsetof(ConsumerLine, tail) == 0 &&
               offsetof(ConsumerLine, bulk_tail) == 8);
-static_assert(sizeof(DoorbellLine) == kCacheLine && offsetof(DoorbellLine, state) == 0 &&
-              offsetof(DoorbellLine, wakes) == 8);
+static_assert(sizeof(DoorbellLine) == kCacheLine && offsetof(DoorbellLine, state) == 0);
 static_assert(sizeof(DirectionControl) == 4 * kCacheLine);
 // Producer- and consumer-written words never share a cache line.
 static_assert(offsetof(DirectionControl, producer) / kCacheLine !=
