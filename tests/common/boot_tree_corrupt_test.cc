@@ -129,7 +129,9 @@ TEST(BootTreeCorrupt, MissingRequiredProperty) {
       {"/ipi/channel@3", "ring-size"}, {"/ipi/channel@3", "mkernel,role"}, {"/devices/data", "compatible"},
       {"/devices/data", "mkernel,fd"},
   };
-  for (const auto& [path, prop] : required) {
+  for (const auto& req : required) {
+    const char* path = req.first;
+    const char* prop = req.second;
     expect_rejected(mutate(full_blob(), [&](void* f) { del_prop(f, path, prop); }), EINVAL,
                     std::string(path) + ": missing required property '" + prop + "'");
   }

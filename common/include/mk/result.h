@@ -22,14 +22,47 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
-#include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
+#if __has_include(<source_location>)
+#include <source_location>
+#endif
+
 namespace mk {
+
+// mk::source_location is std::source_location where the toolchain has it.
+// clang 14 with libstdc++ 12 (the fuzz preset) lacks the builtin that
+// libstdc++'s version needs, so there a same-shaped fallback built on the
+// __builtin_FILE/LINE/FUNCTION intrinsics stands in.
+#if defined(__cpp_lib_source_location)
+using source_location = std::source_location;
+#else
+struct source_location {
+  static constexpr source_location current(const char* file = __builtin_FILE(),
+                                           const char* function = __builtin_FUNCTION(),
+                                           uint_least32_t line = __builtin_LINE()) noexcept {
+    source_location l;
+    l.file_ = file;
+    l.function_ = function;
+    l.line_ = line;
+    return l;
+  }
+  constexpr const char* file_name() const noexcept { return file_; }
+  constexpr const char* function_name() const noexcept { return function_; }
+  constexpr uint_least32_t line() const noexcept { return line_; }
+  constexpr uint_least32_t column() const noexcept { return 0; }
+
+ private:
+  const char* file_ = "";
+  const char* function_ = "";
+  uint_least32_t line_ = 0;
+};
+#endif
 
 class [[nodiscard]] Error {
  public:
@@ -37,13 +70,13 @@ class [[nodiscard]] Error {
 
   constexpr Error() = default;
   Error(int errnum, const char* what,
-        std::source_location where = std::source_location::current()) noexcept
+        source_location where = source_location::current()) noexcept
       : errnum_(errnum), what_(what), where_(where) {}
 
   int code() const noexcept { return errnum_; }
   const char* what() const noexcept { return what_; }
   const char* detail() const noexcept { return detail_; }
-  const std::source_location& where() const noexcept { return where_; }
+  const source_location& where() const noexcept { return where_; }
 
   // The message for a user: the detail when the failure site gave one, the
   // failure class otherwise.
@@ -79,7 +112,7 @@ class [[nodiscard]] Error {
  private:
   int errnum_ = 0;
   const char* what_ = "success";
-  std::source_location where_{};
+  source_location where_{};
   char detail_[kDetailMax] = {};
 };
 
@@ -144,12 +177,12 @@ inline Result<void> ok() { return {}; }
 // fail(code, what) / fail(code, what, fmt, ...): build an Error at the failure
 // site. `what` must be a string literal (it is stored by pointer).
 inline Error fail(int code, const char* what,
-                  std::source_location where = std::source_location::current()) noexcept {
+                  source_location where = source_location::current()) noexcept {
   return Error(code, what, where);
 }
 
 #define MK_FAIL(code, what, ...) \
-  (::mk::Error((code), (what), std::source_location::current()).set_detail(__VA_ARGS__))
+  (::mk::Error((code), (what), ::mk::source_location::current()).set_detail(__VA_ARGS__))
 
 // Propagate an error from `expr` (a Result<...>) to the caller.
 #define MK_TRY(expr)                                 \
@@ -171,7 +204,7 @@ inline Error fail(int code, const char* what,
 
 // errno captured right after a failing syscall.
 inline Error errno_error(const char* what,
-                         std::source_location where = std::source_location::current()) noexcept {
+                         source_location where = source_location::current()) noexcept {
   int e = errno;
   return Error(e ? e : EIO, what, where);
 }
