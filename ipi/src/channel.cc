@@ -125,8 +125,9 @@ Result<ChannelFds> Channel::export_fds() const {
 
 bool Channel::peer_closed() const {
   // The header line is read-mostly: an L1 hit in the common case.
+  // seq_cst: checked after announce_sleep() like the ring seq (doorbell.h).
   return detail::shm_load<std::uint32_t>(&region_->header()->side_state[side_ ^ 1u],
-                                         std::memory_order_acquire) == abi::kSideClosed;
+                                         std::memory_order_seq_cst) == abi::kSideClosed;
 }
 
 pid_t Channel::peer_pid() const {
@@ -137,9 +138,10 @@ void Channel::close() {
   if (!region_ || closed_) return;
   flush();
   closed_ = true;
-  // Pairs with the acquire load in peer_closed().
+  // seq_cst store then ring()'s seq_cst load: the doorbell's store-then-load,
+  // so a peer going to sleep either sees "closed" or gets woken.
   detail::shm_store<std::uint32_t>(&region_->header()->side_state[side_], abi::kSideClosed,
-                                   std::memory_order_release);
+                                   std::memory_order_seq_cst);
   bell_tx_.ring();
 }
 
@@ -248,8 +250,10 @@ Result<void> Channel::receive(InMessage& msg, std::chrono::nanoseconds timeout) 
       continue;
     }
     ++stats_.sleeps;
-    bell_rx_.wait(left);
-    bell_rx_.cancel_sleep();
+    // Woken (0): the ringer already CASed the word to AWAKE, so leave the
+    // line alone (rewriting it would pull it back from the sender's cache).
+    // A spurious 0 only costs the peer one needless FUTEX_WAKE later.
+    if (bell_rx_.wait(left) != 0) bell_rx_.cancel_sleep();
   }
 }
 

@@ -1,4 +1,4 @@
-// Doorbell: see ipi/doorbell.h for the fence argument.
+// Doorbell: see ipi/doorbell.h for the store-then-load argument.
 #include "ipi/doorbell.h"
 
 #include <linux/futex.h>
@@ -44,10 +44,11 @@ bool parse_wait_mode(std::string_view s, WaitMode* out) {
 std::uint32_t* Doorbell::word() const { return &line_->state; }
 
 bool Doorbell::ring() {
-  // Pairs with the fence in announce_sleep(): our preceding seq store (release)
-  // and this load cannot both miss the consumer's state store and its seq load.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  const std::uint32_t s = shm_load<std::uint32_t>(&line_->state, std::memory_order_relaxed);
+  // The load half of the producer's store-then-load: the preceding seq_cst
+  // store of the slot seq (RingProducer::publish) and this seq_cst load are
+  // ordered against the consumer's seq_cst store in announce_sleep() and its
+  // seq_cst load in RingConsumer::has_pending(); see the header.
+  const std::uint32_t s = shm_load<std::uint32_t>(&line_->state, std::memory_order_seq_cst);
   if (s == abi::kAwake) return false;
   // Only one ringer (or the consumer's own cancel) wins the transition.
   if (!shm_cas<std::uint32_t>(&line_->state, s, abi::kAwake, std::memory_order_acq_rel)) return false;
@@ -63,9 +64,9 @@ bool Doorbell::ring() {
 }
 
 void Doorbell::announce_sleep(std::uint32_t how) {
-  shm_store<std::uint32_t>(&line_->state, how, std::memory_order_relaxed);
-  // Pairs with the fence in ring(): see the header for the argument.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // The store half of the consumer's store-then-load; pairs with the seq_cst
+  // load in ring(). See the header for the argument.
+  shm_store<std::uint32_t>(&line_->state, how, std::memory_order_seq_cst);
 }
 
 void Doorbell::cancel_sleep() {

@@ -148,8 +148,10 @@ bool RingProducer::publish() {
   if (pub_ == head_) return false;
   // Pairs with the acquire load of `seq` in RingConsumer::try_pop: everything
   // written above (payloads, continuation slots, later batch members) is
-  // visible once this seq is.
-  shm_store<std::uint32_t>(slot_at(pub_), low32(pub_ + 1), memory_order_release);
+  // visible once this seq is. seq_cst rather than release: this store is the
+  // "store" half of the doorbell's store-then-load (Doorbell::ring() is the
+  // load); see doorbell.h.
+  shm_store<std::uint32_t>(slot_at(pub_), low32(pub_ + 1), std::memory_order_seq_cst);
   pub_ = head_;
   unpublished_ = 0;
   return true;
@@ -161,7 +163,9 @@ RingConsumer::RingConsumer(const RingView& v, std::span<std::byte> scratch)
     : v_(v), scratch_(scratch), mask_(v.slot_count - 1) {}
 
 bool RingConsumer::has_pending() const {
-  const std::uint32_t s = shm_load<std::uint32_t>(slot_at(pos_), memory_order_acquire);
+  // seq_cst: the "load" half of the consumer's store-then-load (after
+  // Doorbell::announce_sleep's seq_cst store); see doorbell.h.
+  const std::uint32_t s = shm_load<std::uint32_t>(slot_at(pos_), std::memory_order_seq_cst);
   return static_cast<std::int32_t>(s - low32(pos_ + 1)) >= 0;  // ready, or garbage to skip
 }
 

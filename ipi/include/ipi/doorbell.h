@@ -4,19 +4,25 @@
 // an optional eventfd view. The consumer polls its ring for a budget; when it
 // gives up it publishes "sleeping" and waits on the futex (or on the eventfd
 // in an event loop). The producer pays a syscall only when the consumer has
-// actually published "sleeping"; otherwise ringing costs one fence and one
-// load of a line that stays shared in both caches.
+// actually published "sleeping"; otherwise ringing costs one seq_cst load
+// of a line that stays shared in both caches.
 //
-// The no-lost-wake-up argument (Dekker, both sides store then load):
-//   consumer: store state=SLEEPING; fence(seq_cst); load ring seq  -> empty? wait
-//   producer: store ring seq (release); fence(seq_cst); load state -> sleeping? wake
-// The two seq_cst fences are totally ordered. If the producer's fence comes
-// first, the consumer's later load sees the new seq and does not sleep. If the
-// consumer's fence comes first, the producer's load sees SLEEPING, CASes it to
-// AWAKE and calls FUTEX_WAKE / writes the eventfd. FUTEX_WAIT only blocks while
-// the word still equals SLEEPING, so a wake that lands between the consumer's
-// check and its futex call is not lost either. The fence in announce_sleep()
-// pairs with the fence in ring().
+// The no-lost-wake-up argument (Dekker: both sides store, then load, with
+// sequentially consistent atomics):
+//   consumer: state = SLEEPING (seq_cst store, announce_sleep)
+//             load ring seq     (seq_cst, RingConsumer::has_pending) -> empty? FUTEX_WAIT
+//   producer: ring seq = p + 1  (seq_cst store, RingProducer::publish)
+//             load state        (seq_cst, ring())                     -> sleeping? wake
+// All four operations are in one total order S. If the producer's load comes
+// before the consumer's store in S, the producer's store precedes the
+// consumer's load, so the consumer sees the message and does not sleep.
+// Otherwise the producer's load sees SLEEPING, CASes it to AWAKE and calls
+// FUTEX_WAKE (or writes the eventfd). FUTEX_WAIT only blocks while the word
+// still equals SLEEPING, so a wake landing between the consumer's check and
+// its futex call is not lost either. close() uses the same pattern with the
+// side_state word. (seq_cst operations rather than relaxed ones plus
+// atomic_thread_fence: same x86 cost, one locked instruction per side, and
+// ThreadSanitizer understands them; it does not model fences.)
 //
 // Place in the IPI flow: Channel::flush -> RingProducer::publish -> ring();
 // Channel::receive / Endpoint::dispatch -> announce_sleep -> has_pending ->

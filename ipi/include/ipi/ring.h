@@ -139,7 +139,7 @@ class RingConsumer {
   void release();
 
   // True when the next slot is not "empty" (ready, or garbage that try_pop
-  // will skip). The doorbell calls it after its store-then-load fence.
+  // will skip). seq_cst: the load half of the doorbell protocol.
   bool has_pending() const;
 
   const RingStats& stats() const { return stats_; }
