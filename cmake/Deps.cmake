@@ -11,7 +11,7 @@ target_include_directories(mk_libfdt INTERFACE ${FDT_INCLUDE_DIR})
 target_link_libraries(mk_libfdt INTERFACE ${FDT_LIBRARY})
 
 # Boost 1.81 (Debian's default 1.74 has no Boost.JSON). Tools only.
-find_package(Boost 1.81.0 CONFIG REQUIRED COMPONENTS json)
+find_package(Boost 1.81.0 CONFIG REQUIRED COMPONENTS json program_options)
 
 find_package(Threads REQUIRED)
 

@@ -9,7 +9,7 @@ PKGS=(
   g++ cmake ninja-build git pkg-config make
   # libraries (DESIGN.md: hwloc, libnuma, libfdt, Boost 1.81 with Boost.JSON)
   libhwloc-dev hwloc-nox libnuma-dev libfdt-dev
-  libboost1.81-dev libboost-json1.81-dev
+  libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # fuzzing (libFuzzer) and sanitizer runtimes

@@ -1,0 +1,83 @@
+// DOC: mk::Instance and mk::DeviceSpec — what one partition owns.
+//
+// What this is: the record the registry keeps for each instance: a unique id
+// (1..511, as the multikernel kernel interface numbers them) and name, its
+// exclusive CPUs, its memory regions (one per NUMA node it uses), its
+// exclusive devices, and its lifecycle state. It is produced by validation
+// (partition.h) and stored in the runtime state; the boot flow (issue #4)
+// turns it into a boot tree.
+//
+// Lifecycle states follow the multikernel kernel interface:
+//   empty (created, nothing loaded) -> loaded -> active -> stopping -> loaded,
+//   and failed from any running state.
+//
+// Device specs are what users type after --device:
+//   net:IFNAME           a host network interface, moved into the instance
+//   block:NAME           a block device hwloc/sysfs reports (e.g. nvme0n1)
+//   file:PATH[:ro]       a file the host opens and passes as an fd
+//   listen:ADDR:PORT     a listening TCP socket the host creates and passes
+// Two instances never hold the same device (same exclusivity key).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mk/boot_tree.h"
+#include "mk/cpu_set.h"
+#include "mk/result.h"
+
+namespace mk {
+
+inline constexpr uint32_t kMinInstanceId = 1;
+inline constexpr uint32_t kMaxInstanceId = 511;
+inline constexpr std::size_t kMaxNameLength = 63;
+inline constexpr uint64_t kPageSize = 4096;
+
+enum class InstanceState { Empty, Loaded, Active, Stopping, Failed };
+const char* to_string(InstanceState s);
+Result<InstanceState> parse_instance_state(std::string_view s);
+
+// Device kinds are the boot tree's (mk/boot_tree.h): console, net, file,
+// listen, block. The console is implicit: every instance has one.
+
+struct DeviceSpec {
+  DeviceKind kind = DeviceKind::kFile;
+  std::string target;      // ifname, block name, file path, or listen address
+  uint16_t port = 0;       // listen only
+  bool read_only = false;  // file only
+
+  // Parses "net:eth1", "file:/srv/data:ro", "listen:127.0.0.1:6379",
+  // "listen:[::1]:6379", "block:nvme0n1".
+  // Returns: EINVAL naming the malformed part and the accepted forms.
+  static Result<DeviceSpec> parse(std::string_view text);
+  std::string to_string() const;  // the parse() form
+  // Two specs with the same key are the same device.
+  std::string key() const;
+  bool operator==(const DeviceSpec&) const = default;
+};
+
+struct MemoryRegion {
+  uint32_t node = 0;   // NUMA node OS index
+  uint64_t bytes = 0;  // page aligned
+  bool operator==(const MemoryRegion&) const = default;
+};
+
+struct Instance {
+  uint32_t id = 0;
+  std::string name;
+  CpuSet cpus;
+  std::vector<MemoryRegion> memory;
+  std::vector<DeviceSpec> devices;
+  InstanceState state = InstanceState::Empty;
+
+  uint64_t memory_bytes() const;
+  uint64_t memory_on(uint32_t node) const;
+};
+
+// Names: 1..63 characters of [A-Za-z0-9_.-], starting with a letter or digit
+// (they become cgroup and file names). Returns: EINVAL saying which rule.
+Result<void> validate_instance_name(std::string_view name);
+
+}  // namespace mk

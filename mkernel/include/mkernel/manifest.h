@@ -1,0 +1,41 @@
+// DOC: mk::make_boot_tree — from a committed instance to its boot tree.
+//
+// What this is: step 1 of the boot protocol (DESIGN.md §3): the host turns
+// an Instance (CPUs, memory regions, devices) and the topology into the
+// BootTree the image will receive on fd 3 (mk/boot_tree.h is the codec;
+// docs/boot-tree.md the schema). `mkctl show NAME --dtb FILE` writes the
+// same tree, so what a user inspects is what an image gets.
+//
+// File-descriptor layout of an image (the process backend follows it):
+//   fd 3                       the sealed boot-tree memfd
+//   fd 4 .. 4+M-1              the M memory regions, in the order of /memory@N
+//   next                       the console (always present)
+//   next, one each             file and listen devices, in --device order
+//   net devices                no fd (-1): the interface is in the instance's
+//                              network namespace, named by its ifname property
+//   next, one each             IPI channels (added by the boot flow)
+//
+// Returns: EINVAL if the instance cannot be described (e.g. a CPU the
+// topology does not know), or what validate_boot_tree() reports.
+#pragma once
+
+#include <string>
+
+#include "mk/boot_tree.h"
+#include "mk/result.h"
+#include "mkernel/instance.h"
+#include "mkernel/topology.h"
+
+namespace mk {
+
+inline constexpr int kBootTreeFd = 3;
+inline constexpr int kFirstResourceFd = 4;
+
+struct BootOptions {
+  std::string bootargs;  // the image's command line (mkctl load --cmdline)
+  std::string init;      // the tenant command (mkctl load --init)
+};
+
+Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, const BootOptions& opts);
+
+}  // namespace mk

@@ -1,0 +1,73 @@
+// Instance -> BootTree (see manifest.h).
+#include "mkernel/manifest.h"
+
+namespace mk {
+
+Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, const BootOptions& opts) {
+  BootTree t;
+  t.instance = {inst.id, inst.name};
+  t.bootargs = opts.bootargs;
+  t.init = opts.init;
+  for (uint32_t c : inst.cpus) {
+    const Pu* pu = topo.find_pu(c);
+    if (!pu) return MK_FAIL(EINVAL, "cpu not in topology", "instance '%s': cpu %u is not on this machine",
+                            inst.name.c_str(), c);
+    BootCpu b;
+    b.os_index = c;
+    b.core = topo.cores.at(pu->core).os_index;
+    b.package = pu->package;
+    b.numa = pu->numa >= 0 ? static_cast<uint32_t>(pu->numa) : 0;
+    b.kind = pu->kind;
+    b.efficiency = pu->kind >= 0 ? topo.kinds.at(static_cast<std::size_t>(pu->kind)).efficiency : -1;
+    t.cpus.push_back(b);
+  }
+  int fd = kFirstResourceFd;
+  for (std::size_t i = 0; i < inst.memory.size(); ++i) {
+    BootMemory m;
+    m.index = static_cast<uint32_t>(i);
+    m.size = inst.memory[i].bytes;
+    m.numa = inst.memory[i].node;
+    m.fd = fd++;
+    t.memory.push_back(m);
+  }
+  BootDevice console;
+  console.name = "console";
+  console.kind = DeviceKind::kConsole;
+  console.fd = fd++;
+  t.devices.push_back(console);
+  int seq = 0;
+  for (const auto& d : inst.devices) {
+    BootDevice b;
+    b.kind = d.kind;
+    switch (d.kind) {
+      case DeviceKind::kNet:
+        b.name = d.target;
+        b.properties["ifname"] = d.target;
+        break;
+      case DeviceKind::kBlock:
+        b.name = d.target;
+        b.fd = fd++;
+        b.properties["path"] = "/dev/" + d.target;
+        break;
+      case DeviceKind::kFile:
+        b.name = "file" + std::to_string(seq++);
+        b.fd = fd++;
+        b.properties["path"] = d.target;
+        b.properties["ro"] = d.read_only ? "1" : "0";
+        break;
+      case DeviceKind::kListen:
+        b.name = "listen" + std::to_string(seq++);
+        b.fd = fd++;
+        b.properties["address"] = d.target;
+        b.properties["port"] = std::to_string(d.port);
+        break;
+      case DeviceKind::kConsole:
+        continue;  // implicit, added above
+    }
+    t.devices.push_back(std::move(b));
+  }
+  MK_TRY(validate_boot_tree(t));
+  return t;
+}
+
+}  // namespace mk

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds and runs the whole test suite:
+#   1. the CI build (-Werror) and every ctest test;
+#   2. ASan+UBSan over the whole suite;
+#   3. TSan over the IPI tests;
+#   4. each libFuzzer target for FUZZ_SECONDS (default 30) on its seed corpus.
+# Usage (as root on Debian 12): bash scripts/test.sh
+# Environment: JOBS (default: nproc), FUZZ_SECONDS, MK_SKIP_SANITIZERS=1,
+# MK_SKIP_FUZZ=1 (local shortcuts; CI runs everything).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+JOBS=${JOBS:-$(nproc)}
+export CTEST_PARALLEL_LEVEL=${CTEST_PARALLEL_LEVEL:-$JOBS}
+# Tests use their own runtime directories; never the machine's /run/mkernel.
+export MKERNEL_RUNTIME_DIR=$(mktemp -d /tmp/mkernel-test.XXXXXX)
+trap 'rm -rf "$MKERNEL_RUNTIME_DIR"' EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "build (ci preset: RelWithDebInfo, -Werror)"
+cmake --preset ci >/dev/null
+cmake --build --preset ci -j "$JOBS"
+step "tests (ci)"
+ctest --preset ci
+
+if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
+  step "build (asan preset: ASan + UBSan)"
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan -j "$JOBS"
+  step "tests (ASan + UBSan)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --preset asan
+
+  step "build (tsan preset: ThreadSanitizer, IPI tests)"
+  cmake --preset tsan >/dev/null
+  if grep -q 'ipi_test' tests/ipi/CMakeLists.txt; then
+    cmake --build --preset tsan -j "$JOBS" --target ipi_test
+    step "tests (TSan: IPI)"
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --preset tsan -L '^ipi$'
+  fi
+fi
+
+if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
+  step "fuzz (${FUZZ_SECONDS:-30} s per target)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+fi
+step "all test stages passed"

@@ -1,0 +1,22 @@
+// The mkctl verb table (see commands.h).
+#include "commands.h"
+
+namespace mkctl {
+
+namespace {
+constexpr Command kCommands[] = {
+    {"topology", "show the machine: NUMA nodes, cores, CPU kinds, devices", cmd_topology},
+    {"init", "set the pool of CPUs, memory and devices instances are carved from", cmd_init},
+    {"create", "allocate an instance (exclusive CPUs, memory, devices), validated", cmd_create},
+    {"delete", "free an instance and everything it holds", cmd_delete},
+    {"plan", "propose instances for a policy (pe-split, per-numa, even); --apply", cmd_plan},
+    {"show", "show the pool and instances, or one instance (--dtb FILE: its boot tree)", cmd_show},
+};
+}  // namespace
+
+const Command* commands(std::size_t& count) {
+  count = sizeof kCommands / sizeof kCommands[0];
+  return kCommands;
+}
+
+}  // namespace mkctl

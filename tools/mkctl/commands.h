@@ -1,0 +1,27 @@
+// DOC: the mkctl command table: one function per verb, each in
+// commands/<verb>.cc (kvmtool style). main.cc dispatches on the first word.
+#pragma once
+
+#include "context.h"
+
+namespace mkctl {
+
+using CommandFn = int (*)(Context&);
+
+struct Command {
+  const char* name;
+  const char* summary;
+  CommandFn fn;
+};
+
+int cmd_topology(Context&);
+int cmd_init(Context&);
+int cmd_create(Context&);
+int cmd_delete(Context&);
+int cmd_plan(Context&);
+int cmd_show(Context&);
+
+// The table, in the order `mkctl --help` lists it.
+const Command* commands(std::size_t& count);
+
+}  // namespace mkctl

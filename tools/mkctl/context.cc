@@ -1,0 +1,92 @@
+// mkctl per-call context (see context.h).
+#include "context.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "mkernel/host_devices.h"
+#include "mkernel/sysroot.h"
+
+namespace mkctl {
+
+namespace json = boost::json;
+
+void Context::add_global_options(po::options_description& desc) {
+  desc.add_options()
+      ("json", po::bool_switch(&json_), "machine-readable output (one JSON document on stdout)")
+      ("topology", po::value<std::string>(), "use an hwloc XML topology instead of the live machine "
+                                            "(plan and validate only: nothing is booted)")
+      ("help,h", "show this help");
+}
+
+bool Context::parse(const po::options_description& desc, const po::positional_options_description& pos,
+                    po::variables_map& vm, const char* usage_line, int& exit_code) {
+  try {
+    po::store(po::command_line_parser(args_).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    exit_code = usage_error(std::string(e.what()));
+    return false;
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: " << usage_line << "\n\n" << desc << "\n";
+    exit_code = kExitOk;
+    return false;
+  }
+  if (vm.count("topology")) topology_file_ = vm["topology"].as<std::string>();
+  return true;
+}
+
+mk::Result<mk::Topology> Context::topology() {
+  if (topology_) return *topology_;
+  if (topology_file_) {
+    MK_TRY_ASSIGN(topology_, mk::load_topology_xml(*topology_file_));
+  } else {
+    MK_TRY_ASSIGN(mk::Topology t, mk::load_topology_live());
+    // hwloc lists only physical NICs and disks; instances may also take
+    // virtual interfaces (veth, macvlan) that sysfs shows.
+    mk::add_sysfs_devices(t, mk::SysRoot::from_env());
+    topology_ = std::move(t);
+  }
+  return *topology_;
+}
+
+mk::Result<mk::tools::StateStore> Context::open_state(mk::tools::StateStore::Mode mode) {
+  return mk::tools::StateStore::open(mk::tools::runtime_dir(), topology_source(), mode);
+}
+
+int Context::emit(const json::object& doc, const std::string& text) {
+  if (json_) std::cout << json::serialize(doc) << "\n";
+  else std::cout << text;
+  std::cout.flush();
+  return kExitOk;
+}
+
+int Context::fail(const mk::Error& e, const std::string& hint) {
+  if (json_) {
+    json::object err{{"errno", e.code()}, {"error", e.what()}, {"message", e.message()}};
+    if (!hint.empty()) err["hint"] = hint;
+    std::cout << json::serialize(json::object{{"error", std::move(err)}}) << "\n";
+  }
+  std::fprintf(stderr, "mkctl %s: %s\n", verb_.c_str(), e.to_string().c_str());
+  if (!hint.empty()) std::fprintf(stderr, "  %s\n", hint.c_str());
+  return kExitFailed;
+}
+
+int Context::usage_error(const std::string& message) {
+  if (json_) {
+    std::cout << json::serialize(json::object{{"error", json::object{{"errno", EINVAL}, {"error", "bad usage"},
+                                                                   {"message", message}}}})
+              << "\n";
+  }
+  std::fprintf(stderr, "mkctl %s: %s\n  see: mkctl %s --help\n", verb_.c_str(), message.c_str(), verb_.c_str());
+  return kExitUsage;
+}
+
+std::string warning_lines(const std::vector<std::string>& w) {
+  std::string s;
+  for (const auto& x : w) s += "warning: " + x + "\n";
+  return s;
+}
+
+}  // namespace mkctl
