@@ -1,5 +1,5 @@
-// DOC: fdt_io — mkcommon's private RAII wrappers over libfdt (the only file
-// pair of mkcommon that includes <libfdt.h>).
+// DOC: fdt_io — mkcommon's private RAII wrappers over libfdt (fdt_io.cc is
+// the only file of mkcommon that includes <libfdt.h>).
 //
 // What this is: a sequential writer over fdt_sw (growing its buffer up to a
 // cap) and a reader over fdt_ro that first copies an untrusted blob into an
@@ -30,8 +30,6 @@
 // Unhappy paths: every failure is an Error whose `what` is the literal given
 // to Tree::open ("bad boot tree", "bad pool tree"); no partial state leaks.
 #pragma once
-
-#include <libfdt.h>
 
 #include <cstdarg>
 #include <cstddef>
