@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fuzz_check.h"
 #include "ipi/message_types.h"
 #include "ipi/ring.h"
 
@@ -26,10 +27,6 @@ constexpr std::size_t kSize = sizeof(abi::DirectionControl) + kSlots * abi::kSlo
 
 alignas(64) std::byte g_mem[kSize];
 std::byte g_scratch[abi::kMaxSpanPayload];
-
-void check(bool ok) {
-  if (!ok) std::abort();
-}
 
 }  // namespace
 
@@ -76,16 +73,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Status s = cons.try_pop(m);
     if (s.code() == EAGAIN) break;
     if (!s.ok()) {
-      check(s.code() == EBADMSG);
+      MK_FUZZ_CHECK(s.code() == EBADMSG, "try_pop returned errno %d", s.code());
       continue;
     }
-    check(is_valid_type(m.type));
+    MK_FUZZ_CHECK(is_valid_type(m.type), "accepted type 0x%04x", m.type);
     const std::byte* p = m.payload.data();
     const std::size_t n = m.payload.size();
     if (m.by_ref) {
-      check(p >= v.bulk && p + n <= v.bulk + kBulk);
+      MK_FUZZ_CHECK(p >= v.bulk && p + n <= v.bulk + kBulk, "by-ref payload outside the bulk ring (%zu bytes)", n);
     } else {
-      check(n <= abi::kMaxSpanPayload && (n == 0 || (p >= g_scratch && p + n <= g_scratch + sizeof g_scratch)));
+      MK_FUZZ_CHECK(n <= abi::kMaxSpanPayload && (n == 0 || (p >= g_scratch && p + n <= g_scratch + sizeof g_scratch)),
+                    "inline payload outside scratch (%zu bytes)", n);
     }
     unsigned sum = 0;
     for (std::size_t k = 0; k < n; ++k) sum += static_cast<unsigned>(p[k]);
