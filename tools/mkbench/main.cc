@@ -5,10 +5,13 @@
 #include <string>
 
 #include "bench.h"
+#include "ipi_bench.h"
 
 namespace {
 
 constexpr mkbench::Suite kSuites[] = {
+    {"ipi", "IPI round trips and throughput vs cache-line ping-pong, eventfd, pipe, spsc_queue",
+     mkbench::run_ipi},
     {"plan", "planner latency on real topologies (2x EPYC 9654 into 192 instances)",
      mkbench::run_plan},
 };
