@@ -35,8 +35,8 @@ struct Throughput {
 // Iteration counts; --quick divides them by 10.
 struct Plan {
   std::uint64_t spin_rtt = 200'000;    // poll/adaptive/raw ping-pong round trips
-  std::uint64_t sleep_rtt = 20'000;    // block/eventfd/pipe/message_queue round trips
-  std::uint64_t small_msgs = 3'000'000;
+  std::uint64_t sleep_rtt = 10'000;    // block/eventfd/pipe/message_queue round trips
+  std::uint64_t small_msgs = 2'000'000;
   std::uint64_t kib_msgs = 500'000;
   std::uint64_t big_msgs = 40'000;
 };
