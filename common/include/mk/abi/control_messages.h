@@ -1,0 +1,110 @@
+// DOC: the host <-> instance control protocol over IPI (ABI, "mk-control-v1").
+//
+// What this is: the system-range message types (0x1000..0x1fff, see
+// ipi/message_types.h) that mkerneld and every kernel image exchange on the
+// host channel (/ipi/channel@0 of the boot tree), and their payloads. Both
+// sides include this header; it is part of the boot protocol's contract, so
+// any change to a payload's layout bumps kControlVersion, and a host refuses
+// a READY whose version it does not speak.
+//
+// Lifecycle (happy path):
+//   1. image boots, parses its tree, starts per-CPU loops and tenants;
+//   2. image -> host  kMsgReady (one-way) with ReadyMsg;
+//   3. host -> image  kMsgPing (request; payload echoed), kMsgStats (request;
+//      reply StatsMsg), kMsgPingPeer (request PingPeerMsg; reply
+//      PingPeerReply: the image pings another instance over their channel);
+//   4. image -> host  kMsgTenantExit (one-way) each time a tenant ends;
+//   5. host -> image  kMsgShutdown (request ShutdownMsg; reply ShutdownReply
+//      once tenants are gone: SIGTERM, then SIGKILL after grace_ms); the
+//      image exits 0 after replying.
+// Unhappy paths:
+//   1. no READY within the boot timeout: the host kills the instance and
+//      marks it failed;
+//   2. a request times out or the peer dies (ECONNRESET): the host reports
+//      it and, for shutdown, falls back to SIGKILL (mkctl stop --force);
+//   3. a payload of the wrong size is dropped by the receiver (counted).
+//
+// All payloads are trivially copyable, fixed-width, little-endian (both ends
+// are the same machine), with explicit padding.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace mk::abi {
+
+inline constexpr uint32_t kControlVersion = 1;
+inline constexpr uint32_t kHostId = 0;  // the host's IPI peer id
+
+// System range: 0x1000 + index.
+inline constexpr uint16_t kMsgReady = 0x1001;       // image -> host, one-way
+inline constexpr uint16_t kMsgShutdown = 0x1002;    // host -> image, request
+inline constexpr uint16_t kMsgPing = 0x1003;        // either way, request, echo
+inline constexpr uint16_t kMsgStats = 0x1004;       // host -> image, request
+inline constexpr uint16_t kMsgTenantExit = 0x1005;  // image -> host, one-way
+inline constexpr uint16_t kMsgPingPeer = 0x1006;    // host -> image, request
+
+struct ReadyMsg {
+  uint32_t version;      // kControlVersion
+  uint32_t instance_id;  // from the boot tree
+  uint32_t cpu_count;    // per-CPU loops started
+  uint32_t tenants;      // tenants started
+  uint64_t boot_ns;      // image's own time from exec to ready (CLOCK_MONOTONIC)
+};
+
+struct ShutdownMsg {
+  uint32_t grace_ms;  // SIGTERM -> SIGKILL delay for tenants
+  uint32_t reserved;
+};
+
+struct ShutdownReply {
+  int32_t status;             // 0, or a negative errno
+  uint32_t tenants_killed;    // tenants that needed SIGKILL
+};
+
+struct StatsMsg {
+  uint64_t ipi_rx;            // messages received by the image
+  uint64_t ipi_tx;            // messages sent by the image
+  uint64_t memory_used_bytes; // pages handed out by the region allocator
+  uint64_t memory_bytes;      // total of its regions
+  uint64_t loop_iterations;   // summed over per-CPU loops
+  uint32_t cpus;              // per-CPU loops running
+  uint32_t tenants_running;
+  uint64_t uptime_ns;
+};
+
+struct TenantExitMsg {
+  int32_t pid;     // in the instance's PID namespace
+  int32_t status;  // waitpid() status
+  uint32_t index;  // which tenant (order of start)
+  uint32_t reserved;
+};
+
+struct PingPeerMsg {
+  uint32_t peer_id;  // instance to ping over the image's channel to it
+  uint32_t count;    // round trips, 1..100000
+  uint32_t size;     // payload bytes, 0..4096
+  uint32_t reserved;
+};
+
+struct PingPeerReply {
+  int32_t status;  // 0, or a negative errno (ENOENT: no channel to that peer)
+  uint32_t done;   // round trips completed
+  uint64_t min_ns, p50_ns, p99_ns, max_ns;
+};
+
+#define MK_CONTROL_ABI(T, size)                          \
+  static_assert(std::is_trivially_copyable_v<T>);        \
+  static_assert(std::is_standard_layout_v<T>);           \
+  static_assert(sizeof(T) == (size), #T " layout changed: bump kControlVersion")
+MK_CONTROL_ABI(ReadyMsg, 24);
+MK_CONTROL_ABI(ShutdownMsg, 8);
+MK_CONTROL_ABI(ShutdownReply, 8);
+MK_CONTROL_ABI(StatsMsg, 56);
+MK_CONTROL_ABI(TenantExitMsg, 16);
+MK_CONTROL_ABI(PingPeerMsg, 16);
+MK_CONTROL_ABI(PingPeerReply, 40);
+#undef MK_CONTROL_ABI
+
+}  // namespace mk::abi
