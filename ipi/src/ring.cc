@@ -169,8 +169,7 @@ bool RingConsumer::has_pending() const {
   return static_cast<std::int32_t>(s - low32(pos_ + 1)) >= 0;  // ready, or garbage to skip
 }
 
-void RingConsumer::release() {
-  if (!holding_) return;
+void RingConsumer::release_held() {
   holding_ = false;
   bulk_pos_ = held_end_;
   // Pairs with the acquire load of `bulk_tail` in RingProducer::reserve_bulk.

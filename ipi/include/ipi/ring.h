@@ -136,7 +136,9 @@ class RingConsumer {
   Status try_pop(InMessage& out);
 
   // Gives a held by-reference payload back to the producer.
-  void release();
+  void release() {
+    if (holding_) release_held();
+  }
 
   // True when the next slot is not "empty" (ready, or garbage that try_pop
   // will skip). seq_cst: the load half of the doorbell protocol.
@@ -147,6 +149,7 @@ class RingConsumer {
 
  private:
   Status skip(std::uint32_t n, std::uint64_t& counter);
+  void release_held();
   const std::byte* slot_at(std::uint64_t pos) const {
     return v_.slots + (pos & mask_) * abi::kSlotSize;
   }
