@@ -1,0 +1,163 @@
+// host_link: the host control channel (mk-control-v1) of an image.
+#include "mksdk/host_link.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "mksdk/boot_info.h"
+#include "peer_link.h"
+
+namespace mk::sdk {
+
+const char* to_string(HostLink::State s) {
+  switch (s) {
+    case HostLink::State::kRunning: return "running";
+    case HostLink::State::kShutdown: return "shutdown";
+    case HostLink::State::kHostDown: return "host-down";
+  }
+  return "?";
+}
+
+namespace {
+
+// The host's pid for liveness: the pid the creator wrote into the region,
+// but only when it is our parent. The header is shared memory (untrusted),
+// and in a PID namespace or under a root process another pid could name an
+// unrelated process. 0 = notice the host down only when it closes its side.
+pid_t host_pid(const ipi::Channel& ch) {
+  const pid_t claimed = ch.peer_pid();
+  if (claimed <= 0 || claimed != ::getppid()) return 0;
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, claimed, 0));
+  if (fd < 0) return 0;
+  ::close(fd);
+  return claimed;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HostLink>> HostLink::open(const BootTree& tree, HostServices services,
+                                                 const HostLinkOptions& opts) {
+  std::unique_ptr<HostLink> self(new HostLink());
+  self->services_ = std::move(services);
+  self->opts_ = opts;
+  self->host_id_ = tree.ipi.host_id;
+  const IpiChannel* host = nullptr;
+  for (const auto& ch : tree.ipi.channels) {
+    if (ch.peer_id == tree.ipi.host_id) host = &ch;
+  }
+  if (!host) {
+    return MK_FAIL(ENOENT, "no host channel", "the boot tree has no /ipi/channel@%x (the host)", tree.ipi.host_id);
+  }
+  ipi::EndpointOptions eo;
+  eo.mode = opts.mode;
+  eo.liveness_interval = opts.liveness_interval;
+  MK_TRY_ASSIGN(self->ep_, ipi::Endpoint::create(eo));
+  auto fds = channel_fds(*host);
+  ipi::ChannelFds cf;
+  cf.memfd.reset(fds[0]);
+  cf.eventfd[0].reset(fds[1]);
+  cf.eventfd[1].reset(fds[2]);
+  ipi::ChannelOptions co;
+  co.mode = opts.mode;
+  MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::attach(std::move(cf), co));
+  const pid_t pid = host_pid(ch);
+  MK_TRY(self->ep_->add_peer(self->host_id_, std::move(ch), pid));
+  MK_TRY(self->register_handlers());
+  PeerLink::Options po;
+  po.mode = opts.mode;
+  po.ping_timeout = opts.peer_ping_timeout;
+  po.ping_deadline = opts.peer_ping_deadline;
+  MK_TRY_ASSIGN(self->peers_, PeerLink::open(tree, po));
+  return self;
+}
+
+HostLink::~HostLink() = default;
+
+void HostLink::set_state(State s) {
+  if (s == state_) return;
+  // Legal: running -> shutdown | host-down. Terminal states stay.
+  if (state_ != State::kRunning) return;
+  std::fprintf(stderr, "mksdk: host link %s -> %s\n", to_string(state_), to_string(s));
+  state_ = s;
+}
+
+Result<void> HostLink::register_handlers() {
+  ipi::Endpoint* ep = ep_.get();
+  MK_TRY(ep->on(abi::kMsgPing, [this](ipi::Incoming& in) {
+    rx_.fetch_add(1, std::memory_order_relaxed);
+    if (in.reply(in.payload()).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+  }));
+  MK_TRY(ep->on(abi::kMsgStats, [this](ipi::Incoming& in) {
+    rx_.fetch_add(1, std::memory_order_relaxed);
+    abi::StatsMsg s{};
+    if (services_.stats) s = services_.stats();
+    // Count this reply as sent before reporting, so tx covers it.
+    tx_.fetch_add(1, std::memory_order_relaxed);
+    s.ipi_rx = rx();
+    s.ipi_tx = tx();
+    (void)in.reply_value(s);
+  }));
+  MK_TRY(ep->on_value<abi::ShutdownMsg>(abi::kMsgShutdown, [this](const abi::ShutdownMsg& m, ipi::Incoming& in) {
+    rx_.fetch_add(1, std::memory_order_relaxed);
+    abi::ShutdownReply r{};
+    if (services_.shutdown) r = services_.shutdown(m.grace_ms);
+    if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+    ep_->flush();
+    set_state(State::kShutdown);
+  }));
+  MK_TRY(ep->on_value<abi::PingPeerMsg>(abi::kMsgPingPeer, [this](const abi::PingPeerMsg& m, ipi::Incoming& in) {
+    rx_.fetch_add(1, std::memory_order_relaxed);
+    handle_ping_peer(m, in);
+  }));
+  ep->on_peer_down([this](ipi::PeerId peer, const Error& why) {
+    if (peer != host_id_) return;
+    std::fprintf(stderr, "mksdk: host down: %s\n", why.to_string().c_str());
+    set_state(State::kHostDown);
+  });
+  return {};
+}
+
+void HostLink::handle_ping_peer(const abi::PingPeerMsg& m, ipi::Incoming& in) {
+  // Blocks this (the host) thread for the series; the peer thread keeps
+  // answering other instances meanwhile.
+  abi::PingPeerReply r = peers_->ping(m.peer_id, m.count, m.size);
+  if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+}
+
+Result<void> HostLink::send(std::uint16_t type, std::span<const std::byte> bytes) {
+  ipi::Status st = ep_->send(host_id_, type, bytes);
+  if (!st.ok()) {
+    return MK_FAIL(st.code(), "sending to the host", "type 0x%x: %s", type, std::strerror(st.code()));
+  }
+  ep_->flush();
+  tx_.fetch_add(1, std::memory_order_relaxed);
+  return {};
+}
+
+Result<void> HostLink::send_ready(const abi::ReadyMsg& msg) {
+  return send(abi::kMsgReady, std::as_bytes(std::span<const abi::ReadyMsg, 1>(&msg, 1)));
+}
+
+Result<void> HostLink::send_tenant_exit(const abi::TenantExitMsg& msg) {
+  return send(abi::kMsgTenantExit, std::as_bytes(std::span<const abi::TenantExitMsg, 1>(&msg, 1)));
+}
+
+HostLink::State HostLink::serve_once(std::chrono::nanoseconds timeout) {
+  if (state_ != State::kRunning) return state_;
+  ep_->dispatch(timeout);
+  if (state_ == State::kRunning && !ep_->peer_up(host_id_)) set_state(State::kHostDown);
+  return state_;
+}
+
+std::uint64_t HostLink::rx() const {
+  return rx_.load(std::memory_order_relaxed) + (peers_ ? peers_->rx() : 0);
+}
+
+std::uint64_t HostLink::tx() const {
+  return tx_.load(std::memory_order_relaxed) + (peers_ ? peers_->tx() : 0);
+}
+
+}  // namespace mk::sdk

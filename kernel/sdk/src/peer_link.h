@@ -1,0 +1,72 @@
+// Private: the image's endpoint for instance-to-instance channels.
+//
+// What this is: the peer half of HostLink (mksdk/host_link.h). Every
+// /ipi/channel@PEER other than the host's is attached (side B) to one
+// Endpoint driven by its own thread. That thread answers peers' kMsgPing
+// (echo) and runs the ping series HostLink hands it for kMsgPingPeer; the
+// host thread waits for the result. Channels that fail to attach are kept
+// as an error per peer, so PingPeer reports why.
+//
+// Happy path: 1. PeerLink::open(tree, opts); 2. ping(peer, count, size) from
+// the host thread; 3. destruction stops and joins the thread.
+// Unhappy paths: 1. no channel to the peer: status -ENOENT; 2. attach failed:
+// -errno of the attach; 3. a round trip fails: -errno, `done` so far;
+// 4. the deadline passes: -ETIMEDOUT with `done` so far.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "ipi/endpoint.h"
+#include "mk/abi/control_messages.h"
+#include "mk/boot_tree.h"
+#include "mk/result.h"
+
+namespace mk::sdk {
+
+class PeerLink {
+ public:
+  struct Options {
+    ipi::WaitMode mode = ipi::WaitMode::kAdaptive;
+    std::chrono::milliseconds ping_timeout{1000};
+    std::chrono::milliseconds ping_deadline{30000};
+  };
+  // Never fails as a whole: channels that fail to attach are recorded.
+  static Result<std::unique_ptr<PeerLink>> open(const BootTree& tree, const Options& opts);
+  ~PeerLink();
+
+  // Blocking: runs on the peer thread, returns when done.
+  abi::PingPeerReply ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size);
+
+  std::uint64_t rx() const { return rx_.load(std::memory_order_relaxed); }
+  std::uint64_t tx() const { return tx_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Job {
+    abi::PingPeerMsg req{};
+    abi::PingPeerReply reply{};
+    bool done = false;
+  };
+  PeerLink() = default;
+  void run();
+  abi::PingPeerReply run_ping(const abi::PingPeerMsg& req);
+
+  Options opts_;
+  std::unique_ptr<ipi::Endpoint> ep_;
+  std::map<std::uint32_t, int> attach_error_;  // peer -> errno (0 = attached)
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Job* job_ = nullptr;  // guarded by mu_
+  bool stop_ = false;   // guarded by mu_
+  std::thread thread_;
+  std::atomic<std::uint64_t> rx_{0}, tx_{0};
+};
+
+}  // namespace mk::sdk

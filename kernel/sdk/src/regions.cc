@@ -1,0 +1,114 @@
+// regions: map the instance's memfds, first-fit page allocator over them.
+#include "mksdk/regions.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+namespace mk::sdk {
+
+Result<std::unique_ptr<Regions>> Regions::map(std::span<const BootMemory> memory) {
+  if (memory.empty()) return MK_FAIL(EINVAL, "no memory regions", "the boot tree lists no /memory@N");
+  std::unique_ptr<Regions> self(new Regions());  // unmaps what is mapped on any error
+  for (const auto& m : memory) {
+    if (m.size == 0 || m.size % kPageSize != 0) {
+      return MK_FAIL(EINVAL, "bad region size", "/memory@%x: %llu bytes", m.index,
+                     static_cast<unsigned long long>(m.size));
+    }
+    struct stat st {};
+    if (::fstat(m.fd, &st) != 0) return errno_error("fstat of a memory region");
+    if (static_cast<std::uint64_t>(st.st_size) < m.size) {
+      return MK_FAIL(EINVAL, "memory region smaller than the tree says",
+                     "/memory@%x: memfd %d holds %lld bytes, the tree says %llu", m.index, m.fd,
+                     static_cast<long long>(st.st_size), static_cast<unsigned long long>(m.size));
+    }
+    void* p = ::mmap(nullptr, m.size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, 0);
+    if (p == MAP_FAILED) return errno_error("mmap of a memory region");
+    Region r;
+    r.base = static_cast<std::byte*>(p);
+    r.size = m.size;
+    r.bitmap.assign((m.size / kPageSize + 63) / 64, 0);
+    self->regions_.push_back(std::move(r));
+  }
+  return self;
+}
+
+Regions::~Regions() {
+  for (auto& r : regions_) ::munmap(r.base, r.size);
+}
+
+bool Regions::find_run(const Region& r, std::uint64_t pages, std::uint64_t* first) const {
+  const std::uint64_t total = r.size / kPageSize;
+  std::uint64_t run = 0;
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const std::uint64_t word = r.bitmap[i / 64];
+    if (word == ~0ull && i % 64 == 0) {  // skip a full word at once
+      run = 0;
+      i += 63;
+      continue;
+    }
+    if (word & (1ull << (i % 64))) {
+      run = 0;
+    } else if (++run == pages) {
+      *first = i + 1 - pages;
+      return true;
+    }
+  }
+  return false;
+}
+
+void Regions::mark(Region& r, std::uint64_t first, std::uint64_t pages, bool used) {
+  for (std::uint64_t i = first; i < first + pages; ++i) {
+    if (used) {
+      r.bitmap[i / 64] |= 1ull << (i % 64);
+    } else {
+      r.bitmap[i / 64] &= ~(1ull << (i % 64));
+    }
+  }
+}
+
+Result<PageRange> Regions::alloc(std::uint64_t pages) {
+  if (pages == 0) return MK_FAIL(EINVAL, "zero-page allocation", "alloc(0)");
+  std::lock_guard g(mu_);
+  for (std::uint32_t i = 0; i < regions_.size(); ++i) {
+    std::uint64_t first = 0;
+    if (pages > regions_[i].size / kPageSize || !find_run(regions_[i], pages, &first)) continue;
+    mark(regions_[i], first, pages, true);
+    used_pages_ += pages;
+    PageRange range{i, first * kPageSize, pages};
+    live_[{i, range.offset}] = pages;
+    return range;
+  }
+  return MK_FAIL(ENOMEM, "instance memory exhausted", "no run of %llu free pages (%llu of %llu pages used)",
+                 static_cast<unsigned long long>(pages), static_cast<unsigned long long>(used_pages_),
+                 static_cast<unsigned long long>(total_bytes() / kPageSize));
+}
+
+Result<void> Regions::release(const PageRange& range) {
+  std::lock_guard g(mu_);
+  auto it = live_.find({range.region, range.offset});
+  if (it == live_.end() || it->second != range.pages) {
+    return MK_FAIL(EINVAL, "not a live allocation", "region %u offset %llu pages %llu", range.region,
+                   static_cast<unsigned long long>(range.offset), static_cast<unsigned long long>(range.pages));
+  }
+  mark(regions_[range.region], range.offset / kPageSize, range.pages, false);
+  used_pages_ -= range.pages;
+  live_.erase(it);
+  return {};
+}
+
+std::byte* Regions::at(const PageRange& range) const {
+  return regions_.at(range.region).base + range.offset;
+}
+
+std::uint64_t Regions::total_bytes() const {
+  std::uint64_t n = 0;
+  for (const auto& r : regions_) n += r.size;  // sizes never change after map()
+  return n;
+}
+
+std::uint64_t Regions::used_bytes() const {
+  std::lock_guard g(mu_);
+  return used_pages_ * kPageSize;
+}
+
+}  // namespace mk::sdk

@@ -1,0 +1,245 @@
+#include "host_harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace mk::test {
+
+std::uint32_t instance_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  std::uint32_t best = 0;
+  for (int i = 0; i < CPU_SETSIZE; ++i) {
+    if (CPU_ISSET(i, &set)) best = static_cast<std::uint32_t>(i);
+  }
+  return best;
+}
+
+namespace {
+
+Result<int> sealed_memfd(const void* data, std::size_t n) {
+  int fd = ::memfd_create("mk-test-tree", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return errno_error("memfd_create");
+  if (::write(fd, data, n) != static_cast<ssize_t>(n) ||
+      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    ::close(fd);
+    return errno_error("writing/sealing the tree memfd");
+  }
+  return fd;
+}
+
+Result<int> region_memfd() {
+  int fd = ::memfd_create("mk-test-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return errno_error("memfd_create");
+  if (::ftruncate(fd, static_cast<off_t>(kRegionBytes)) != 0 ||
+      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+    ::close(fd);
+    return errno_error("sizing the region memfd");
+  }
+  return fd;
+}
+
+void drain(int fd, std::string* buf) {
+  char tmp[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n <= 0) return;
+    buf->append(tmp, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
+  std::unique_ptr<ImageRun> run(new ImageRun());
+  const std::uint32_t cpu = instance_cpu();
+  const ipi::ChannelConfig cfg{256, 64 * 1024};
+  MK_TRY_ASSIGN(ipi::Channel host_ch, ipi::Channel::create(cfg));
+  MK_TRY_ASSIGN(ipi::ChannelFds host_fds, host_ch.export_fds());
+  std::optional<ipi::Channel> peer_ch;
+  ipi::ChannelFds peer_fds;
+  if (spec.peer_channel) {
+    MK_TRY_ASSIGN(peer_ch, ipi::Channel::create(cfg));
+    MK_TRY_ASSIGN(peer_fds, peer_ch->export_fds());
+  }
+  MK_TRY_ASSIGN(int region, region_memfd());
+  int con[2], err[2];
+  if (::pipe2(con, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return errno_error("pipe2");
+  ::fcntl(con[0], F_SETFL, O_NONBLOCK);
+  ::fcntl(err[0], F_SETFL, O_NONBLOCK);
+
+  BootTree t;
+  t.instance = {kInstanceId, "t7"};
+  t.init = spec.init;
+  t.cpus = {BootCpu{cpu, cpu, 0, 0, -1, -1}};
+  t.memory = {BootMemory{0, kRegionBytes, 0, 4, 0}};
+  t.devices = {BootDevice{"console", DeviceKind::kConsole, 5, {}}};
+  t.ipi.host_id = abi::kHostId;
+  t.ipi.channels = {IpiChannel{abi::kHostId, "host", 6, cfg.slot_count * 64, ChannelRole::kBidirectional}};
+  if (spec.peer_channel) {
+    t.ipi.channels.push_back(IpiChannel{kPeerId, "peer", 9, cfg.slot_count * 64, ChannelRole::kBidirectional});
+  }
+  MK_TRY_ASSIGN(std::vector<std::uint8_t> blob, emit_boot_tree(t));
+  if (spec.corrupt_tree) {
+    for (std::size_t i = 0; i < blob.size(); i += 7) blob[i] ^= 0xa5;
+  }
+  MK_TRY_ASSIGN(int tree_fd, sealed_memfd(blob.data(), blob.size()));
+
+  // Source fd for each target fd; -1 = leave closed.
+  std::vector<int> src = {tree_fd, region, con[1], host_fds.memfd.get(),
+                          spec.omit_channel_eventfds ? -1 : host_fds.eventfd[0].get(),
+                          spec.omit_channel_eventfds ? -1 : host_fds.eventfd[1].get()};
+  if (spec.peer_channel) {
+    src.push_back(peer_fds.memfd.get());
+    src.push_back(peer_fds.eventfd[0].get());
+    src.push_back(peer_fds.eventfd[1].get());
+  }
+  const std::string path = std::string(MK_BIN_DIR) + "/" + spec.image;
+  std::vector<std::string> args = {path};
+  args.insert(args.end(), spec.args.begin(), spec.args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork");
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to execv.
+    int high[16];
+    for (std::size_t i = 0; i < src.size(); ++i) high[i] = src[i] < 0 ? -1 : ::fcntl(src[i], F_DUPFD_CLOEXEC, 64);
+    int err_high = ::fcntl(err[1], F_DUPFD_CLOEXEC, 64);
+    for (std::size_t i = 0; i < src.size(); ++i) {
+      if (high[i] >= 0) {
+        ::dup2(high[i], 3 + static_cast<int>(i));
+      } else {
+        ::close(3 + static_cast<int>(i));
+      }
+    }
+    ::dup2(err_high, 2);
+    ::syscall(SYS_close_range, 3 + src.size(), ~0u, 0);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    ::sched_setaffinity(0, sizeof set, &set);  // the host confines before exec
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  run->pid_ = pid;
+  ::close(tree_fd);
+  ::close(region);
+  ::close(con[1]);
+  ::close(err[1]);
+  run->console_rd_ = con[0];
+  run->stderr_rd_ = err[0];
+
+  MK_TRY_ASSIGN(run->ep_, ipi::Endpoint::create());
+  MK_TRY(run->ep_->add_peer(kInstanceId, std::move(host_ch), pid));
+  if (peer_ch) MK_TRY(run->ep_->add_peer(kPeerId, std::move(*peer_ch), pid));
+  ImageRun* raw = run.get();
+  MK_TRY(run->ep_->on_value<abi::ReadyMsg>(abi::kMsgReady,
+                                           [raw](const abi::ReadyMsg& m, ipi::Incoming&) { raw->ready_ = m; }));
+  MK_TRY(run->ep_->on_value<abi::TenantExitMsg>(
+      abi::kMsgTenantExit, [raw](const abi::TenantExitMsg& m, ipi::Incoming&) { raw->exits_.push_back(m); }));
+  // The harness also plays peer 9: echo its pings.
+  MK_TRY(run->ep_->on(abi::kMsgPing, [](ipi::Incoming& in) { (void)in.reply(in.payload()); }));
+  return run;
+}
+
+ImageRun::~ImageRun() {
+  ep_.reset();
+  if (pid_ > 0 && !reaped_) {
+    ::kill(pid_, SIGKILL);
+    int st;
+    ::waitpid(pid_, &st, 0);
+  }
+  if (console_rd_ >= 0) ::close(console_rd_);
+  if (stderr_rd_ >= 0) ::close(stderr_rd_);
+}
+
+bool ImageRun::wait_ready(std::chrono::milliseconds timeout) {
+  return serve_until([&] { return ready_.has_value() || !ep_->peer_up(kInstanceId); }, timeout) &&
+         ready_.has_value();
+}
+
+std::optional<int> ImageRun::wait_exit(std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int st = 0;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      return st;
+    }
+    if (std::chrono::steady_clock::now() >= end) return std::nullopt;
+    if (ep_) {
+      ep_->dispatch(std::chrono::milliseconds(10));
+    } else {
+      ::usleep(10'000);
+    }
+  }
+}
+
+std::string ImageRun::console() {
+  drain(console_rd_, &console_buf_);
+  return console_buf_;
+}
+
+std::string ImageRun::stderr_text() {
+  drain(stderr_rd_, &stderr_buf_);
+  return stderr_buf_;
+}
+
+std::vector<std::string> cpus_allowed_of_tasks(pid_t pid) {
+  std::vector<std::string> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream f(dir + "/" + e->d_name + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+        std::string v = line.substr(std::strlen("Cpus_allowed_list:"));
+        v.erase(0, v.find_first_not_of(" \t"));
+        out.push_back(v);
+      }
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string s;
+    std::getline(f, s);
+    auto rp = s.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream in(s.substr(rp + 2));
+    char state;
+    pid_t ppid = 0;
+    in >> state >> ppid;
+    if (ppid == pid) out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+  }
+  ::closedir(d);
+  return out;
+}
+
+}  // namespace mk::test

@@ -1,0 +1,99 @@
+// Test harness that plays the host for an image (mk-kernel, mk-hello): it
+// builds a boot tree by hand, seals it in a memfd, arranges the fds exactly
+// as mkernel/manifest.h and docs/sdk.md describe (3 tree, 4 region, 5
+// console, 6/7/8 host channel memfd + doorbell eventfds, then optional peer
+// channels), pins the child like the host would, execs the image and talks
+// to it over the host endpoint.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ipi/endpoint.h"
+#include "mk/abi/control_messages.h"
+#include "mk/boot_tree.h"
+#include "mk/result.h"
+
+namespace mk::test {
+
+inline constexpr std::uint32_t kInstanceId = 7;
+inline constexpr std::uint32_t kPeerId = 9;  // the harness plays this peer too when asked
+inline constexpr std::uint64_t kRegionBytes = 16ull << 20;
+
+struct LaunchSpec {
+  std::string image = "mk-kernel";   // in MK_BIN_DIR
+  std::vector<std::string> args;     // argv[1..]
+  std::string init;                  // tree's init
+  bool corrupt_tree = false;         // fd 3 holds garbage
+  bool omit_channel_eventfds = false;// fds 7, 8 not passed
+  bool peer_channel = false;         // add /ipi/channel@9 played by the harness
+};
+
+// The instance's CPU: the highest CPU this process may use (1 on the 2-CPU VM).
+std::uint32_t instance_cpu();
+
+class ImageRun {
+ public:
+  static Result<std::unique_ptr<ImageRun>> launch(const LaunchSpec& spec);
+  ~ImageRun();  // SIGKILLs and reaps the image if still running
+
+  pid_t pid() const { return pid_; }
+  ipi::Endpoint& ep() { return *ep_; }
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  const std::optional<abi::ReadyMsg>& ready() const { return ready_; }
+  const std::vector<abi::TenantExitMsg>& tenant_exits() const { return exits_; }
+
+  // Waits for the image to exit, serving the endpoint meanwhile. Returns the
+  // waitpid status, or nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Polls the endpoint until `pred` or timeout.
+  template <class F>
+  bool serve_until(F pred, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() >= end) return false;
+      if (ep_) ep_->dispatch(std::chrono::milliseconds(10));
+    }
+    return true;
+  }
+
+  template <class Req, class Rep>
+  Result<Rep> request(std::uint16_t type, const Req& req,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    Rep rep{};
+    MK_TRY_ASSIGN(std::size_t n,
+                  ep_->request(kInstanceId, type, std::as_bytes(std::span<const Req, 1>(&req, 1)),
+                               std::as_writable_bytes(std::span<Rep, 1>(&rep, 1)), timeout));
+    if (n != sizeof(Rep)) return MK_FAIL(EBADMSG, "short reply", "%zu bytes", n);
+    return rep;
+  }
+
+  // Drops the host endpoint (closes our side of every channel).
+  void close_host() { ep_.reset(); }
+  // Everything the image wrote to its console / stderr so far.
+  std::string console();
+  std::string stderr_text();
+
+ private:
+  ImageRun() = default;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int console_rd_ = -1, stderr_rd_ = -1;
+  std::string console_buf_, stderr_buf_;
+  std::unique_ptr<ipi::Endpoint> ep_;
+  std::optional<abi::ReadyMsg> ready_;
+  std::vector<abi::TenantExitMsg> exits_;
+};
+
+// Cpus_allowed_list of every task of `pid` (empty if it is gone).
+std::vector<std::string> cpus_allowed_of_tasks(pid_t pid);
+// Direct children of `pid` (from /proc/*/stat).
+std::vector<pid_t> children_of(pid_t pid);
+
+}  // namespace mk::test
