@@ -1,0 +1,151 @@
+// DOC: mk::ConfinePlan and mk::spawn_confined — the child-side confinement of
+// an instance process, applied between clone and execve (DESIGN.md §2, §3
+// step 2).
+//
+// What this is: everything a new instance process must have before the first
+// instruction of its image runs: CPU affinity to the instance's CPUs, a
+// memory policy bound to its nodes, no_new_privs, an optional uid/gid, a
+// hostname in its own UTS namespace, and an exact fd layout (fd 3 = boot
+// tree, 4.. = regions, ... as manifest.h lists; every other fd closed).
+// make_confine_plan() turns a ConfineSpec (allocating, validated in the
+// parent) into a ConfinePlan: a plain fixed-size struct, so the child applies
+// it without allocating or taking locks. That makes the child path safe
+// after clone in a multi-threaded parent (mkerneld runs Asio threads).
+// spawn_confined() clones (clone3 with CLONE_PIDFD, plus new PID, mount, UTS,
+// IPC and optionally network namespaces when root), applies the plan in the
+// child and execs; an O_CLOEXEC error pipe carries a child-side failure
+// (step + errno) back, so a failure before exec is never silent.
+//
+// Place in the boot flow: `start`, after the regions, the boot-tree memfd and
+// the device fds exist and the cgroup is created (cgroup.h); the returned pid
+// is then attached to the cgroup and the pidfd watched for exit.
+//
+// Happy path (child, in this order):
+//   1. signals: all dispositions to default, mask cleared (the parent blocks
+//      every signal around clone so no parent handler runs in the child).
+//   2. setsid (the instance outlives the daemon's session).
+//   3. with a mount namespace: "/" made recursively private; with a PID
+//      namespace too: a fresh /proc for it.
+//   4. sethostname (UTS namespace only).
+//   5. sched_setaffinity(instance cpus); 6. set_mempolicy(MPOL_BIND, nodes).
+//   7. fds: every source staged above all targets, dup2 to its target, every
+//      other fd closed (close_range).
+//   8. setgroups({}), setresgid, setresuid (when a uid/gid is configured).
+//   9. prctl(PR_SET_NO_NEW_PRIVS); 10. execve.
+//
+// Unhappy paths:
+//   1. Plan invalid (no cpus, duplicate fd target, source not open, hostname
+//      longer than 64): make_confine_plan fails, nothing spawned.
+//   2. Not root, or the kernel refuses the namespaces (EPERM/EINVAL in a
+//      container) with fallback_without_namespaces: spawned without them; the
+//      guarantees say "no (not root)" / "no (kernel refused: ...)".
+//   3. A child step fails: the child writes {step, errno} to the error pipe
+//      and exits 127; spawn_confined reaps it and returns that errno with the
+//      step name ("confined child failed: sched_setaffinity: Invalid argument").
+//
+// Returns: make_confine_plan: EINVAL, EBADF, E2BIG (more than kMaxPlanFds).
+// spawn_confined: EINVAL (empty argv), the child's errno (ENOENT for a
+// missing image, EACCES, EINVAL, EPERM, ...), and errno of pipe/clone3.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mk/cpu_set.h"
+#include "mk/result.h"
+#include "mkernel/guarantee.h"
+#include "mkernel/owned_fd.h"
+
+namespace mk {
+
+inline constexpr std::size_t kMaxPlanFds = 128;
+inline constexpr uint32_t kMaxPlanNodes = 1024;
+inline constexpr int kMaxPlanFdNumber = 65535;
+
+struct FdMap {
+  int source = -1;  // an fd open in the parent
+  int target = -1;  // its number in the child
+};
+
+// Parent-side input, validated by make_confine_plan.
+struct ConfineSpec {
+  CpuSet cpus;                   // required
+  std::vector<uint32_t> nodes;   // MPOL_BIND nodes; empty = leave the policy
+  std::optional<uid_t> uid;      // setresuid (and setgroups({}) when set)
+  std::optional<gid_t> gid;      // setresgid
+  std::string hostname;          // applied only in a new UTS namespace
+  std::vector<FdMap> fds;        // the child's complete fd table
+  bool no_new_privs = true;
+};
+
+enum class ConfineStep : int32_t {
+  kNone = 0,
+  kSignals,
+  kSetsid,
+  kMountPrivate,
+  kMountProc,
+  kHostname,
+  kAffinity,
+  kMempolicy,
+  kFds,
+  kGroups,
+  kGid,
+  kUid,
+  kNoNewPrivs,
+  kExec,
+};
+const char* to_string(ConfineStep s);
+
+// Plain data: no pointers to the heap, safe to use after clone.
+struct ConfinePlan {
+  uint64_t cpu_mask[CpuSet::kMaxCpus / 64];
+  uint32_t cpu_mask_bytes;
+  unsigned long node_mask[kMaxPlanNodes / (8 * sizeof(unsigned long))];
+  uint32_t node_max;  // maxnode argument of set_mempolicy
+  bool mempolicy;
+  bool no_new_privs;
+  bool set_uid;
+  bool set_gid;
+  uint32_t uid;
+  uint32_t gid;
+  char hostname[65];
+  uint32_t hostname_len;
+  FdMap fds[kMaxPlanFds];  // sorted by target
+  uint32_t nfds;
+  int fd_ceiling;          // 1 + the largest source or target
+  // Set by spawn_confined from the namespaces it actually got.
+  bool in_uts_ns;
+  bool in_mount_ns;
+  bool in_pid_ns;
+};
+
+Result<ConfinePlan> make_confine_plan(const ConfineSpec& spec);
+
+// Applies `plan` to the calling process, steps 1-9 above. Async-signal-safe:
+// for use in a child after fork/clone. Returns 0, or the errno with *failed set
+// to the failing step. Does not exec.
+int apply_confinement(const ConfinePlan& plan, int* keep_fd, ConfineStep* failed) noexcept;
+
+struct SpawnOptions {
+  bool namespaces = true;                   // PID, mount, UTS, IPC when root
+  bool net_namespace = false;               // + network (an instance with a net device)
+  bool fallback_without_namespaces = true;  // not root / refused -> run without
+};
+
+struct SpawnedProcess {
+  pid_t pid = -1;
+  OwnedFd pidfd;
+  uint64_t clone_flags = 0;  // the namespace flags actually used
+  Guarantees guarantees;     // affinity, mempolicy, no_new_privs, uid, *ns
+};
+
+// argv[0] is the path executed. envp is the complete environment.
+Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector<std::string>& argv,
+                                      const std::vector<std::string>& envp,
+                                      const SpawnOptions& opts);
+
+}  // namespace mk
