@@ -155,21 +155,22 @@ class [[nodiscard]] Result {
   std::variant<T, Error> v_;
 };
 
+// Success holds std::monostate, so returning ok() never touches (or zeroes)
+// the Error's detail buffer: the IPI hot path returns Result<void>.
 template <>
 class [[nodiscard]] Result<void> {
  public:
   using value_type = void;
   Result() = default;
-  Result(const Error& e) : ok_(false), e_(e) {}
+  Result(const Error& e) : v_(std::in_place_index<1>, e) {}
 
-  bool has_value() const noexcept { return ok_; }
-  explicit operator bool() const noexcept { return ok_; }
+  bool has_value() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return has_value(); }
   void value() const {}
-  const Error& error() const { return e_; }
+  const Error& error() const { return std::get<1>(v_); }
 
  private:
-  bool ok_ = true;
-  Error e_{};
+  std::variant<std::monostate, Error> v_;
 };
 
 inline Result<void> ok() { return {}; }
