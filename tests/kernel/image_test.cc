@@ -62,7 +62,9 @@ TEST(MkKernel, PingEchoesPayloads) {
     auto n = run->ep().request(kInstanceId, abi::kMsgPing, out, in, 30s);
     ASSERT_TRUE(n.has_value()) << n.error().to_string();
     ASSERT_EQ(*n, size);
-    EXPECT_EQ(std::memcmp(out.data(), in.data(), size), 0);
+    if (size > 0) {
+      EXPECT_EQ(std::memcmp(out.data(), in.data(), size), 0);
+    }
   }
   shutdown_ok(*run);
 }
