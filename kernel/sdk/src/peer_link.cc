@@ -42,7 +42,8 @@ Result<std::unique_ptr<PeerLink>> PeerLink::open(const BootTree& tree, const Opt
     raw->rx_.fetch_add(1, std::memory_order_relaxed);
     if (in.reply(in.payload()).ok()) raw->tx_.fetch_add(1, std::memory_order_relaxed);
   }));
-  self->thread_ = std::thread([raw] { raw->run(); });
+  // No peer channels: no thread (ping() answers ENOENT inline).
+  if (!self->attach_error_.empty()) self->thread_ = std::thread([raw] { raw->run(); });
   return self;
 }
 
@@ -81,6 +82,7 @@ void PeerLink::run() {
 abi::PingPeerReply PeerLink::ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size) {
   Job job;
   job.req = abi::PingPeerMsg{peer, count, size, 0};
+  if (!thread_.joinable()) return run_ping(job.req);  // no peers: ENOENT
   std::unique_lock lock(mu_);
   job_ = &job;
   cv_.wait(lock, [&] { return job.done || stop_; });

@@ -7,6 +7,7 @@
 // host thread waits for the result. Channels that fail to attach are kept
 // as an error per peer, so PingPeer reports why.
 //
+// No peer channels: no thread; ping() answers -ENOENT inline.
 // Happy path: 1. PeerLink::open(tree, opts); 2. ping(peer, count, size) from
 // the host thread; 3. destruction stops and joins the thread.
 // Unhappy paths: 1. no channel to the peer: status -ENOENT; 2. attach failed:
