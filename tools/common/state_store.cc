@@ -87,6 +87,8 @@ std::string runtime_dir() {
   return "/tmp/mkernel-" + std::to_string(::geteuid());
 }
 
+Result<void> make_runtime_dir(const std::string& dir) { return make_dirs(dir); }
+
 StateStore::StateStore(StateStore&& o) noexcept
     : dir_(std::move(o.dir_)), path_(std::move(o.path_)), topology_source_(std::move(o.topology_source_)),
       lock_fd_(o.lock_fd_) {

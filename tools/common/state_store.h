@@ -36,6 +36,8 @@ namespace mk::tools {
 
 // The runtime directory from the environment (see above).
 std::string runtime_dir();
+// Creates the runtime directory (0700) and its missing parents.
+Result<void> make_runtime_dir(const std::string& dir);
 
 class StateStore {
  public:

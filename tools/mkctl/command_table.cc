@@ -11,6 +11,7 @@ constexpr Command kCommands[] = {
     {"delete", "free an instance and everything it holds", cmd_delete},
     {"plan", "propose instances for a policy (pe-split, per-numa, even); --apply", cmd_plan},
     {"show", "show the pool and instances, or one instance (--dtb FILE: its boot tree)", cmd_show},
+    {"host", "the host daemon mkerneld: host stop (instances keep running), host status", cmd_host},
 };
 }  // namespace
 

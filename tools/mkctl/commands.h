@@ -20,6 +20,7 @@ int cmd_create(Context&);
 int cmd_delete(Context&);
 int cmd_plan(Context&);
 int cmd_show(Context&);
+int cmd_host(Context&);
 
 // The table, in the order `mkctl --help` lists it.
 const Command* commands(std::size_t& count);

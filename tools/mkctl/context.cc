@@ -4,8 +4,10 @@
 #include <cstdio>
 #include <iostream>
 
+#include "daemon_client.h"
 #include "mkernel/host_devices.h"
 #include "mkernel/sysroot.h"
+#include "partition_actions.h"
 
 namespace mkctl {
 
@@ -62,14 +64,42 @@ int Context::emit(const json::object& doc, const std::string& text) {
   return kExitOk;
 }
 
-int Context::fail(const mk::Error& e, const std::string& hint) {
+mk::tools::rpc::Response Context::execute(const mk::tools::rpc::Action& action) {
+  using mk::tools::rpc::Response;
+  if (!planning_only()) {
+    std::string dir = mk::tools::runtime_dir();
+    auto r = mk::tools::call_daemon(dir, action, mk::tools::AutoStart::Yes);
+    if (!r) return Response::failure(r.error(), "mkerneld log: " + mk::tools::daemon_log_path(dir));
+    return std::move(*r);
+  }
+  auto topo = topology();
+  if (!topo) return Response::failure(topo.error());
+  bool change = mk::tools::rpc::changes_partition(action);
+  auto store = open_state(change ? mk::tools::StateStore::Mode::Write : mk::tools::StateStore::Mode::Read);
+  if (!store) return Response::failure(store.error());
+  auto part = store->load();
+  if (!part) return Response::failure(part.error());
+  mk::SysRoot sysroot = mk::SysRoot::from_env();
+  bool changed = false;
+  Response r = mk::tools::apply_partition_action(action, {*topo, sysroot, topology_source()}, *part, changed);
+  if (r.ok && changed) {
+    if (auto s = store->save(*part); !s) return Response::failure(s.error(), mk::tools::failure_hint(action));
+  }
+  return r;
+}
+
+int Context::finish(const mk::tools::rpc::Response& r) { return r.ok ? emit(r.result, r.text) : fail(r.error); }
+
+int Context::fail(const mk::Error& e, const std::string& hint) { return fail(mk::tools::rpc::WireError::from(e, hint)); }
+
+int Context::fail(const mk::tools::rpc::WireError& e) {
   if (json_) {
-    json::object err{{"errno", e.code()}, {"error", e.what()}, {"message", e.message()}};
-    if (!hint.empty()) err["hint"] = hint;
+    json::object err{{"errno", e.errnum}, {"error", e.error}, {"message", e.message}};
+    if (!e.hint.empty()) err["hint"] = e.hint;
     std::cout << json::serialize(json::object{{"error", std::move(err)}}) << "\n";
   }
   std::fprintf(stderr, "mkctl %s: %s\n", verb_.c_str(), e.to_string().c_str());
-  if (!hint.empty()) std::fprintf(stderr, "  %s\n", hint.c_str());
+  if (!e.hint.empty()) std::fprintf(stderr, "  %s\n", e.hint.c_str());
   return kExitFailed;
 }
 

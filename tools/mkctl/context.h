@@ -19,6 +19,7 @@
 
 #include "mk/result.h"
 #include "mkernel/topology.h"
+#include "rpc_protocol.h"
 #include "state_store.h"
 
 namespace mkctl {
@@ -48,10 +49,17 @@ class Context {
   mk::Result<mk::Topology> topology();
   mk::Result<mk::tools::StateStore> open_state(mk::tools::StateStore::Mode mode);
 
+  // Runs a partition action where it belongs (see above). Failures to reach
+  // the daemon come back as failure responses with a hint.
+  mk::tools::rpc::Response execute(const mk::tools::rpc::Action& action);
+  // Prints a response as emit() or fail() would; returns the exit code.
+  int finish(const mk::tools::rpc::Response& r);
+
   // Success: prints `text` (human) or `doc` (--json). Returns kExitOk.
   int emit(const boost::json::object& doc, const std::string& text);
   // Failure: prints the error (and a hint) and returns kExitFailed.
   int fail(const mk::Error& e, const std::string& hint = "");
+  int fail(const mk::tools::rpc::WireError& e);
   // Command-line error: returns kExitUsage.
   int usage_error(const std::string& message);
 

@@ -20,7 +20,9 @@ void usage(FILE* f) {
   for (std::size_t i = 0; i < n; ++i) std::fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
   std::fprintf(f,
                "\nenvironment:\n  MKERNEL_RUNTIME_DIR  state directory (default /run/mkernel as root,\n"
-               "                       $XDG_RUNTIME_DIR/mkernel otherwise)\n");
+               "                       $XDG_RUNTIME_DIR/mkernel otherwise); mkctl starts\n"
+               "                       mkerneld there when none is running\n"
+               "  MKERNEL_MKERNELD     the mkerneld binary (default: next to mkctl)\n");
 }
 
 }  // namespace

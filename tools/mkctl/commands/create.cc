@@ -1,7 +1,5 @@
 // mkctl create: allocate an instance, validated; a refused create changes nothing.
 #include "../commands.h"
-#include "json_codec.h"
-#include "mk/units.h"
 #include "mkernel/partition.h"
 
 namespace mkctl {
@@ -65,25 +63,7 @@ int cmd_create(Context& ctx) {
     req.devices.push_back(*s);
   }
 
-  auto topo = ctx.topology();
-  if (!topo) return ctx.fail(topo.error());
-  auto store = ctx.open_state(mk::tools::StateStore::Mode::Write);
-  if (!store) return ctx.fail(store.error());
-  auto part = store->load();
-  if (!part) return ctx.fail(part.error());
-  auto plan = mk::plan_create(*topo, *part, req);
-  if (!plan) return ctx.fail(plan.error(), "nothing was changed");
-  part->add(plan->instance);
-  if (auto s = store->save(*part); !s) return ctx.fail(s.error(), "nothing was changed");
-
-  const mk::Instance& i = plan->instance;
-  std::string text = "created '" + i.name + "' (id " + std::to_string(i.id) + "): cpus " + i.cpus.to_string() +
-                     ", memory " + mk::format_size(i.memory_bytes());
-  for (const auto& d : i.devices) text += ", " + d.to_string();
-  text += "\n";
-  auto doc = mk::tools::to_json(i);
-  return ctx.emit({{"instance", std::move(doc)}, {"warnings", mk::tools::warnings_to_json(plan->warnings)}},
-                  warning_lines(plan->warnings) + text);
+  return ctx.finish(ctx.execute(mk::tools::rpc::CreateAction{std::move(req)}));
 }
 
 }  // namespace mkctl

@@ -2,10 +2,7 @@
 #include <sstream>
 
 #include "../commands.h"
-#include "json_codec.h"
-#include "mk/units.h"
 #include "mkernel/pool.h"
-#include "mkernel/sysroot.h"
 
 namespace mkctl {
 
@@ -50,33 +47,7 @@ int cmd_init(Context& ctx) {
   }
   req.devices = split_commas(devices);
 
-  auto topo = ctx.topology();
-  if (!topo) return ctx.fail(topo.error());
-  auto store = ctx.open_state(mk::tools::StateStore::Mode::Write);
-  if (!store) return ctx.fail(store.error());
-  auto part = store->load();
-  if (!part) return ctx.fail(part.error());
-  auto avail = mk::available_memory(*topo, mk::SysRoot::from_env());
-  if (!avail) return ctx.fail(avail.error());
-  auto d = mk::make_pool(*topo, req, *avail, part->instances);
-  if (!d) return ctx.fail(d.error(), "the pool was left unchanged");
-  part->pool = d->pool;
-  part->has_pool = true;
-  if (auto s = store->save(*part); !s) return ctx.fail(s.error(), "the pool was left unchanged");
-
-  std::string text = "pool: cpus " + d->pool.cpus.to_string() + ", memory " +
-                     mk::format_size(d->pool.total_memory());
-  for (const auto& r : d->pool.memory) text += " [node " + std::to_string(r.node) + ": " + mk::format_size(r.bytes) + "]";
-  if (!d->pool.devices.empty()) {
-    text += ", devices";
-    for (const auto& dev : d->pool.devices) text += " " + dev;
-  }
-  mk::CpuSet host = topo->all_pus() - d->pool.cpus;
-  text += "\nhost keeps: cpus " + (host.empty() ? std::string("none") : host.to_string()) + "\n";
-  return ctx.emit({{"pool", mk::tools::to_json(d->pool)},
-                   {"host_cpus", host.to_string()},
-                   {"warnings", mk::tools::warnings_to_json(d->warnings)}},
-                  warning_lines(d->warnings) + text);
+  return ctx.finish(ctx.execute(mk::tools::rpc::InitAction{std::move(req)}));
 }
 
 }  // namespace mkctl

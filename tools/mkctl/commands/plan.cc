@@ -1,39 +1,9 @@
 // mkctl plan: propose a validated partitioning for a policy; --apply commits it.
-#include <cstdio>
-
 #include "../commands.h"
-#include "json_codec.h"
 #include "mk/units.h"
 #include "mkernel/planner.h"
-#include "mkernel/sysroot.h"
 
 namespace mkctl {
-
-namespace {
-
-std::string plan_text(const mk::Plan& plan, bool applied, bool default_pool) {
-  std::string s;
-  if (default_pool) s += "note: no pool is set; planning over the default pool (mkctl init sets one)\n";
-  char line[512];
-  std::snprintf(line, sizeof line, "plan (%s): %zu instance(s)%s\n", mk::to_string(plan.policy),
-                plan.instances.size(), applied ? ", applied" : "; rerun with --apply to create them");
-  s += line;
-  std::snprintf(line, sizeof line, "  %-4s %-12s %-24s %s\n", "ID", "NAME", "CPUS", "MEMORY");
-  s += line;
-  for (const auto& ip : plan.instances) {
-    std::string mem;
-    for (const auto& r : ip.instance.memory)
-      mem += (mem.empty() ? "" : " + ") + mk::format_size(r.bytes) + "@" + std::to_string(r.node);
-    std::snprintf(line, sizeof line, "  %-4u %-12s %-24s %s\n", ip.instance.id, ip.instance.name.c_str(),
-                  ip.instance.cpus.to_string().c_str(), mem.empty() ? "none" : mem.c_str());
-    s += line;
-    for (const auto& w : ip.warnings) s += "       warning: " + w + "\n";
-  }
-  s += warning_lines(plan.warnings);
-  return s;
-}
-
-}  // namespace
 
 int cmd_plan(Context& ctx) {
   po::options_description desc("mkctl plan options");
@@ -70,33 +40,7 @@ int cmd_plan(Context& ctx) {
   if (vm.count("prefix")) req.name_prefix = vm["prefix"].as<std::string>();
   bool apply = vm["apply"].as<bool>();
 
-  auto topo = ctx.topology();
-  if (!topo) return ctx.fail(topo.error());
-  auto store = ctx.open_state(apply ? mk::tools::StateStore::Mode::Write : mk::tools::StateStore::Mode::Read);
-  if (!store) return ctx.fail(store.error());
-  auto part = store->load();
-  if (!part) return ctx.fail(part.error());
-  bool default_pool = !part->has_pool;
-  if (default_pool) {
-    auto avail = mk::available_memory(*topo, mk::SysRoot::from_env());
-    if (!avail) return ctx.fail(avail.error());
-    auto d = mk::make_pool(*topo, {}, *avail, {});
-    if (!d) return ctx.fail(d.error());
-    part->pool = d->pool;
-    part->has_pool = true;
-  }
-  auto plan = mk::make_plan(*topo, *part, req);
-  if (!plan) return ctx.fail(plan.error(), apply ? "nothing was created" : "");
-  if (apply) {
-    for (const auto& ip : plan->instances) part->add(ip.instance);
-    if (auto s = store->save(*part); !s) return ctx.fail(s.error(), "nothing was created");
-  }
-  boost::json::object doc = mk::tools::to_json(*plan);
-  doc["applied"] = apply;
-  doc["pool"] = mk::tools::to_json(part->pool);
-  doc["default_pool"] = default_pool;
-  doc["topology"] = ctx.topology_source();
-  return ctx.emit(doc, plan_text(*plan, apply, default_pool));
+  return ctx.finish(ctx.execute(mk::tools::rpc::PlanAction{std::move(req), apply}));
 }
 
 }  // namespace mkctl

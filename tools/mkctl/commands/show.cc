@@ -2,12 +2,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdio>
-
 #include "../commands.h"
 #include "json_codec.h"
 #include "mk/boot_tree.h"
-#include "mk/units.h"
 #include "mkernel/manifest.h"
 
 namespace mkctl {
@@ -35,10 +32,22 @@ mk::Result<void> write_file(const std::string& path, const std::vector<uint8_t>&
   return mk::ok();
 }
 
-std::string memory_text(const mk::Instance& i) {
-  std::string mem;
-  for (const auto& r : i.memory) mem += (mem.empty() ? "" : " + ") + mk::format_size(r.bytes) + "@" + std::to_string(r.node);
-  return mem.empty() ? "none" : mem;
+// --dtb: the boot tree is built here, from the instance the answer carries and
+// this machine's topology, because the file belongs to the caller (its cwd,
+// its permissions), not to mkerneld.
+int write_dtb(Context& ctx, mk::tools::rpc::Response& r, const std::string& path) {
+  auto inst = mk::tools::instance_from_json(r.result["instance"]);
+  if (!inst) return ctx.fail(inst.error());
+  auto topo = ctx.topology();
+  if (!topo) return ctx.fail(topo.error());
+  auto tree = mk::make_boot_tree(*topo, *inst, {});
+  if (!tree) return ctx.fail(tree.error());
+  auto blob = mk::emit_boot_tree(*tree);
+  if (!blob) return ctx.fail(blob.error());
+  if (auto w = write_file(path, *blob); !w) return ctx.fail(w.error());
+  r.result["dtb"] = boost::json::object{{"path", path}, {"bytes", blob->size()}};
+  r.text += "boot tree: " + path + " (" + std::to_string(blob->size()) + " bytes)\n";
+  return ctx.finish(r);
 }
 
 }  // namespace
@@ -56,75 +65,11 @@ int cmd_show(Context& ctx) {
   if (!ctx.parse(desc, pos, vm, "mkctl show [NAME] [--dtb FILE]", code)) return code;
   if (vm.count("dtb") && !vm.count("name")) return ctx.usage_error("--dtb needs an instance NAME");
 
-  auto topo = ctx.topology();
-  if (!topo) return ctx.fail(topo.error());
-  auto store = ctx.open_state(mk::tools::StateStore::Mode::Read);
-  if (!store) return ctx.fail(store.error());
-  auto part = store->load();
-  if (!part) return ctx.fail(part.error());
-
-  if (vm.count("name")) {
-    std::string name = vm["name"].as<std::string>();
-    const mk::Instance* inst = part->find(name);
-    if (!inst) {
-      std::string names;
-      for (const auto& i : part->instances) names += (names.empty() ? "" : ", ") + i.name;
-      return ctx.fail(MK_FAIL(ENOENT, "no such instance", "no instance named '%s' (instances: %s)", name.c_str(),
-                              names.empty() ? "none" : names.c_str()));
-    }
-    auto warnings = mk::placement_warnings(*topo, *part, *inst);
-    boost::json::object doc{{"instance", mk::tools::to_json(*inst)},
-                            {"warnings", mk::tools::warnings_to_json(warnings)}};
-    std::string text = "instance '" + inst->name + "' (id " + std::to_string(inst->id) + "), " +
-                       mk::to_string(inst->state) + "\n  cpus:    " + inst->cpus.to_string() +
-                       "\n  memory:  " + memory_text(*inst) + "\n  devices: console";
-    for (const auto& d : inst->devices) text += ", " + d.to_string();
-    text += "\n" + warning_lines(warnings);
-    if (vm.count("dtb")) {
-      auto tree = mk::make_boot_tree(*topo, *inst, {});
-      if (!tree) return ctx.fail(tree.error());
-      auto blob = mk::emit_boot_tree(*tree);
-      if (!blob) return ctx.fail(blob.error());
-      std::string path = vm["dtb"].as<std::string>();
-      if (auto w = write_file(path, *blob); !w) return ctx.fail(w.error());
-      doc["dtb"] = boost::json::object{{"path", path}, {"bytes", blob->size()}};
-      text += "boot tree: " + path + " (" + std::to_string(blob->size()) + " bytes)\n";
-    }
-    return ctx.emit(doc, text);
-  }
-
-  boost::json::array insts;
-  for (const auto& i : part->instances) {
-    auto o = mk::tools::to_json(i);
-    o["warnings"] = mk::tools::warnings_to_json(mk::placement_warnings(*topo, *part, i));
-    insts.push_back(std::move(o));
-  }
-  boost::json::object doc{{"topology", ctx.topology_source()}, {"instances", std::move(insts)}};
-  std::string text;
-  if (!part->has_pool) {
-    doc["pool"] = nullptr;
-    text = "no pool set (mkctl init sets one)\n";
-    return ctx.emit(doc, text);
-  }
-  doc["pool"] = mk::tools::to_json(part->pool);
-  doc["free_cpus"] = part->free_cpus().to_string();
-  mk::CpuSet host = topo->all_pus() - part->pool.cpus;
-  doc["host_cpus"] = host.to_string();
-  text = "pool: cpus " + part->pool.cpus.to_string() + ", memory " + mk::format_size(part->pool.total_memory()) +
-         "; free cpus " + (part->free_cpus().empty() ? std::string("none") : part->free_cpus().to_string()) +
-         "; host cpus " + (host.empty() ? std::string("none") : host.to_string()) + "\n";
-  char line[512];
-  std::snprintf(line, sizeof line, "%-4s %-16s %-9s %-20s %-24s %s\n", "ID", "NAME", "STATE", "CPUS", "MEMORY",
-                "DEVICES");
-  text += line;
-  for (const auto& i : part->instances) {
-    std::string devs = "console";
-    for (const auto& d : i.devices) devs += "," + d.to_string();
-    std::snprintf(line, sizeof line, "%-4u %-16s %-9s %-20s %-24s %s\n", i.id, i.name.c_str(), mk::to_string(i.state),
-                  i.cpus.to_string().c_str(), memory_text(i).c_str(), devs.c_str());
-    text += line;
-  }
-  return ctx.emit(doc, text);
+  mk::tools::rpc::ShowAction action;
+  if (vm.count("name")) action.name = vm["name"].as<std::string>();
+  mk::tools::rpc::Response r = ctx.execute(action);
+  if (!r.ok || !vm.count("dtb")) return ctx.finish(r);
+  return write_dtb(ctx, r, vm["dtb"].as<std::string>());
 }
 
 }  // namespace mkctl

@@ -1,0 +1,356 @@
+// Control protocol: Action <-> JSON, strict validation (see rpc_protocol.h).
+#include "rpc_protocol.h"
+
+#include <set>
+
+namespace mk::tools::rpc {
+
+namespace json = boost::json;
+
+namespace {
+
+// Reads the fields of one request object. Every accessor marks its key as
+// known; finish() refuses any key nobody asked for. The first error wins.
+class Fields {
+ public:
+  Fields(const json::object& o, const char* action) : o_(o), action_(action) { seen_.insert("action"); }
+
+  const json::value* get(const char* key) {
+    seen_.insert(key);
+    return o_.if_contains(key);
+  }
+  std::optional<std::string> opt_str(const char* key) {
+    const json::value* v = get(key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) return type_error(key, "a string"), std::nullopt;
+    return std::string(v->get_string());
+  }
+  std::string str(const char* key) {
+    if (!o_.contains(key)) missing(key);
+    return opt_str(key).value_or("");
+  }
+  std::optional<uint64_t> opt_uint(const char* key, uint64_t max) {
+    const json::value* v = get(key);
+    if (!v) return std::nullopt;
+    uint64_t x = 0;
+    if (v->is_uint64()) x = v->get_uint64();
+    else if (v->is_int64() && v->get_int64() >= 0) x = static_cast<uint64_t>(v->get_int64());
+    else return type_error(key, "a non-negative integer"), std::nullopt;
+    if (x > max) {
+      set(MK_FAIL(EINVAL, "bad request", "%s.%s: %llu is above %llu", action_, key,
+                  static_cast<unsigned long long>(x), static_cast<unsigned long long>(max)));
+      return std::nullopt;
+    }
+    return x;
+  }
+  bool boolean(const char* key) {
+    const json::value* v = get(key);
+    if (!v) return false;
+    if (!v->is_bool()) return type_error(key, "true or false"), false;
+    return v->get_bool();
+  }
+  std::vector<std::string> str_array(const char* key) {
+    std::vector<std::string> out;
+    const json::value* v = get(key);
+    if (!v) return out;
+    if (!v->is_array()) return type_error(key, "an array of strings"), out;
+    for (const auto& e : v->get_array()) {
+      if (!e.is_string()) return type_error(key, "an array of strings"), out;
+      out.emplace_back(e.get_string());
+    }
+    return out;
+  }
+  std::vector<MemorySpec> memory(const char* key) {
+    std::vector<MemorySpec> out;
+    const json::value* v = get(key);
+    if (!v) return out;
+    if (!v->is_array()) return type_error(key, "an array of {bytes, node}"), out;
+    for (const auto& e : v->get_array()) {
+      if (!e.is_object()) return type_error(key, "an array of {bytes, node}"), out;
+      Fields m(e.get_object(), action_);
+      m.seen_.erase("action");
+      MemorySpec s;
+      if (!e.get_object().contains("bytes")) m.missing("bytes");
+      s.bytes = m.opt_uint("bytes", uint64_t{1} << 62).value_or(0);
+      if (auto n = m.opt_uint("node", 4095)) s.node = static_cast<uint32_t>(*n);
+      if (auto r = m.finish(); !r) return set(r.error()), out;
+      out.push_back(s);
+    }
+    return out;
+  }
+  // Parses a string field with one of mkernel's own parsers.
+  template <class T, class Parse>
+  std::optional<T> parsed(const char* key, Parse parse) {
+    auto s = opt_str(key);
+    if (!s) return std::nullopt;
+    auto r = parse(*s);
+    if (!r) {
+      set(MK_FAIL(EINVAL, "bad request", "%s.%s: %s", action_, key, r.error().message()));
+      return std::nullopt;
+    }
+    return T(std::move(*r));
+  }
+  void set(const Error& e) {
+    if (ok_) err_ = e, ok_ = false;
+  }
+  Result<void> finish() {
+    for (const auto& kv : o_) {
+      if (seen_.count(std::string(kv.key()))) continue;
+      set(MK_FAIL(EINVAL, "bad request", "%s: unknown field '%.*s'", action_, static_cast<int>(kv.key().size()),
+                  kv.key().data()));
+    }
+    if (!ok_) return err_;
+    return ok();
+  }
+
+ private:
+  void type_error(const char* key, const char* expected) {
+    set(MK_FAIL(EINVAL, "bad request", "%s.%s: expected %s", action_, key, expected));
+  }
+  void missing(const char* key) { set(MK_FAIL(EINVAL, "bad request", "%s: missing field '%s'", action_, key)); }
+
+  const json::object& o_;
+  const char* action_;
+  std::set<std::string> seen_;
+  bool ok_ = true;
+  Error err_;
+};
+
+json::array memory_to_json(const std::vector<MemorySpec>& m) {
+  json::array a;
+  for (const auto& s : m) {
+    json::object o{{"bytes", s.bytes}};
+    if (s.node) o["node"] = *s.node;
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
+std::string kind_to_string(const KindSelector& k) {
+  switch (k.by) {
+    case KindSelector::By::Performance: return "performance";
+    case KindSelector::By::Efficiency: return "efficiency";
+    case KindSelector::By::Index: break;
+  }
+  return std::to_string(k.index);
+}
+
+template <class T>
+json::array strings_to_json(const std::vector<T>& v) {
+  json::array a;
+  for (const auto& x : v) {
+    if constexpr (std::is_same_v<T, std::string>) a.emplace_back(x);
+    else a.emplace_back(x.to_string());
+  }
+  return a;
+}
+
+json::object encode(const InitAction& a) {
+  json::object o{{"memory", memory_to_json(a.request.memory)}, {"devices", strings_to_json(a.request.devices)}};
+  if (a.request.cpus) o["cpus"] = a.request.cpus->to_string();
+  return o;
+}
+
+json::object encode(const CreateAction& a) {
+  const CreateRequest& r = a.request;
+  json::object o{{"name", r.name},
+                 {"memory", memory_to_json(r.memory)},
+                 {"devices", strings_to_json(r.devices)},
+                 {"spread", r.spread}};
+  if (r.id) o["id"] = *r.id;
+  if (r.cpus) o["cpus"] = r.cpus->to_string();
+  if (r.cpu_count) o["cpu_count"] = r.cpu_count;
+  if (r.kind) o["kind"] = kind_to_string(*r.kind);
+  if (r.numa) o["numa"] = *r.numa;
+  return o;
+}
+
+json::object encode(const DeleteAction& a) { return {{"name", a.name}}; }
+
+json::object encode(const ShowAction& a) {
+  json::object o;
+  if (a.name) o["name"] = *a.name;
+  return o;
+}
+
+json::object encode(const PlanAction& a) {
+  const PlanRequest& r = a.request;
+  json::object o{{"policy", to_string(r.policy)},
+                 {"name_prefix", r.name_prefix},
+                 {"kinds_override", strings_to_json(r.kinds_override)},
+                 {"apply", a.apply}};
+  if (r.instances) o["instances"] = *r.instances;
+  if (r.memory_per_instance) o["memory_per_instance"] = *r.memory_per_instance;
+  return o;
+}
+
+json::object encode(const HostStatusAction&) { return {}; }
+json::object encode(const HostStopAction&) { return {}; }
+
+Result<Action> decode(const std::string& name, const json::object& o) {
+  Fields f(o, name.c_str());
+  Action out;
+  if (name == "init") {
+    InitAction a;
+    a.request.cpus = f.parsed<CpuSet>("cpus", [](const std::string& s) { return CpuSet::parse(s); });
+    a.request.memory = f.memory("memory");
+    a.request.devices = f.str_array("devices");
+    out = std::move(a);
+  } else if (name == "create") {
+    CreateAction a;
+    CreateRequest& r = a.request;
+    r.name = f.str("name");
+    if (auto id = f.opt_uint("id", 0xffffffffu)) r.id = static_cast<uint32_t>(*id);
+    r.cpus = f.parsed<CpuSet>("cpus", [](const std::string& s) { return CpuSet::parse(s); });
+    r.cpu_count = static_cast<uint32_t>(f.opt_uint("cpu_count", 0xffffffffu).value_or(0));
+    r.kind = f.parsed<KindSelector>("kind", [](const std::string& s) { return KindSelector::parse(s); });
+    if (auto n = f.opt_uint("numa", 0xffffffffu)) r.numa = static_cast<uint32_t>(*n);
+    r.spread = f.boolean("spread");
+    r.memory = f.memory("memory");
+    for (const auto& d : f.str_array("devices")) {
+      auto s = DeviceSpec::parse(d);
+      if (!s) {
+        f.set(MK_FAIL(EINVAL, "bad request", "create.devices: %s", s.error().message()));
+        break;
+      }
+      r.devices.push_back(*s);
+    }
+    // The rules mkctl create enforces on its command line hold on the wire too.
+    if (r.cpus.has_value() == (r.cpu_count != 0))
+      f.set(MK_FAIL(EINVAL, "bad request", "create: give exactly one of cpus and cpu_count (at least 1)"));
+    else if (r.cpus && (r.kind || r.numa || r.spread))
+      f.set(MK_FAIL(EINVAL, "bad request", "create: kind, numa and spread go with cpu_count, not cpus"));
+    else if (r.memory.empty())
+      f.set(MK_FAIL(EINVAL, "bad request", "create: missing field 'memory'"));
+    out = std::move(a);
+  } else if (name == "delete") {
+    out = DeleteAction{f.str("name")};
+  } else if (name == "show") {
+    out = ShowAction{f.opt_str("name")};
+  } else if (name == "plan") {
+    PlanAction a;
+    if (!o.contains("policy")) f.set(MK_FAIL(EINVAL, "bad request", "plan: missing field 'policy'"));
+    if (auto p = f.parsed<PlanPolicy>("policy", [](const std::string& s) { return parse_plan_policy(s); }))
+      a.request.policy = *p;
+    if (auto n = f.opt_uint("instances", 0xffffffffu)) a.request.instances = static_cast<uint32_t>(*n);
+    a.request.memory_per_instance = f.opt_uint("memory_per_instance", uint64_t{1} << 62);
+    a.request.name_prefix = f.opt_str("name_prefix").value_or("");
+    for (const auto& k : f.str_array("kinds_override")) {
+      auto c = CpuSet::parse(k);
+      if (!c) {
+        f.set(MK_FAIL(EINVAL, "bad request", "plan.kinds_override: %s", c.error().message()));
+        break;
+      }
+      a.request.kinds_override.push_back(*c);
+    }
+    a.apply = f.boolean("apply");
+    out = std::move(a);
+  } else if (name == "host-status") {
+    out = HostStatusAction{};
+  } else if (name == "host-stop") {
+    out = HostStopAction{};
+  } else {
+    return MK_FAIL(EOPNOTSUPP, "unknown action",
+                   "'%s' (actions: init, create, delete, show, plan, host-status, host-stop)", name.c_str());
+  }
+  MK_TRY(f.finish());
+  return out;
+}
+
+}  // namespace
+
+const char* action_name(const Action& a) {
+  static constexpr const char* kNames[] = {"init", "create", "delete", "show", "plan", "host-status", "host-stop"};
+  static_assert(std::size(kNames) == std::variant_size_v<Action>);
+  return kNames[a.index()];
+}
+
+bool changes_partition(const Action& a) {
+  if (const auto* p = std::get_if<PlanAction>(&a)) return p->apply;
+  return std::holds_alternative<InitAction>(a) || std::holds_alternative<CreateAction>(a) ||
+         std::holds_alternative<DeleteAction>(a);
+}
+
+WireError WireError::from(const Error& e, std::string hint) {
+  return {e.code(), e.what(), e.message(), std::move(hint)};
+}
+
+std::string WireError::to_string() const { return message.empty() || message == error ? error : error + ": " + message; }
+
+Response Response::success(json::object result, std::string text) {
+  Response r;
+  r.ok = true;
+  r.result = std::move(result);
+  r.text = std::move(text);
+  return r;
+}
+
+Response Response::failure(const Error& e, std::string hint) {
+  Response r;
+  r.error = WireError::from(e, std::move(hint));
+  return r;
+}
+
+std::string encode_request(const Action& a) {
+  json::object o = std::visit([](const auto& x) { return encode(x); }, a);
+  o["action"] = action_name(a);
+  return json::serialize(o);
+}
+
+std::string encode_response(const Response& r) {
+  if (r.ok) return json::serialize(json::object{{"ok", true}, {"result", r.result}, {"text", r.text}});
+  json::object e{{"errno", r.error.errnum}, {"error", r.error.error}, {"message", r.error.message}};
+  if (!r.error.hint.empty()) e["hint"] = r.error.hint;
+  return json::serialize(json::object{{"ok", false}, {"error", std::move(e)}});
+}
+
+Result<Action> parse_request(std::string_view line) {
+  if (line.size() > kMaxRequestBytes)
+    return MK_FAIL(EMSGSIZE, "request too large", "%zu bytes; the limit is %zu", line.size(), kMaxRequestBytes);
+  boost::system::error_code ec;
+  json::value v = json::parse(line, ec);
+  if (ec) return MK_FAIL(EBADMSG, "bad request", "not JSON (%s)", ec.message().c_str());
+  if (!v.is_object()) return MK_FAIL(EBADMSG, "bad request", "a request is a JSON object");
+  const json::object& o = v.get_object();
+  const json::value* act = o.if_contains("action");
+  if (!act || !act->is_string()) return MK_FAIL(EBADMSG, "bad request", "missing \"action\" (a string)");
+  return decode(std::string(act->get_string()), o);
+}
+
+Result<Response> parse_response(std::string_view line) {
+  if (line.size() > kMaxResponseBytes) return MK_FAIL(EMSGSIZE, "response too large", "%zu bytes", line.size());
+  boost::system::error_code ec;
+  json::value v = json::parse(line, ec);
+  if (ec) return MK_FAIL(EBADMSG, "bad response", "not JSON (%s)", ec.message().c_str());
+  const json::object* o = v.if_object();
+  const json::value* okv = o ? o->if_contains("ok") : nullptr;
+  if (!okv || !okv->is_bool()) return MK_FAIL(EBADMSG, "bad response", "missing \"ok\"");
+  Response r;
+  r.ok = okv->get_bool();
+  if (r.ok) {
+    const json::value* res = o->if_contains("result");
+    const json::value* text = o->if_contains("text");
+    if (!res || !res->is_object() || !text || !text->is_string())
+      return MK_FAIL(EBADMSG, "bad response", "success without \"result\" and \"text\"");
+    r.result = res->get_object();
+    r.text = text->get_string();
+    return r;
+  }
+  const json::value* ev = o->if_contains("error");
+  const json::object* e = ev ? ev->if_object() : nullptr;
+  if (!e) return MK_FAIL(EBADMSG, "bad response", "failure without \"error\"");
+  const json::value* no = e->if_contains("errno");
+  const json::value* what = e->if_contains("error");
+  const json::value* msg = e->if_contains("message");
+  const json::value* hint = e->if_contains("hint");
+  if (!no || !no->is_int64() || !what || !what->is_string() || !msg || !msg->is_string() ||
+      (hint && !hint->is_string()))
+    return MK_FAIL(EBADMSG, "bad response", "error needs errno, error and message");
+  r.error.errnum = static_cast<int>(no->get_int64());
+  r.error.error = what->get_string();
+  r.error.message = msg->get_string();
+  if (hint) r.error.hint = hint->get_string();
+  return r;
+}
+
+}  // namespace mk::tools::rpc

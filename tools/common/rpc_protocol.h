@@ -1,0 +1,117 @@
+// DOC: mk::tools::rpc — the control protocol between mkctl and mkerneld.
+//
+// What this is: the one closed set of things a client may ask the host daemon
+// (the Action variant, Firecracker's VmmAction), their JSON wire form, and the
+// response envelope. Everything that crosses the control socket is encoded
+// and validated here and nowhere else: the daemon never looks at raw JSON.
+//
+// Wire form (one UTF-8 JSON object per line, '\n' terminated, at most
+// kMaxRequestBytes per request):
+//   request   {"action": "create", "name": "web", "cpus": "4-7", ...}
+//   success   {"ok": true, "result": {...}, "text": "created 'web' ..."}
+//   failure   {"ok": false, "error": {"errno": 16, "error": "instance is running",
+//                                     "message": "...", "hint": "..."}}
+// `result` is exactly the document `mkctl VERB --json` prints; `text` is the
+// human rendering, produced next to the data so that every client prints the
+// same words whether the work ran in mkerneld or locally (--topology).
+//
+// Lifecycle of one request:
+//   1. the client builds an Action and sends encode_request(action);
+//   2. the server reads one line and calls parse_request(line): strict — an
+//      unknown action, an unknown field, a missing field or a wrong type is
+//      an error naming the field, never a crash and never a partial action;
+//   3. the controller executes the Action and builds a Response;
+//   4. the server sends encode_response(response); the client decodes it
+//      with parse_response().
+// Unhappy paths (parse_request/parse_response Returns):
+//   EMSGSIZE  the line is longer than kMaxRequestBytes (requests);
+//   EBADMSG   not JSON, not an object, or a malformed envelope;
+//   EOPNOTSUPP unknown action;
+//   EINVAL    unknown field, missing field, wrong type, or a value its parser
+//             refuses (cpu list, size, device spec, policy, ...).
+#pragma once
+
+#include <boost/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "mk/result.h"
+#include "mkernel/partition.h"
+#include "mkernel/planner.h"
+#include "mkernel/pool.h"
+
+namespace mk::tools::rpc {
+
+inline constexpr std::size_t kMaxRequestBytes = std::size_t{1} << 20;
+// Responses carry whole partitions (show); bounded so a confused peer cannot
+// make a client allocate without limit.
+inline constexpr std::size_t kMaxResponseBytes = std::size_t{64} << 20;
+
+// Set the pool (mkctl init).
+struct InitAction {
+  PoolRequest request;
+};
+// Allocate an instance (mkctl create).
+struct CreateAction {
+  CreateRequest request;
+};
+// Free an instance (mkctl delete).
+struct DeleteAction {
+  std::string name;
+};
+// The pool and every instance, or one (mkctl show).
+struct ShowAction {
+  std::optional<std::string> name;
+};
+// Propose instances for a policy; apply = create them (mkctl plan).
+struct PlanAction {
+  PlanRequest request;
+  bool apply = false;
+};
+// The daemon's pid, runtime directory and uptime (mkctl host status).
+struct HostStatusAction {};
+// Stop the daemon; instances keep running (mkctl host stop).
+struct HostStopAction {};
+
+using Action = std::variant<InitAction, CreateAction, DeleteAction, ShowAction, PlanAction, HostStatusAction,
+                            HostStopAction>;
+
+// The wire name of an action ("init", "create", ..., "host-stop").
+const char* action_name(const Action& a);
+// True for actions that change the partition (they take the state lock for
+// writing when run locally and are persisted by the daemon).
+bool changes_partition(const Action& a);
+
+// An error as it crosses the socket: the fields of mk::Error plus a hint.
+struct WireError {
+  int errnum = 0;
+  std::string error;    // failure class (mk::Error::what)
+  std::string message;  // specifics (mk::Error::message)
+  std::string hint;     // what to do, may be empty
+
+  static WireError from(const Error& e, std::string hint = "");
+  // "error: message", or "error" when there are no specifics (as Error::to_string).
+  std::string to_string() const;
+};
+
+struct Response {
+  bool ok = false;
+  boost::json::object result;  // ok: the --json document
+  std::string text;            // ok: the human rendering
+  WireError error;             // !ok
+
+  static Response success(boost::json::object result, std::string text);
+  static Response failure(const Error& e, std::string hint = "");
+};
+
+// Encoding never fails; the result has no trailing newline.
+std::string encode_request(const Action& a);
+std::string encode_response(const Response& r);
+
+Result<Action> parse_request(std::string_view line);
+Result<Response> parse_response(std::string_view line);
+
+}  // namespace mk::tools::rpc

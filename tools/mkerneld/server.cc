@@ -1,0 +1,173 @@
+// The control socket (see server.h).
+#include "server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+#include <cstdarg>
+#include <cstdio>
+
+#include "rpc_protocol.h"
+
+namespace mkerneld {
+
+namespace asio = boost::asio;
+namespace rpc = mk::tools::rpc;
+using stream = asio::local::stream_protocol;
+
+void log(const char* fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  std::fprintf(stderr, "mkerneld[%d]: %s\n", ::getpid(), buf);
+  std::fflush(stderr);
+}
+
+class Server::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server& s, stream::socket sock) : server_(s), count_(s.sessions_), sock_(std::move(sock)) { ++*count_; }
+  // Sessions may outlive the Server inside a stopped io_context: the count
+  // is shared, the Server is only touched from handlers that run.
+  ~Session() { --*count_; }
+
+  void start() {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(sock_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      refuse(mk::errno_error("cannot read peer credentials"), "");
+      return;
+    }
+    if (cred.uid != 0 && cred.uid != ::geteuid()) {
+      log("refused a connection from uid %u (pid %d): only root and uid %u may control this daemon", cred.uid,
+          cred.pid, ::geteuid());
+      refuse(MK_FAIL(EACCES, "permission denied", "uid %u may not control mkerneld (pid %d, owner uid %u)", cred.uid,
+                     ::getpid(), ::geteuid()),
+             "run mkctl as root or as the daemon's user, or use your own MKERNEL_RUNTIME_DIR");
+      return;
+    }
+    if (*count_ > kMaxConnections) {
+      refuse(MK_FAIL(EAGAIN, "too many connections", "%zu clients are connected", kMaxConnections), "try again");
+      return;
+    }
+    read();
+  }
+
+ private:
+  // One failure response, then close.
+  void refuse(const mk::Error& e, std::string hint) {
+    out_ = rpc::encode_response(rpc::Response::failure(e, std::move(hint))) + "\n";
+    asio::async_write(sock_, asio::buffer(out_),
+                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {});
+  }
+
+  void read() {
+    // The limit counts the newline; one byte more than a maximal request
+    // means the request is too long.
+    asio::async_read_until(sock_, asio::dynamic_buffer(in_, rpc::kMaxRequestBytes + 1), '\n',
+                           [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                             self->on_read(ec, n);
+                           });
+  }
+
+  void on_read(const boost::system::error_code& ec, std::size_t n) {
+    if (ec == asio::error::not_found) {
+      log("refused a request over %zu bytes", rpc::kMaxRequestBytes);
+      refuse(MK_FAIL(EMSGSIZE, "request too large", "over %zu bytes", rpc::kMaxRequestBytes), "");
+      return;
+    }
+    if (ec) {
+      // EOF between requests is the normal end; a partial line without its
+      // newline is dropped (the client went away mid-request).
+      return;
+    }
+    std::string line = in_.substr(0, n - 1);
+    in_.erase(0, n);
+    rpc::Response r;
+    auto action = rpc::parse_request(line);
+    if (!action) {
+      log("bad request: %s", action.error().to_string().c_str());
+      r = rpc::Response::failure(action.error(), "see docs/daemon.md for the protocol");
+    } else {
+      r = server_.controller_.handle(*action);
+      if (rpc::changes_partition(*action) || !r.ok)
+        log("%s: %s", rpc::action_name(*action), r.ok ? "done" : r.error.to_string().c_str());
+    }
+    out_ = rpc::encode_response(r) + "\n";
+    asio::async_write(sock_, asio::buffer(out_),
+                      [self = shared_from_this()](const boost::system::error_code& wec, std::size_t) {
+                        if (self->server_.controller_.stop_requested()) {
+                          self->server_.on_stop_();
+                          return;
+                        }
+                        if (!wec) self->read();
+                      });
+  }
+
+  Server& server_;
+  std::shared_ptr<std::size_t> count_;
+  stream::socket sock_;
+  std::string in_, out_;
+};
+
+Server::Server(asio::io_context& io, std::string path, Controller& c, std::function<void()> on_stop)
+    : io_(io), path_(std::move(path)), controller_(c), on_stop_(std::move(on_stop)), acceptor_(io) {}
+
+Server::~Server() { close(); }
+
+mk::Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, std::string socket_path,
+                                                   Controller& controller, std::function<void()> on_stop) {
+  std::unique_ptr<Server> s(new Server(io, socket_path, controller, std::move(on_stop)));
+  if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
+    int e = errno;
+    return mk::Error(e, "cannot remove a stale control socket").set_detail("%s: %s", socket_path.c_str(), strerror(e));
+  }
+  boost::system::error_code ec;
+  s->acceptor_.open(stream(), ec);
+  if (!ec) {
+    // Never world-connectable, not even between bind and chmod. The daemon
+    // is still single-threaded here, so the process-wide umask is safe.
+    mode_t old = ::umask(0177);
+    s->acceptor_.bind(stream::endpoint(socket_path), ec);
+    ::umask(old);
+  }
+  if (!ec) s->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return MK_FAIL(ec.value(), "cannot listen on the control socket", "%s: %s", socket_path.c_str(),
+                   ec.message().c_str());
+  struct stat st;
+  if (::chmod(socket_path.c_str(), 0600) != 0 || ::stat(socket_path.c_str(), &st) != 0) {
+    int e = errno;
+    return mk::Error(e, "cannot secure the control socket").set_detail("%s: %s", socket_path.c_str(), strerror(e));
+  }
+  s->dev_ = st.st_dev;
+  s->ino_ = st.st_ino;
+  return s;
+}
+
+void Server::start() { accept(); }
+
+void Server::accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, stream::socket sock) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) std::make_shared<Session>(*this, std::move(sock))->start();
+    else log("accept: %s", ec.message().c_str());
+    accept();
+  });
+}
+
+void Server::close() {
+  if (!acceptor_.is_open()) return;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  // Remove the file only if it is still the one we bound (a successor daemon
+  // may already have replaced it).
+  struct stat st;
+  if (::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(path_.c_str());
+}
+
+}  // namespace mkerneld
