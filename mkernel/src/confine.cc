@@ -2,7 +2,6 @@
 #include "mkernel/confine.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/mempolicy.h>
 #include <sched.h>
 #include <signal.h>
@@ -101,10 +100,25 @@ std::string nodes_of(const ConfinePlan& p) {
   return s.to_string();
 }
 
-[[noreturn]] void child_main(const ConfinePlan& plan, int err_fd, const char* path,
+[[noreturn]] void child_main(const ConfinePlan& plan, int err_fd, int gate_fd, const char* path,
                              char* const* argv, char* const* envp) noexcept {
   ConfineStep step = ConfineStep::kNone;
-  int e = apply_confinement(plan, &err_fd, &step);
+  int e = 0;
+  if (gate_fd >= 0) {
+    // Wait for the parent's prepare step (cgroup attach, link moves). EOF
+    // means the parent gave up; it normally kills us instead.
+    char go = 0;
+    ssize_t n;
+    do {
+      n = ::read(gate_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    ::close(gate_fd);
+    if (n != 1) {
+      e = ECANCELED;
+      step = ConfineStep::kGate;
+    }
+  }
+  if (e == 0) e = apply_confinement(plan, &err_fd, &step);
   if (e == 0) {
     ::execve(path, argv, envp);
     e = errno;
@@ -136,6 +150,7 @@ const char* to_string(ConfineStep s) {
     case ConfineStep::kUid: return "setresuid";
     case ConfineStep::kNoNewPrivs: return "no_new_privs";
     case ConfineStep::kExec: return "execve";
+    case ConfineStep::kGate: return "gate";
   }
   return "unknown";
 }
@@ -229,9 +244,15 @@ int apply_confinement(const ConfinePlan& plan, int* keep_fd, ConfineStep* failed
     errno = e;
     return fail(ConfineStep::kFds);
   }
-  if (plan.set_uid && ::setgroups(0, nullptr) != 0) return fail(ConfineStep::kGroups);
-  if (plan.set_gid && ::setresgid(plan.gid, plan.gid, plan.gid) != 0) return fail(ConfineStep::kGid);
-  if (plan.set_uid && ::setresuid(plan.uid, plan.uid, plan.uid) != 0) return fail(ConfineStep::kUid);
+  // Raw syscalls, not glibc's setgroups/setresgid/setresuid: in a process
+  // cloned from a multi-threaded parent, glibc still lists the parent's
+  // threads and would try to broadcast the id change to them (its "setxid"
+  // signal protocol) and wait forever for threads that do not exist here.
+  if (plan.set_uid && ::syscall(SYS_setgroups, 0, nullptr) != 0) return fail(ConfineStep::kGroups);
+  if (plan.set_gid && ::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
+    return fail(ConfineStep::kGid);
+  if (plan.set_uid && ::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
+    return fail(ConfineStep::kUid);
   if (plan.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fail(ConfineStep::kNoNewPrivs);
   return 0;
@@ -269,6 +290,12 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return errno_error("cannot create error pipe");
   OwnedFd rd(pipefd[0]), wr(pipefd[1]);
+  OwnedFd gate_rd, gate_wr;
+  if (opts.prepare) {
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) return errno_error("cannot create gate pipe");
+    gate_rd.reset(pipefd[0]);
+    gate_wr.reset(pipefd[1]);
+  }
 
   ConfinePlan local = plan;  // trivially copyable; carries the namespace bits
   int pidfd = -1;
@@ -287,7 +314,7 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     pid = ::syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid == 0) child_main(local, wr.get(), av[0], av.data(), ev.data());
+    if (pid == 0) child_main(local, wr.get(), gate_rd.get(), av[0], av.data(), ev.data());
     int e = errno;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid > 0) break;
@@ -300,10 +327,32 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
     return MK_FAIL(e, "clone3 failed", "spawning '%s': %s", argv[0].c_str(), std::strerror(e));
   }
   wr.reset();
+  gate_rd.reset();
   SpawnedProcess out;
   out.pid = static_cast<pid_t>(pid);
   out.pidfd.reset(pidfd);
   out.clone_flags = ns;
+  if (opts.prepare) {
+    auto prepared = opts.prepare(out.pid);
+    if (!prepared) {
+      ::kill(out.pid, SIGKILL);
+      int status = 0;
+      while (::waitpid(out.pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return prepared.error();
+    }
+    char go = 'g';
+    if (::write(gate_wr.get(), &go, 1) != 1) {
+      int e = errno;
+      ::kill(out.pid, SIGKILL);
+      int status = 0;
+      while (::waitpid(out.pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return MK_FAIL(e, "cannot release confined child", "%s: %s", argv[0].c_str(),
+                     std::strerror(e));
+    }
+    gate_wr.reset();
+  }
 
   ChildReport rep{};
   ssize_t n;

@@ -141,10 +141,12 @@ Result<RegionFd> RegionFd::create(std::string_view name, uint32_t node, uint64_t
 
 Guarantee RegionFd::guarantee() const {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "node %u, %llu bytes, size-sealed, %s, %s pages%s%s", node_,
+  std::snprintf(buf, sizeof buf, "node %u, %llu bytes, size-sealed, %s, %s pages", node_,
                 static_cast<unsigned long long>(size_), bound_ ? "mbind" : "no mbind (no NUMA)",
-                hugetlb_ ? "2 MiB" : "4 KiB", note_.empty() ? "" : "; ", "");
-  return {"memory region", bound_, std::string(buf) + note_};
+                hugetlb_ ? "2 MiB" : "4 KiB");
+  std::string detail = buf;
+  if (!note_.empty()) detail += "; " + note_;
+  return {"memory region", bound_, detail};
 }
 
 Result<int> numa_node_of(const void* addr) {

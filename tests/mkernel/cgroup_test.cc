@@ -3,6 +3,8 @@
 // running as root.
 #include "mkernel/cgroup.h"
 
+#include <fcntl.h>
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -12,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "mkernel/confine.h"
 
 namespace fs = std::filesystem;
 
@@ -399,6 +403,49 @@ TEST(InstanceCgroupLive, V1CpusetOnThisMachine) {
     EXPECT_NE(cgroups.find(":memory:/" + l->parent + "/t1\n"), std::string::npos) << cgroups;
     EXPECT_FALSE(root.exists(l->memory.mount + "/" + l->parent));
   }
+}
+
+// The boot recipe's order on the live machine: create the cgroup, spawn the
+// confined child with prepare = attach, so the image starts inside it.
+TEST(InstanceCgroupLive, ConfinedChildStartsInsideItsCgroup) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to write /sys/fs/cgroup/cpuset";
+  SysRoot root("/");
+  auto l = detect_cgroups(root);
+  ASSERT_TRUE(l) << l.error().to_string();
+  if (l->cpuset.version != CgroupVersion::kV1 || !l->cpuset.writable)
+    GTEST_SKIP() << "no writable v1 cpuset hierarchy here: " << l->to_string();
+  l->parent = "mkernel-test-" + std::to_string(::getpid());
+  auto all = CpuSet::parse(root.read_file(l->cpuset.mount + "/cpuset.effective_cpus").value_or("0"));
+  ASSERT_TRUE(all);
+  CpuSet cpus = CpuSet::of({static_cast<uint32_t>(all->last())});
+  auto cg = InstanceCgroup::create(root, *l, "t2", cpus, CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  ConfineSpec spec;
+  spec.cpus = cpus;
+  spec.nodes = {0};
+  spec.fds = {{out[1], 1}, {out[1], 2}};
+  auto plan = make_confine_plan(spec);
+  ASSERT_TRUE(plan) << plan.error().to_string();
+  SpawnOptions opts;
+  opts.prepare = [&](pid_t pid) { return cg->attach(pid); };
+  auto p = spawn_confined(*plan, {"/bin/sh", "-c", "cat /proc/self/cgroup /proc/self/status"},
+                          {}, opts);
+  ::close(out[1]);
+  std::string o;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) o.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  if (p) ::waitpid(p->pid, nullptr, 0);
+  auto destroyed = cg->destroy();
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_NE(o.find(":cpuset:/" + l->parent + "/t2\n"), std::string::npos) << o;
+  EXPECT_NE(o.find("Cpus_allowed_list:\t" + cpus.to_string() + "\n"), std::string::npos) << o;
+  ASSERT_TRUE(destroyed) << destroyed.error().to_string();
+  EXPECT_FALSE(root.exists(l->cpuset.mount + "/" + l->parent));
 }
 
 }  // namespace

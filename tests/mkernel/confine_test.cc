@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace mk {
 namespace {
@@ -224,6 +227,31 @@ TEST(SpawnConfined, DropsToAConfiguredUid) {
   EXPECT_EQ(g->detail, "uid 65534 gid 65534");
 }
 
+// mkerneld runs Asio threads: the child path must not depend on the parent
+// being single-threaded (glibc's setxid broadcast would hang a cloned child).
+TEST(SpawnConfined, UidDropFromAMultiThreadedParent) {
+  if (::geteuid() != 0) GTEST_SKIP() << "changing uid needs root";
+  int hold[2];
+  ASSERT_EQ(::pipe2(hold, O_CLOEXEC), 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([fd = hold[0]] {
+      char c;
+      while (::read(fd, &c, 1) < 0 && errno == EINTR) {
+      }
+    });
+  ConfineSpec spec;
+  spec.cpus = CpuSet::of({last_allowed_cpu()});
+  spec.uid = 65534;
+  spec.gid = 65534;
+  auto r = run_confined(spec, "grep -E '^Uid:' /proc/self/status", {});
+  ::close(hold[1]);
+  for (auto& t : threads) t.join();
+  ::close(hold[0]);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_NE(r->out.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << r->out;
+}
+
 TEST(SpawnConfined, MissingImageReportsExecveAndErrno) {
   ConfineSpec spec;
   spec.cpus = CpuSet::of({last_allowed_cpu()});
@@ -265,6 +293,45 @@ TEST(SpawnConfined, ChildStepFailuresNameTheStep) {
   auto empty = spawn_confined(ConfinePlan{}, {}, {}, {});
   ASSERT_FALSE(empty);
   EXPECT_EQ(empty.error().code(), EINVAL);
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+}
+
+TEST(SpawnConfined, PrepareRunsBeforeTheChildAndItsErrorWins) {
+  ConfineSpec spec;
+  spec.cpus = CpuSet::of({last_allowed_cpu()});
+  auto plan = make_confine_plan(spec);
+  ASSERT_TRUE(plan);
+  // The child is parked at the gate: none of its confinement steps has run
+  // while prepare runs, so it still has no_new_privs off (the plan turns it
+  // on) — whatever the scheduling.
+  std::string seen;
+  SpawnOptions opts;
+  opts.namespaces = false;
+  opts.prepare = [&](pid_t pid) -> Result<void> {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("NoNewPrivs:", 0) == 0) seen = line;
+    return ok();
+  };
+  auto p = spawn_confined(*plan, {"/bin/true"}, {}, opts);
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(seen, "NoNewPrivs:\t0");
+  int st = 0;
+  ASSERT_EQ(::waitpid(p->pid, &st, 0), p->pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+  pid_t prepared_pid = -1;
+  opts.prepare = [&](pid_t pid) -> Result<void> {
+    prepared_pid = pid;
+    return MK_FAIL(EBUSY, "cgroup attach failed", "pid %d", static_cast<int>(pid));
+  };
+  auto f = spawn_confined(*plan, {"/bin/true"}, {}, opts);
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code(), EBUSY);
+  EXPECT_STREQ(f.error().what(), "cgroup attach failed");
+  EXPECT_GT(prepared_pid, 0);
+  EXPECT_EQ(::kill(prepared_pid, 0), -1);  // killed and reaped
   EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
 }
 

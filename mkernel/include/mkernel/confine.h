@@ -21,6 +21,7 @@
 // is then attached to the cgroup and the pidfd watched for exit.
 //
 // Happy path (child, in this order):
+//   0. with SpawnOptions::prepare: wait until the parent ran it (gate pipe).
 //   1. signals: all dispositions to default, mask cleared (the parent blocks
 //      every signal around clone so no parent handler runs in the child).
 //   2. setsid (the instance outlives the daemon's session).
@@ -39,18 +40,21 @@
 //   2. Not root, or the kernel refuses the namespaces (EPERM/EINVAL in a
 //      container) with fallback_without_namespaces: spawned without them; the
 //      guarantees say "no (not root)" / "no (kernel refused: ...)".
-//   3. A child step fails: the child writes {step, errno} to the error pipe
+//   3. prepare(pid) fails: the child is killed and reaped before it ran any
+//      of its own code; that error is returned.
+//   4. A child step fails: the child writes {step, errno} to the error pipe
 //      and exits 127; spawn_confined reaps it and returns that errno with the
 //      step name ("confined child failed: sched_setaffinity: Invalid argument").
 //
 // Returns: make_confine_plan: EINVAL, EBADF, E2BIG (more than kMaxPlanFds).
-// spawn_confined: EINVAL (empty argv), the child's errno (ENOENT for a
+// spawn_confined: EINVAL (empty argv), what prepare returned, the child's errno (ENOENT for a
 // missing image, EACCES, EINVAL, EPERM, ...), and errno of pipe/clone3.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,6 +101,7 @@ enum class ConfineStep : int32_t {
   kUid,
   kNoNewPrivs,
   kExec,
+  kGate,  // the parent's prepare step failed or went away
 };
 const char* to_string(ConfineStep s);
 
@@ -134,6 +139,12 @@ struct SpawnOptions {
   bool namespaces = true;                   // PID, mount, UTS, IPC when root
   bool net_namespace = false;               // + network (an instance with a net device)
   bool fallback_without_namespaces = true;  // not root / refused -> run without
+  // Runs in the parent after clone, while the child waits at a gate before
+  // its first confinement step: attach it to its cgroup, move net devices
+  // into its namespace (open_netns(pid)), so the image never runs a single
+  // instruction outside them. An error kills and reaps the child, and
+  // spawn_confined returns that error.
+  std::function<Result<void>(pid_t pid)> prepare;
 };
 
 struct SpawnedProcess {
