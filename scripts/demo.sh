@@ -3,14 +3,15 @@
 #   1. the live machine's topology, and a recorded hybrid laptop's (P/E kinds);
 #   2. plans for real machines (2 x EPYC 9654 per NUMA node; Raptor Lake P/E split);
 #   3. a pool and two instances on this machine, a refused overlapping create,
-#      an instance's boot tree, and deletion.
+#      an instance's boot tree, and deletion; the host daemon mkerneld (which
+#      mkctl starts on the first live call) is stopped at the end.
 # Usage (as root on Debian 12): bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 JOBS=${JOBS:-$(nproc)}
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$JOBS" --target mkctl mkbench >/dev/null
+cmake --build --preset release -j "$JOBS" --target mkctl mkerneld mkbench >/dev/null
 
 MKCTL=$PWD/build/release/bin/mkctl
 TOPO=$PWD/tests/data/topologies
@@ -41,4 +42,6 @@ if [ "$ncpu" -ge 2 ]; then
   run delete alpha
   run delete beta
 fi
+run host status
+run host stop
 printf '\nstate kept in %s\n' "$MKERNEL_RUNTIME_DIR"
