@@ -30,6 +30,24 @@ Result<OwnedFd> open_file(const DeviceSpec& spec) {
   return fd;
 }
 
+// O_EXCL on a block device is the kernel's exclusive open: it fails with
+// EBUSY while the disk (or a partition of it) is mounted or held by another
+// exclusive opener, and keeps the host from mounting it while the instance
+// holds it.
+Result<OwnedFd> open_block(const DeviceSpec& spec) {
+  if (spec.target.empty() || spec.target.find('/') != std::string::npos)
+    return MK_FAIL(EINVAL, "bad block device", "'%s' (a name under /dev, e.g. nvme0n1)",
+                   spec.target.c_str());
+  std::string path = "/dev/" + spec.target;
+  OwnedFd fd(::open(path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    int e = errno;
+    return MK_FAIL(e, "cannot open block device", "%s (exclusive, read-write): %s", path.c_str(),
+                   std::strerror(e));
+  }
+  return fd;
+}
+
 Result<OwnedFd> open_listen(const DeviceSpec& spec) {
   // DeviceSpec keeps "[::1]" bracketed or bare; accept both.
   std::string addr = spec.target;
@@ -161,9 +179,10 @@ Result<OwnedFd> open_device(const DeviceSpec& spec) {
   switch (spec.kind) {
     case DeviceKind::kFile: return open_file(spec);
     case DeviceKind::kListen: return open_listen(spec);
+    case DeviceKind::kBlock: return open_block(spec);
     default: break;
   }
-  return MK_FAIL(EINVAL, "device has no host fd", "%s: only file and listen devices are opened",
+  return MK_FAIL(EINVAL, "device has no host fd", "%s: only file, block and listen devices are opened",
                  spec.to_string().c_str());
 }
 

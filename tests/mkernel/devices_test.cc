@@ -9,8 +9,11 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -123,9 +126,33 @@ TEST_F(DevicesTest, KindsWithoutAHostFd) {
   auto n = open_device(spec("net:eth0"));
   ASSERT_FALSE(n);
   EXPECT_EQ(n.error().code(), EINVAL);
-  auto b = open_device(spec("block:vda"));
+}
+
+TEST_F(DevicesTest, BlockDeviceMissingNamesThePath) {
+  auto b = open_device(spec("block:mkbnosuchdisk0"));
   ASSERT_FALSE(b);
-  EXPECT_EQ(b.error().code(), EINVAL);
+  EXPECT_EQ(b.error().code(), ENOENT);
+  EXPECT_NE(std::string(b.error().detail()).find("/dev/mkbnosuchdisk0"), std::string::npos);
+}
+
+// The root filesystem's disk is mounted: the host must not hand it out.
+TEST_F(DevicesTest, MountedBlockDeviceIsBusy) {
+  if (::geteuid() != 0) GTEST_SKIP() << "opening disks needs root";
+  struct stat st{};
+  ASSERT_EQ(::stat("/", &st), 0);
+  char link[64];
+  std::snprintf(link, sizeof link, "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+  std::error_code ec;
+  fs::path target = fs::read_symlink(link, ec);
+  if (ec || !fs::exists("/dev/" + target.filename().string()))
+    GTEST_SKIP() << "the root filesystem is not on a block device in /dev";
+  auto b = open_device(spec("block:" + target.filename().string()));
+  ASSERT_FALSE(b);
+  // EBUSY from the exclusive claim, or EPERM where the kernel refuses any
+  // write open of a mounted disk (CONFIG_BLK_DEV_WRITE_MOUNTED=n, 6.8+).
+  EXPECT_TRUE(b.error().code() == EBUSY || b.error().code() == EPERM) << b.error().to_string();
+  EXPECT_NE(std::string(b.error().detail()).find("/dev/" + target.filename().string()),
+            std::string::npos);
 }
 
 // A network namespace owned by a fd only: a thread unshares, opens its own

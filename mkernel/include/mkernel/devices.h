@@ -4,6 +4,9 @@
 // before it boots, so the image receives ready-to-use fds (manifest.h lists
 // their numbers in the boot tree) and never needs privileges of its own:
 //   file:PATH[:ro]    open(O_RDONLY or O_RDWR, O_CLOEXEC)
+//   block:NAME        open(/dev/NAME, O_RDWR|O_EXCL): the kernel's exclusive
+//                     open, EBUSY while mounted or held elsewhere (EPERM
+//                     for a mounted disk on 6.8+ without BLK_DEV_WRITE_MOUNTED)
 //   listen:ADDR:PORT  a blocking TCP socket, SO_REUSEADDR, bound, listen(128)
 //   net:IFNAME        no fd: the interface is moved into the instance's
 //                     network namespace (rtnetlink RTM_NEWLINK with
@@ -25,8 +28,9 @@
 // ENODEV naming it (nothing moved); 4. kernel refuses the move (EBUSY,
 // EPERM, EEXIST when the namespace already has that name): its errno.
 //
-// Returns: open_device: EINVAL (net/console/block spec, bad address), errno of
-// open/socket/bind/listen (ENOENT, EACCES, EADDRINUSE, EADDRNOTAVAIL).
+// Returns: open_device: EINVAL (net/console spec, bad address or block name),
+// errno of open/socket/bind/listen (ENOENT, EACCES, EBUSY, EADDRINUSE,
+// EADDRNOTAVAIL).
 // open_netns: ESRCH/ENOENT/EACCES. move_link/return_link: ENODEV, EPERM,
 // EEXIST, EINVAL and other rtnetlink errors.
 #pragma once
@@ -41,7 +45,7 @@
 
 namespace mk {
 
-// file and listen specs only; the fd is O_CLOEXEC (the fd map dup2()s it).
+// file, block and listen specs; the fd is O_CLOEXEC (the fd map dup2()s it).
 Result<OwnedFd> open_device(const DeviceSpec& spec);
 
 // The network namespace of `pid` (/proc/PID/ns/net), for move_link.
