@@ -18,12 +18,33 @@ export MKERNEL_RUNTIME_DIR=$(mktemp -d /tmp/mkernel-test.XXXXXX)
 trap 'rm -rf "$MKERNEL_RUNTIME_DIR"' EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
+# Every ctest stage's counts, summed into one closing line.
+PASSED=0 FAILED=0
+count() {
+  local log=$1 line
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -n 1)
+  [ -n "$line" ] || return 0
+  local failed total
+  failed=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+  total=$(sed -E 's/.* tests failed out of ([0-9]+).*/\1/' <<<"$line")
+  PASSED=$((PASSED + total - failed)); FAILED=$((FAILED + failed))
+}
+run_ctest() {  # run_ctest LOGNAME ctest-args...
+  local log=$MKERNEL_RUNTIME_DIR/$1.log; shift
+  local rc
+  set +e
+  ctest "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  count "$log"
+  return "$rc"
+}
 
 step "build (ci preset: RelWithDebInfo, -Werror)"
 cmake --preset ci >/dev/null
 cmake --build --preset ci -j "$JOBS"
 step "tests (ci)"
-ctest --preset ci
+run_ctest ci --preset ci
 
 if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
   step "build (asan preset: ASan + UBSan)"
@@ -32,14 +53,14 @@ if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
   step "tests (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --preset asan
+    run_ctest asan --preset asan
 
   step "build (tsan preset: ThreadSanitizer, IPI tests)"
   cmake --preset tsan >/dev/null
   if grep -q 'ipi_test' tests/ipi/CMakeLists.txt; then
     cmake --build --preset tsan -j "$JOBS" --target ipi_test
     step "tests (TSan: IPI)"
-    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --preset tsan -L '^ipi$'
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest tsan --preset tsan -L '^ipi$'
   fi
 fi
 
@@ -48,3 +69,4 @@ if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
 step "all test stages passed"
+echo "tests: $PASSED passed, $FAILED failed"
