@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -48,6 +49,22 @@ class Daemon : public ::testing::Test {
   void TearDown() override {
     pid_t pid = daemon_pid();
     if (pid > 0 && ::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
+    // As subreaper we are the parent of every orphan a test left (daemons
+    // started by mkctl, a daemon still starting after a failed assertion):
+    // kill and reap them all.
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::string name = e.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::string stat = slurp(e.path() / "stat");
+      std::size_t close = stat.rfind(')');
+      if (close == std::string::npos) continue;
+      int ppid = 0;
+      if (std::sscanf(stat.c_str() + close + 1, " %*c %d", &ppid) == 1 && ppid == ::getpid()) {
+        pid_t child = static_cast<pid_t>(std::stoi(name));
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+      }
+    }
     while (::waitpid(-1, nullptr, WNOHANG) > 0) {
     }
     fs::remove_all(dir);
@@ -59,6 +76,11 @@ class Daemon : public ::testing::Test {
                       " >" + out + " 2>" + err;
     int st = std::system(cmd.c_str());
     return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp(out), slurp(err)};
+  }
+  int run_script(const std::string& text) {
+    std::ofstream(dir / "script.sh") << text;
+    int st = std::system(("bash " + (dir / "script.sh").string()).c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   }
   // The pid of the daemon that owns rt, 0 when none does.
   pid_t daemon_pid() {
@@ -162,6 +184,36 @@ TEST_F(Daemon, RefusalsKeepTheirTextJsonAndExitCodes) {
   EXPECT_EQ(c.code, 1);  // no pool
   EXPECT_NE(c.err.find("nothing was changed"), std::string::npos) << c.err;
   EXPECT_EQ(run("create a --cpus 0").code, 2);  // bad usage never reaches the daemon
+}
+
+TEST_F(Daemon, ConcurrentCallsRaceTheAutoStartAndAreSerialized) {
+  // Eight clients find no daemon at once: all are served, by one daemon.
+  std::string env = "MKERNEL_RUNTIME_DIR='" + rt.string() + "' ";
+  std::string mkctl = std::string(MK_BIN_DIR) + "/mkctl";
+  std::string cmd;
+  for (int i = 0; i < 8; ++i)
+    cmd += env + mkctl + " show >" + (dir / ("show" + std::to_string(i))).string() + " 2>&1 & ";
+  cmd += "\nfail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail\n";
+  ASSERT_EQ(run_script(cmd), 0) << slurp(dir / "show0");
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(slurp(dir / ("show" + std::to_string(i))), "no pool set (mkctl init sets one)\n");
+  pid_t pid = daemon_pid();
+  ASSERT_GT(pid, 0);
+  // Four creates of one CPU each on a two-CPU pool: exactly two win, with
+  // different CPUs, and the state holds exactly those two.
+  ASSERT_EQ(run("init --cpus 0-1 --memory 64M").code, 0);
+  cmd.clear();
+  for (int i = 0; i < 4; ++i)
+    cmd += env + mkctl + " create i" + std::to_string(i) + " --cpu-count 1 --memory 4M >/dev/null 2>&1 & ";
+  cmd += "\nwait\n";
+  ASSERT_EQ(run_script(cmd), 0);
+  CliRun r = run("show --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json::value doc = json::parse(r.out);
+  auto& insts = doc.as_object().at("instances").as_array();
+  ASSERT_EQ(insts.size(), 2u);
+  EXPECT_NE(insts[0].as_object().at("cpus").as_string(), insts[1].as_object().at("cpus").as_string());
+  EXPECT_EQ(doc.as_object().at("free_cpus").as_string(), "");
+  EXPECT_EQ(daemon_pid(), pid);
 }
 
 TEST_F(Daemon, ControlSocketIsMode0600) {
