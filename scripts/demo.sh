@@ -23,6 +23,8 @@ run() { printf '\n$ mkctl %s\n' "$*"; "$MKCTL" "$@"; }
 run topology
 run topology --topology "$TOPO/Intel-RaptorLake-Corei7-1370P.xml"
 run plan --topology "$TOPO/AMD-19h-Zen4-2xEpyc-9654.xml" --policy per-numa --instances 2
+# The recorded laptop has no memory sizes: give its pool all 20 CPUs and 16 GiB.
+run init --topology "$TOPO/Intel-RaptorLake-Corei7-1370P.xml" --cpus 0-19 --memory 16G@0
 run plan --topology "$TOPO/Intel-RaptorLake-Corei7-1370P.xml" --policy pe-split --apply
 run show --topology "$TOPO/Intel-RaptorLake-Corei7-1370P.xml"
 
