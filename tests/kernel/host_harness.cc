@@ -87,6 +87,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   t.devices = {BootDevice{"console", DeviceKind::kConsole, 5, {}}};
   t.ipi.host_id = abi::kHostId;
   t.ipi.channels = {IpiChannel{abi::kHostId, "host", 6, cfg.slot_count * 64, ChannelRole::kBidirectional}};
+  if (spec.no_host_channel) t.ipi.channels.clear();
   if (spec.peer_channel) {
     t.ipi.channels.push_back(IpiChannel{kPeerId, "peer", 9, cfg.slot_count * 64, ChannelRole::kBidirectional});
   }
@@ -97,9 +98,9 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   MK_TRY_ASSIGN(int tree_fd, sealed_memfd(blob.data(), blob.size()));
 
   // Source fd for each target fd; -1 = leave closed.
-  std::vector<int> src = {tree_fd, region, con[1], host_fds.memfd.get(),
-                          spec.omit_channel_eventfds ? -1 : host_fds.eventfd[0].get(),
-                          spec.omit_channel_eventfds ? -1 : host_fds.eventfd[1].get()};
+  std::vector<int> src = {tree_fd, region, con[1], spec.no_host_channel ? -1 : host_fds.memfd.get(),
+                          spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[0].get(),
+                          spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[1].get()};
   if (spec.peer_channel) {
     src.push_back(peer_fds.memfd.get());
     src.push_back(peer_fds.eventfd[0].get());

@@ -33,6 +33,7 @@ struct LaunchSpec {
   bool corrupt_tree = false;         // fd 3 holds garbage
   bool omit_channel_eventfds = false;// fds 7, 8 not passed
   bool peer_channel = false;         // add /ipi/channel@9 played by the harness
+  bool no_host_channel = false;      // the tree lists no /ipi/channel@0 (fds 6-8 closed)
 };
 
 // The instance's CPU: the highest CPU this process may use (1 on the 2-CPU VM).

@@ -182,6 +182,16 @@ TEST(MkKernel, MissingChannelFdExitsWithMissingResource) {
   EXPECT_NE(run->console().find("channel /ipi/channel@0 lists fd 7"), std::string::npos) << run->console();
 }
 
+TEST(MkKernel, NoHostChannelExitsWithHostLink) {
+  auto run = launch({.no_host_channel = true});
+  ASSERT_TRUE(run);
+  auto st = run->wait_exit();
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), ec::kHostLink);
+  EXPECT_NE(run->console().find("no host channel"), std::string::npos) << run->console();
+  EXPECT_FALSE(run->ready().has_value());
+}
+
 TEST(MkKernel, BadArgumentExitsWithUsage) {
   auto run = launch({.args = {"--bogus"}});
   ASSERT_TRUE(run);
