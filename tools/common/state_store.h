@@ -1,12 +1,15 @@
 // DOC: mk::tools::StateStore — the runtime directory and its persisted state.
 //
-// What this is: where the partition (pool + instances) lives between mkctl
-// calls. Issue #4 moves ownership of it into mkerneld; the file format and
-// the CLI stay the same.
+// What this is: where the partition (pool + instances) lives between calls.
+// The live machine's state.json belongs to mkerneld (it loads it at start and
+// saves after every change, tools/mkerneld/controller.h); the per-topology
+// files are read and written by mkctl itself (--topology). Same format.
 //
 // Layout of the runtime directory (MKERNEL_RUNTIME_DIR, else /run/mkernel as
 // root, else $XDG_RUNTIME_DIR/mkernel, else /tmp/mkernel-UID):
-//   lock                       flock(2) target serializing every mkctl call
+//   lock                       flock(2) target serializing state writers
+//                              (mkerneld while saving, mkctl --topology)
+//   mkerneld.lock, control.sock, mkerneld.log   the daemon's (daemon_client.h)
 //   state.json                 the live machine's partition
 //   topo/NAME-HASH.json        the partition planned for an hwloc XML file
 //                              (--topology): experiments never touch the
