@@ -200,7 +200,13 @@ Result<rpc::Response> call_daemon(const std::string& dir, const rpc::Action& act
   if (!conn) return conn.error();
   MK_TRY(send_all(conn->get(), rpc::encode_request(action) + "\n"));
   MK_TRY_ASSIGN(std::string line, read_line(conn->get(), rpc::kMaxResponseBytes, kResponseTimeoutMs, false));
-  return rpc::parse_response(line);
+  MK_TRY_ASSIGN(rpc::Response r, rpc::parse_response(line));
+  if (r.ok && std::holds_alternative<rpc::HostStopAction>(action)) {
+    // The daemon closes this connection only after it removed its socket and
+    // released its lock: wait for that, so a following call can start anew.
+    MK_TRY(read_line(conn->get(), 4096, kResponseTimeoutMs, /*eof_ok=*/true));
+  }
+  return r;
 }
 
 }  // namespace mk::tools

@@ -151,12 +151,13 @@ int main(int argc, char** argv) {
     }
 
     // 6. Leave: no socket behind, the directory free for a successor, then
-    //    close the clients (io's destructor) so `host stop` returns only
+    //    close the clients so `host stop` returns only
     //    once a new daemon can start. Instances are not touched.
     if (auto n = mkerneld::sd_notify("STOPPING=1"); !n) mkerneld::log("%s", n.error().to_string().c_str());
     (*server)->close();
     ::close(*lock);
     mkerneld::log("stopped");
+    server->reset();  // closes the host-stop client's connection: its EOF
   } catch (const std::exception& e) {
     return fail_start(o, MK_FAIL(EIO, "internal error", "%s", e.what()));
   }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cstdarg>
 #include <cstdio>
@@ -30,7 +31,10 @@ void log(const char* fmt, ...) {
 
 class Server::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Server& s, stream::socket sock) : server_(s), count_(s.sessions_), sock_(std::move(sock)) { ++*count_; }
+  Session(Server& s, stream::socket sock)
+      : server_(s), count_(s.sessions_), sock_(std::move(sock)), timer_(sock_.get_executor()) {
+    ++*count_;
+  }
   // Sessions may outlive the Server inside a stopped io_context: the count
   // is shared, the Server is only touched from handlers that run.
   ~Session() { --*count_; }
@@ -66,6 +70,19 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   }
 
   void read() {
+    // A request must arrive whole within the timeout; the wait holds only a
+    // weak reference so it never keeps a finished session alive.
+    timer_.expires_after(server_.request_timeout_);
+    // The generation tells a stale expiry (already queued when the request
+    // completed) from the current one.
+    timer_.async_wait([weak = weak_from_this(), gen = ++timer_gen_](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || gen != self->timer_gen_) return;
+      log("closed a connection that sent no complete request in %lld ms",
+          static_cast<long long>(self->server_.request_timeout_.count()));
+      boost::system::error_code ignored;
+      self->sock_.close(ignored);
+    });
     // The limit counts the newline; one byte more than a maximal request
     // means the request is too long.
     asio::async_read_until(sock_, asio::dynamic_buffer(in_, rpc::kMaxRequestBytes + 1), '\n',
@@ -75,6 +92,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
+    timer_.cancel();
+    ++timer_gen_;
     if (ec == asio::error::not_found) {
       log("refused a request over %zu bytes", rpc::kMaxRequestBytes);
       refuse(MK_FAIL(EMSGSIZE, "request too large", "over %zu bytes", rpc::kMaxRequestBytes), "");
@@ -101,6 +120,10 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     asio::async_write(sock_, asio::buffer(out_),
                       [self = shared_from_this()](const boost::system::error_code& wec, std::size_t) {
                         if (self->server_.controller_.stop_requested()) {
+                          // Kept open until the Server is destroyed, after
+                          // the socket is gone and the lock released: the
+                          // client's EOF then means "a new daemon may start".
+                          self->server_.stopping_ = self;
                           self->server_.on_stop_();
                           return;
                         }
@@ -111,6 +134,8 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   Server& server_;
   std::shared_ptr<std::size_t> count_;
   stream::socket sock_;
+  asio::steady_timer timer_;
+  uint64_t timer_gen_ = 0;
   std::string in_, out_;
 };
 
@@ -120,8 +145,10 @@ Server::Server(asio::io_context& io, std::string path, Controller& c, std::funct
 Server::~Server() { close(); }
 
 mk::Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, std::string socket_path,
-                                                   Controller& controller, std::function<void()> on_stop) {
+                                                   Controller& controller, std::function<void()> on_stop,
+                                                   std::chrono::milliseconds request_timeout) {
   std::unique_ptr<Server> s(new Server(io, socket_path, controller, std::move(on_stop)));
+  s->request_timeout_ = request_timeout;
   if (::unlink(socket_path.c_str()) != 0 && errno != ENOENT) {
     int e = errno;
     return mk::Error(e, "cannot remove a stale control socket").set_detail("%s: %s", socket_path.c_str(), strerror(e));

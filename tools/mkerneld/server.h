@@ -16,11 +16,17 @@
 // unknown action (EOPNOTSUPP), unknown field or wrong type (EINVAL), a line
 // over the limit (EMSGSIZE; the connection is then closed since the stream
 // cannot be resynchronized), more than kMaxConnections at once (EAGAIN).
-// After a host-stop response is written the server calls on_stop.
+// A connection that leaves a request unfinished, or sits idle between
+// requests, for longer than the request timeout is closed (logged), so a
+// stuck client cannot hold one of the kMaxConnections slots forever.
+// After a host-stop response is written the server calls on_stop; that
+// connection stays open until the Server is destroyed, so the client sees
+// EOF only once the daemon has let go of the runtime directory.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,11 +39,13 @@ namespace mkerneld {
 class Server {
  public:
   static constexpr std::size_t kMaxConnections = 64;
+  static constexpr std::chrono::milliseconds kRequestTimeout{30'000};
 
   // Binds and listens (a stale socket file from a killed daemon is replaced:
   // the caller holds the daemon lock, so no live daemon can own it).
   static mk::Result<std::unique_ptr<Server>> create(boost::asio::io_context& io, std::string socket_path,
-                                                    Controller& controller, std::function<void()> on_stop);
+                                                    Controller& controller, std::function<void()> on_stop,
+                                                    std::chrono::milliseconds request_timeout = kRequestTimeout);
   ~Server();
 
   void start();
@@ -53,7 +61,9 @@ class Server {
   std::string path_;
   Controller& controller_;
   std::function<void()> on_stop_;
+  std::chrono::milliseconds request_timeout_ = kRequestTimeout;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::shared_ptr<Session> stopping_;  // the host-stop client, see server.cc
   std::shared_ptr<std::size_t> sessions_ = std::make_shared<std::size_t>(0);
   dev_t dev_ = 0;
   ino_t ino_ = 0;
