@@ -1,6 +1,10 @@
 // Instance -> BootTree (see manifest.h).
 #include "mkernel/manifest.h"
 
+#include <algorithm>
+
+#include "mk/abi/control_messages.h"
+
 namespace mk {
 
 Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, const BootOptions& opts) {
@@ -66,8 +70,21 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
     }
     t.devices.push_back(std::move(b));
   }
+  t.ipi.host_id = abi::kHostId;
+  if (opts.host_channel) {
+    t.ipi.channels.push_back(IpiChannel{abi::kHostId, "host", fd, opts.host_ring_slots * 64u,
+                                        ChannelRole::kBidirectional});
+    fd += 3;
+  }
   MK_TRY(validate_boot_tree(t));
   return t;
+}
+
+int first_channel_fd(const BootTree& tree) {
+  int fd = kFirstResourceFd;
+  for (const auto& m : tree.memory) fd = std::max(fd, m.fd + 1);
+  for (const auto& d : tree.devices) fd = std::max(fd, d.fd + 1);
+  return fd;
 }
 
 }  // namespace mk

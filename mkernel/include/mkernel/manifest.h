@@ -13,7 +13,10 @@
 //   next, one each             file and listen devices, in --device order
 //   net devices                no fd (-1): the interface is in the instance's
 //                              network namespace, named by its ifname property
-//   next, one each             IPI channels (added by the boot flow)
+//   next, three each           IPI channels: the memfd F (the tree's
+//                              mkernel,fd), F+1 and F+2 its two doorbell
+//                              eventfds (ipi::ChannelFds order); the host
+//                              channel (peer 0) first
 //
 // Returns: EINVAL if the instance cannot be described (e.g. a CPU the
 // topology does not know), or what validate_boot_tree() reports.
@@ -31,10 +34,17 @@ namespace mk {
 inline constexpr int kBootTreeFd = 3;
 inline constexpr int kFirstResourceFd = 4;
 
+inline constexpr uint32_t kHostRingSlots = 256;  // slots per direction, host channel
+
 struct BootOptions {
   std::string bootargs;  // the image's command line (mkctl load --cmdline)
   std::string init;      // the tenant command (mkctl load --init)
+  bool host_channel = true;  // /ipi/channel@0 (every booted image has one)
+  uint32_t host_ring_slots = kHostRingSlots;
 };
+
+// The fd number of the first IPI channel in `tree` (after every other fd).
+int first_channel_fd(const BootTree& tree);
 
 Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, const BootOptions& opts);
 

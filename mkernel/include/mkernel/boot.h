@@ -1,0 +1,116 @@
+// DOC: mk::boot_instance — the process backend's start recipe (DESIGN.md §3).
+//
+// What this is: `mkctl start NAME` on stock Linux. It turns a committed
+// Instance and a loaded image into a running, confined process that reports
+// READY over IPI, composing the backend's building blocks in one linear
+// recipe (each step lives in its concept's file):
+//   1. cgroups        detect_cgroups + InstanceCgroup::create   (cgroup.h)
+//   2. memory         one sealed, node-bound RegionFd per region (memory_region.h)
+//   3. devices        open_device per file/listen/block device   (devices.h)
+//   4. console        make_console_pipe; image stdout/stderr too (console_log.h)
+//   5. host channel   ipi::Channel::create (side A stays here)   (ipi/channel.h)
+//   6. boot tree      make_boot_tree + emit into a sealed memfd  (manifest.h)
+//   7. spawn          make_confine_plan + spawn_confined; the prepare gate
+//                     attaches the cgroup and moves net devices before the
+//                     image runs one instruction                 (confine.h)
+//   8. endpoint       the host's ipi::Endpoint on the channel, watching the
+//                     image's pidfd; READY is awaited by wait_ready().
+// Unhappy paths: any step failing returns its error; everything created so
+// far is released in reverse (RAII members; the cgroup is destroyed, the
+// child killed and reaped), so a failed start leaves nothing behind.
+//
+// Lifecycle of the returned RunningInstance:
+//   wait_ready() -> ping()/stats() ... -> shutdown() (or kill()) -> release().
+// The host keeps the memory regions open for the instance's lifetime (it owns
+// them, DESIGN.md §1).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ipi/endpoint.h"
+#include "mk/abi/control_messages.h"
+#include "mk/result.h"
+#include "mkernel/cgroup.h"
+#include "mkernel/guarantee.h"
+#include "mkernel/instance.h"
+#include "mkernel/manifest.h"
+#include "mkernel/memory_region.h"
+#include "mkernel/owned_fd.h"
+#include "mkernel/sysroot.h"
+#include "mkernel/topology.h"
+
+namespace mk {
+
+// Memory the image and its tenants may use beyond their regions (memory
+// cgroup limit = regions + this). Regions are pre-faulted by the host and
+// charged to it, so this bounds the instance's own heap and page cache.
+inline constexpr uint64_t kInstanceOverheadBytes = 256ull << 20;
+
+struct ImageSpec {
+  std::string path;     // validated ELF (image.h)
+  std::string cmdline;  // split on blanks into argv[1..]
+  std::string init;     // tenant command, "" = none
+};
+
+struct BootRequest {
+  Instance instance;
+  ImageSpec image;
+  SysRoot root;
+  bool use_cgroups = true;  // false: affinity + mempolicy only
+  bool namespaces = true;   // PID/mount/UTS/IPC (+net) when root
+};
+
+class RunningInstance {
+ public:
+  ~RunningInstance();
+  RunningInstance(const RunningInstance&) = delete;
+  RunningInstance& operator=(const RunningInstance&) = delete;
+
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }
+  int console_fd() const { return console_.get(); }  // nonblocking read end
+  const Guarantees& guarantees() const { return guarantees_; }
+  const std::optional<abi::ReadyMsg>& ready() const { return ready_; }
+  ipi::Endpoint& endpoint() { return *ep_; }
+
+  // Serves the channel until READY arrives. Returns: ETIMEDOUT, ECHILD (the
+  // image exited first; detail has its status), EPROTO (READY of another
+  // protocol version or instance id).
+  Result<abi::ReadyMsg> wait_ready(std::chrono::milliseconds timeout);
+  // Round trip of `bytes` through the image. Returns the latency.
+  Result<std::chrono::nanoseconds> ping(std::size_t bytes, std::chrono::milliseconds timeout);
+  Result<abi::StatsMsg> stats(std::chrono::milliseconds timeout);
+  // Asks the image to stop its tenants and exit, then reaps it. Returns the
+  // image's reply; ETIMEDOUT/ECONNRESET leave the process to kill().
+  Result<abi::ShutdownReply> shutdown(std::chrono::milliseconds grace, std::chrono::milliseconds timeout);
+  // SIGKILL and reap (idempotent).
+  void kill();
+  // Waits for the process to exit (reaps it). Returns its wait status.
+  Result<int> wait_exit(std::chrono::milliseconds timeout);
+  // Frees the cgroup and regions (after the process is gone). Returns EBUSY
+  // if tasks remain in the cgroup.
+  Result<void> release();
+
+ private:
+  friend Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology&, const BootRequest&);
+  RunningInstance() = default;
+  Instance inst_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  OwnedFd pidfd_, console_;
+  std::optional<InstanceCgroup> cgroup_;
+  std::vector<RegionFd> regions_;
+  std::unique_ptr<ipi::Endpoint> ep_;
+  std::optional<abi::ReadyMsg> ready_;
+  Guarantees guarantees_;
+};
+
+Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, const BootRequest& req);
+
+}  // namespace mk
