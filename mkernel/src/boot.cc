@@ -49,10 +49,8 @@ std::vector<std::string> split_blanks(const std::string& s) {
 CpuSet nodes_as_set(const Instance& inst, const Topology& topo) {
   CpuSet mems;  // a node set, spelled with the same bitset type
   for (const auto& r : inst.memory) mems.insert(r.node);
-  if (mems.empty()) {
-    for (uint32_t c : inst.cpus)
-      if (const Pu* pu = topo.find_pu(c); pu && pu->numa >= 0) mems.insert(static_cast<uint32_t>(pu->numa));
-  }
+  if (mems.empty())
+    for (uint32_t n : topo.nodes_of(inst.cpus)) mems.insert(n);
   if (mems.empty()) mems.insert(0);
   return mems;
 }

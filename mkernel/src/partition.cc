@@ -113,13 +113,6 @@ Result<uint32_t> resolve_kind(const Topology& topo, const KindSelector& sel) {
 
 namespace {
 
-std::vector<uint32_t> cpu_nodes(const Topology& topo, const CpuSet& cpus) {
-  std::set<uint32_t> nodes;
-  for (uint32_t c : cpus)
-    if (const Pu* pu = topo.find_pu(c); pu && pu->numa >= 0) nodes.insert(static_cast<uint32_t>(pu->numa));
-  return {nodes.begin(), nodes.end()};
-}
-
 Result<void> check_name_and_id(const Partition& part, const CreateRequest& req, uint32_t& id) {
   MK_TRY(validate_instance_name(req.name));
   if (const Instance* other = part.find(req.name)) {
@@ -227,14 +220,7 @@ Result<std::vector<MemoryRegion>> choose_memory(const Topology& topo, const Part
     } else if (req.numa) {
       node = *req.numa;
     } else {
-      // The node holding most of the instance's CPUs (ties: lowest node).
-      std::map<uint32_t, std::size_t> count;
-      for (uint32_t c : cpus)
-        if (const Pu* pu = topo.find_pu(c); pu && pu->numa >= 0) ++count[static_cast<uint32_t>(pu->numa)];
-      node = topo.numa_nodes.empty() ? 0 : topo.numa_nodes.front().os_index;
-      std::size_t best = 0;
-      for (auto [n, k] : count)
-        if (k > best) best = k, node = n;
+      node = topo.main_node_of(cpus);  // the node holding most of its CPUs
     }
     if (!topo.find_numa(node)) {
       return MK_FAIL(ENOENT, "no such NUMA node", "NUMA node %u does not exist (this machine has %zu node(s))", node,
@@ -302,7 +288,7 @@ std::vector<std::string> placement_warnings(const Topology& topo, const Partitio
       }
     }
   }
-  auto nodes = cpu_nodes(topo, inst.cpus);
+  auto nodes = topo.nodes_of(inst.cpus);
   if (nodes.size() > 1) {
     std::string list;
     for (uint32_t n : nodes) list += (list.empty() ? "" : ",") + std::to_string(n);

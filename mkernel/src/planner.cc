@@ -74,17 +74,6 @@ Result<void> override_kinds(Topology& topo, const std::vector<CpuSet>& kinds) {
 
 namespace {
 
-uint32_t main_node(const Topology& topo, const CpuSet& cpus) {
-  std::map<uint32_t, std::size_t> count;
-  for (uint32_t c : cpus)
-    if (const Pu* pu = topo.find_pu(c); pu && pu->numa >= 0) ++count[static_cast<uint32_t>(pu->numa)];
-  uint32_t node = topo.numa_nodes.empty() ? 0 : topo.numa_nodes.front().os_index;
-  std::size_t best = 0;
-  for (auto [n, k] : count)
-    if (k > best) best = k, node = n;
-  return node;
-}
-
 // Whole cores of `free`, in topology order (node, L3, core index).
 std::vector<CpuSet> cores_in_order(const Topology& topo, const CpuSet& free) {
   std::map<std::tuple<int32_t, int32_t, uint32_t>, CpuSet> m;
@@ -188,7 +177,7 @@ Result<Plan> make_plan(const Topology& topo_in, const Partition& part, const Pla
     if (g.second.empty()) {
       return MK_FAIL(ENOSPC, "no free cpus", "instance '%s' would get no CPU: its CPUs are all taken", g.first.c_str());
     }
-    nodes.push_back(main_node(topo, g.second));
+    nodes.push_back(topo.main_node_of(g.second));
     ++per_node[nodes.back()];
   }
 

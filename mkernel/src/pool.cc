@@ -123,17 +123,6 @@ std::string known_devices(const Topology& topo) {
   return s.empty() ? "none" : s;
 }
 
-std::vector<uint32_t> nodes_of(const Topology& topo, const CpuSet& cpus) {
-  std::vector<uint32_t> nodes;
-  for (uint32_t c : cpus) {
-    const Pu* pu = topo.find_pu(c);
-    if (pu && pu->numa >= 0 && std::find(nodes.begin(), nodes.end(), uint32_t(pu->numa)) == nodes.end())
-      nodes.push_back(static_cast<uint32_t>(pu->numa));
-  }
-  std::sort(nodes.begin(), nodes.end());
-  return nodes;
-}
-
 }  // namespace
 
 Result<PoolDecision> make_pool(const Topology& topo, const PoolRequest& req,
@@ -187,7 +176,7 @@ Result<PoolDecision> make_pool(const Topology& topo, const PoolRequest& req,
         }
         add_memory(mem, *m.node, m.bytes);
       } else {
-        std::vector<uint32_t> nodes = nodes_of(topo, d.pool.cpus);
+        std::vector<uint32_t> nodes = topo.nodes_of(d.pool.cpus);
         if (nodes.empty())
           for (const auto& n : topo.numa_nodes) nodes.push_back(n.os_index);
         for (const auto& r : split_memory(m.bytes, nodes)) add_memory(mem, r.node, r.bytes);

@@ -3,12 +3,14 @@
 // mk::Topology values and the hwloc handle is destroyed before returning.
 #include "mkernel/topology.h"
 
+
 #include <fcntl.h>
 #include <hwloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -467,6 +469,28 @@ Result<Topology> load_topology_xml(const std::string& path) {
                    path.c_str(), std::strerror(errno));
   }
   return extract(h.get(), path, false);
+}
+
+std::vector<uint32_t> Topology::nodes_of(const CpuSet& cpus) const {
+  std::vector<uint32_t> nodes;
+  for (uint32_t c : cpus) {
+    const Pu* pu = find_pu(c);
+    if (pu && pu->numa >= 0) nodes.push_back(static_cast<uint32_t>(pu->numa));
+  }
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  return nodes;
+}
+
+uint32_t Topology::main_node_of(const CpuSet& cpus) const {
+  std::map<uint32_t, std::size_t> count;
+  for (uint32_t c : cpus)
+    if (const Pu* pu = find_pu(c); pu && pu->numa >= 0) ++count[static_cast<uint32_t>(pu->numa)];
+  uint32_t node = numa_nodes.empty() ? 0 : numa_nodes.front().os_index;
+  std::size_t best = 0;
+  for (auto [n, k] : count)
+    if (k > best) best = k, node = n;
+  return node;
 }
 
 CpuSet Topology::all_pus() const {

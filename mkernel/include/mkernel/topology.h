@@ -115,6 +115,11 @@ struct Topology {
   const Pu* find_pu(uint32_t os_index) const;
   const NumaNode* find_numa(uint32_t os_index) const;
   uint64_t total_memory() const;
+  // Home NUMA nodes of `cpus`, ascending (CPUs without a node are skipped).
+  std::vector<uint32_t> nodes_of(const CpuSet& cpus) const;
+  // The node holding most of `cpus` (ties: the lowest); the first node when
+  // none of them has one, 0 on a topology without nodes.
+  uint32_t main_node_of(const CpuSet& cpus) const;
 };
 
 // Loads the machine this process runs on (the PUs and NUMA nodes this
