@@ -82,6 +82,51 @@ Result<Channel> Channel::attach(ChannelFds fds, const ChannelOptions& opts) {
   return make(std::move(region), abi::kDirBtoA, opts);
 }
 
+Result<Channel> Channel::take_over(ChannelFds fds, std::uint32_t side, const ChannelOptions& opts) {
+  MK_TRY(validate(opts));
+  if (side > 1) {
+    return MK_FAIL(EINVAL, "bad ipi channel side", "side %u must be 0 (A) or 1 (B)", side);
+  }
+  MK_TRY_ASSIGN(auto region, Region::open(std::move(fds.memfd), std::move(fds.eventfd[0]),
+                                          std::move(fds.eventfd[1])));
+  auto* hdr = region->header();
+  const char* name = side == 0 ? "A" : "B";
+  const std::uint32_t state =
+      detail::shm_load<std::uint32_t>(&hdr->side_state[side], std::memory_order_acquire);
+  if (state == abi::kSideClosed) {
+    return MK_FAIL(EPIPE, "ipi channel side closed", "side %s was closed by its owner; it cannot be taken over",
+                   name);
+  }
+  if (state != abi::kSideAttached && state != abi::kSideUnattached) {
+    return MK_FAIL(EBADMSG, "corrupt ipi side state", "side %s state word is %u", name, state);
+  }
+  MK_TRY_ASSIGN(Channel c, make(std::move(region), side, opts));
+  // Read-only recovery first: a refused take-over leaves the region untouched.
+  if (Status s = c.tx_.resume(); !s) {
+    c.closed_ = true;  // never mark the side closed on the way out
+    return MK_FAIL(EBADMSG, "ipi ring indices inconsistent",
+                   "side %s's outgoing ring: the peer's consumer tail is impossible", name);
+  }
+  if (Status s = c.rx_.resume(); !s) {
+    c.closed_ = true;
+    return MK_FAIL(EBADMSG, "ipi ring indices inconsistent",
+                   "side %s's incoming ring: our consumer tail is impossible", name);
+  }
+  if (state == abi::kSideUnattached &&
+      !detail::shm_cas<std::uint32_t>(&hdr->side_state[side], abi::kSideUnattached, abi::kSideAttached,
+                                      std::memory_order_acq_rel)) {
+    c.closed_ = true;
+    return MK_FAIL(EBUSY, "ipi channel already attached", "side %s was claimed concurrently", name);
+  }
+  detail::shm_store<std::int32_t>(&hdr->pid[side], static_cast<std::int32_t>(::getpid()),
+                                  std::memory_order_relaxed);
+  c.tx_.discard_unpublished();
+  // The previous owner may have died asleep: its doorbell word would make the
+  // peer pay a wake-up syscall on every publish until we next slept.
+  c.bell_rx_.cancel_sleep();
+  return c;
+}
+
 Result<std::pair<Channel, Channel>> Channel::create_pair(const ChannelConfig& cfg,
                                                          const ChannelOptions& opts_a,
                                                          const ChannelOptions& opts_b) {
@@ -121,6 +166,20 @@ Result<ChannelFds> Channel::export_fds() const {
   MK_TRY_ASSIGN(out.eventfd[0], dup_fd(f.eventfd[0]));
   MK_TRY_ASSIGN(out.eventfd[1], dup_fd(f.eventfd[1]));
   return out;
+}
+
+void Channel::detach() {
+  if (!region_) return;
+  if (!closed_) {
+    flush();
+    rx_.release();  // a later owner resumes at bulk_tail
+  }
+  region_.reset();
+  tx_ = RingProducer();
+  rx_ = RingConsumer();
+  bell_tx_ = Doorbell();
+  bell_rx_ = Doorbell();
+  closed_ = true;
 }
 
 bool Channel::peer_closed() const {

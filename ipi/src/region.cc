@@ -119,7 +119,7 @@ Result<std::shared_ptr<Region>> Region::create(const ChannelConfig& cfg) {
   return r;
 }
 
-Result<std::shared_ptr<Region>> Region::attach(UniqueFd memfd, UniqueFd efd_ab, UniqueFd efd_ba) {
+Result<std::shared_ptr<Region>> Region::open(UniqueFd memfd, UniqueFd efd_ab, UniqueFd efd_ba) {
   struct stat st {};
   if (!memfd.valid() || ::fstat(memfd.get(), &st) != 0) {
     return MK_FAIL(EBADF, "bad ipi channel fd", "memfd %d is not an open file", memfd.get());
@@ -167,13 +167,6 @@ Result<std::shared_ptr<Region>> Region::attach(UniqueFd memfd, UniqueFd efd_ab, 
                    static_cast<unsigned long long>(h.total_size),
                    static_cast<unsigned long long>(size));
   }
-  auto* hdr = r->header();
-  if (!detail::shm_cas<std::uint32_t>(&hdr->side_state[1], abi::kSideUnattached, abi::kSideAttached,
-                                      std::memory_order_acq_rel)) {
-    return MK_FAIL(EBUSY, "ipi channel already attached", "side B of this channel is taken");
-  }
-  detail::shm_store<std::int32_t>(&hdr->pid[1], static_cast<std::int32_t>(::getpid()),
-                                  std::memory_order_relaxed);
   r->slot_count_ = h.slot_count;
   r->bulk_size_ = h.bulk_size;
   r->dir_offset_[0] = l->dir_offset[0];
@@ -181,6 +174,18 @@ Result<std::shared_ptr<Region>> Region::attach(UniqueFd memfd, UniqueFd efd_ab, 
   r->memfd_ = std::move(memfd);
   r->efd_[0] = std::move(efd_ab);
   r->efd_[1] = std::move(efd_ba);
+  return r;
+}
+
+Result<std::shared_ptr<Region>> Region::attach(UniqueFd memfd, UniqueFd efd_ab, UniqueFd efd_ba) {
+  MK_TRY_ASSIGN(auto r, open(std::move(memfd), std::move(efd_ab), std::move(efd_ba)));
+  auto* hdr = r->header();
+  if (!detail::shm_cas<std::uint32_t>(&hdr->side_state[1], abi::kSideUnattached, abi::kSideAttached,
+                                      std::memory_order_acq_rel)) {
+    return MK_FAIL(EBUSY, "ipi channel already attached", "side B of this channel is taken");
+  }
+  detail::shm_store<std::int32_t>(&hdr->pid[1], static_cast<std::int32_t>(::getpid()),
+                                  std::memory_order_relaxed);
   return r;
 }
 

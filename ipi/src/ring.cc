@@ -35,6 +35,77 @@ static_assert(std::endian::native == std::endian::little, "ring ABI is little-en
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
+// An honest ring shows at position p either "ready" (written at p) or
+// "empty" (written one lap ago, or the creation pre-fill).
+bool plausible_seq(std::uint32_t seq, std::uint64_t p, std::uint64_t n) {
+  return seq == low32(p + 1) || seq == low32(p + 1 - n);
+}
+
+// A consumer tail an honest ring can show: the slot at `t` is ready or one
+// lap old, and the slot before it was written at t - 1 (or, ring full, reused
+// at t - 1 + n). Catches a tail scribbled ahead of the producer or to garbage.
+bool plausible_tail(const RingView& v, std::uint64_t mask, std::uint64_t t) {
+  const std::uint64_t n = v.slot_count;
+  const auto seq_at = [&](std::uint64_t q) {
+    return shm_load<std::uint32_t>(v.slots + (q & mask) * abi::kSlotSize, memory_order_acquire);
+  };
+  if (!plausible_seq(seq_at(t), t, n)) return false;
+  if (t == 0) return true;
+  const std::uint32_t before = seq_at(t - 1);
+  return before == low32(t) || before == low32(t + n);
+}
+
+// A message whose head seq already read "written at p": its structure as
+// the producer laid it out (for RingProducer::resume; never trusted further).
+struct WrittenMessage {
+  std::uint32_t nslots = 1;
+  bool by_ref = false;
+  std::uint64_t bulk_end = 0;  // by_ref: end of its bulk bytes
+};
+
+// Parses the head at `p` (and its continuation chain); false when it is not
+// a well-formed message of at most `room` slots. Reads only.
+bool parse_written(const RingView& v, std::uint64_t mask, std::uint64_t p, std::uint64_t room,
+                   WrittenMessage* out) {
+  const auto at = [&](std::uint64_t q) { return v.slots + (q & mask) * abi::kSlotSize; };
+  const std::byte* h = at(p);
+  const std::uint32_t w1 = shm_load<std::uint32_t>(h + kWord1, memory_order_relaxed);
+  const std::uint32_t len = shm_load<std::uint32_t>(h + kLength, memory_order_relaxed);
+  const auto flags = static_cast<std::uint8_t>((w1 >> 16) & 0xff);
+  const std::uint32_t nslots = w1 >> 24;
+  if (flags & ~abi::kKnownHeadFlags) return false;
+  const bool by_ref = flags & abi::kFlagByRef;
+  if (by_ref ? nslots != 1 : (nslots == 0 || len > abi::kMaxSpanPayload || slots_for(len) != nslots)) {
+    return false;
+  }
+  if (nslots > room) return false;
+  for (std::uint32_t i = 1; i < nslots; ++i) {
+    const std::byte* c = at(p + i);
+    const std::uint32_t cs = shm_load<std::uint32_t>(c, memory_order_relaxed);
+    const std::uint32_t cw = shm_load<std::uint32_t>(c + kWord1, memory_order_relaxed);
+    if (cs != low32(p + i + 1) || cw != pack_word1(0, abi::kFlagCont, static_cast<std::uint8_t>(i))) {
+      return false;
+    }
+  }
+  out->nslots = nslots;
+  out->by_ref = by_ref;
+  if (by_ref) {
+    const std::uint64_t rpos =
+        shm_load<std::uint64_t>(h + abi::kHeadHeaderSize + offsetof(abi::BulkRef, pos), memory_order_relaxed);
+    const std::uint32_t rlen = shm_load<std::uint32_t>(
+        h + abi::kHeadHeaderSize + offsetof(abi::BulkRef, length), memory_order_relaxed);
+    const std::uint32_t rcheck = shm_load<std::uint32_t>(
+        h + abi::kHeadHeaderSize + offsetof(abi::BulkRef, check), memory_order_relaxed);
+    const std::uint64_t b = v.bulk_size;
+    if (b == 0 || rlen != len || rcheck != ~len || len > b || rpos % abi::kBulkAlign != 0 ||
+        rpos % b + len > b) {
+      return false;
+    }
+    out->bulk_end = rpos + len;
+  }
+  return true;
+}
+
 }  // namespace
 
 void init_ring(const RingView& v) {
@@ -157,7 +228,80 @@ bool RingProducer::publish() {
   return true;
 }
 
+Status RingProducer::resume() {
+  const std::uint64_t n = v_.slot_count;
+  // Pairs with the consumer's release stores of tail / bulk_tail.
+  const std::uint64_t t = shm_load<std::uint64_t>(&v_.control->consumer.tail, memory_order_acquire);
+  const std::uint64_t bt =
+      shm_load<std::uint64_t>(&v_.control->consumer.bulk_tail, memory_order_acquire);
+  if (!plausible_tail(v_, mask_, t)) return Status(EBADMSG);
+  // Forward walk: every position below the old head carries seq p + 1; the
+  // withheld head of an unpublished batch (or a never-written slot) does not.
+  // p - t <= n throughout: each step is 1 or a message that fits in the room.
+  std::uint64_t p = t;
+  bool have_ref = false;
+  std::uint64_t ref_end = 0;
+  while (p - t < n) {
+    // Pairs with the release store of the seq in write()/publish().
+    if (shm_load<std::uint32_t>(slot_at(p), memory_order_acquire) != low32(p + 1)) break;
+    WrittenMessage m;
+    if (parse_written(v_, mask_, p, n - (p - t), &m)) {
+      if (m.by_ref) {
+        have_ref = true;
+        ref_end = m.bulk_end;
+      }
+      p += m.nslots;
+    } else {
+      p += 1;  // garbage: the consumer skips it one slot at a time too
+    }
+  }
+  // No by-reference message in flight: the newest one already consumed may
+  // still be held (not yet released through bulk_tail); its slot survives
+  // if it is within a lap of the new head.
+  if (!have_ref && v_.bulk_size != 0) {
+    const std::uint64_t lo = p >= n ? p - n : 0;
+    for (std::uint64_t q = t; q > lo;) {
+      --q;
+      if (shm_load<std::uint32_t>(slot_at(q), memory_order_acquire) != low32(q + 1)) break;
+      WrittenMessage m;
+      if (parse_written(v_, mask_, q, 1, &m) && m.by_ref) {
+        have_ref = true;
+        ref_end = m.bulk_end;
+        break;
+      }
+    }
+  }
+  // The producer keeps pos + len - bulk_tail <= b, plus up to one ring of
+  // padding when it found the bulk ring drained.
+  if (have_ref && ref_end - bt > 2 * v_.bulk_size) return Status(EBADMSG);
+  head_ = pub_ = p;
+  tail_cache_ = t;
+  bulk_head_ = have_ref ? ref_end : bt;
+  bulk_tail_cache_ = bt;
+  unpublished_ = 0;
+  return kOk;
+}
+
+void RingProducer::discard_unpublished() {
+  const std::uint64_t end = tail_cache_ + v_.slot_count;
+  for (std::uint64_t q = head_; q != end; ++q) {
+    shm_store<std::uint32_t>(slot_at(q), low32(q + 1 - v_.slot_count), memory_order_relaxed);
+  }
+}
+
 // ---------------------------------------------------------------- consumer --
+
+Status RingConsumer::resume() {
+  const std::uint64_t t = shm_load<std::uint64_t>(&v_.control->consumer.tail, memory_order_acquire);
+  const std::uint64_t bt =
+      shm_load<std::uint64_t>(&v_.control->consumer.bulk_tail, memory_order_acquire);
+  if (!plausible_tail(v_, mask_, t)) return Status(EBADMSG);
+  pos_ = t;
+  bulk_pos_ = bt;
+  held_end_ = bt;
+  holding_ = false;
+  return kOk;
+}
 
 RingConsumer::RingConsumer(const RingView& v, std::span<std::byte> scratch)
     : v_(v), scratch_(scratch), mask_(v.slot_count - 1) {}

@@ -9,6 +9,10 @@
 // flush(). Payloads up to 48 bytes take one slot, up to 1784 bytes span slots,
 // larger ones go by reference into the channel's bulk ring.
 //
+// A side can change hands: detach() leaves without closing and
+// take_over(fds, side) resumes that side (or one whose owner died) from the
+// region's fds, recovering both ring positions from shared memory.
+//
 // A Channel is used by one thread at a time (it is one side of an SPSC pair);
 // the two sides may live in two threads of one process (create_pair) or in
 // two processes (create + fork, or create + SCM_RIGHTS + attach).
@@ -22,6 +26,9 @@
 //   2. a->try_send(type, bytes) [batched] ... a->flush();
 //   3. b->receive(msg, timeout) polls, then sleeps per WaitMode, returns msg;
 //   4. close() (or destruction) marks the side closed and wakes the peer.
+//   5. Hand-over / restart: the old owner detach()es (or dies); the new one
+//      calls Channel::take_over(fds, side) and continues both rings where
+//      they are (its previous owner must be gone: the library cannot check).
 // Unhappy paths:
 //   1. Ring full: try_send returns EAGAIN (after publishing our own pending
 //      batch so the peer can drain it); send(timeout) backs off and retries
@@ -32,6 +39,11 @@
 //      rx_stats()); receive() skips such slots and keeps waiting.
 //   4. Message too large: EMSGSIZE; bad type or kind: EINVAL.
 //   5. Nothing arrives in time: receive returns ETIMEDOUT.
+//   6. take_over: EPIPE when that side was closed for good; EBADMSG when the
+//      shared indices cannot come from an honest ring (nothing written); the
+//      attach probe codes otherwise. A message the dead owner had popped but
+//      not handled is lost; replies to its requests reach the new owner as
+//      strays; messages it wrote but never published are dropped.
 #pragma once
 
 #include <sys/types.h>
@@ -82,6 +94,30 @@ class Channel {
   static Result<Channel> create(const ChannelConfig& cfg, const ChannelOptions& opts = {});
   // Side B of a region received from side A; see Region::attach for codes.
   static Result<Channel> attach(ChannelFds fds, const ChannelOptions& opts = {});
+  // Becomes `side` (0 = A, 1 = B) of an existing channel, continuing its
+  // rings exactly where they are: for a daemon restarted after SIGKILL that
+  // recovered the fds (pidfd_getfd) from the still-running peer, or for an
+  // instance handed side A's fds by the host that created the channel.
+  // Maps and probes like attach (same codes), then:
+  //   - side B never attached: claims it exactly like attach;
+  //   - pid[side] = getpid() (the peer's peer_pid() then reports us);
+  //   - incoming ring: continues at the shared consumer tail / bulk_tail;
+  //   - outgoing ring: the head is recovered by walking forward from the
+  //     peer's consumer tail while slots read "published here" (at most one
+  //     ring); messages the previous owner wrote but never published are
+  //     discarded and later overwritten; the bulk head follows the newest
+  //     by-reference message still in the ring, else bulk_tail.
+  // PRECONDITION (not checkable by the library): the previous owner of
+  // `side` is dead or detach()ed. Two live producers on one ring corrupt it;
+  // two live consumers lose messages.
+  // Lost across a take-over: a message the previous owner had popped but not
+  // handled; a reply to a request it sent arrives as a stray response.
+  // Returns: EINVAL (side > 1, bad opts); attach's probe codes (EBADF,
+  // EPERM, EPROTO, EPROTONOSUPPORT, EBADMSG, EINVAL); EPIPE (that side was
+  // closed for good); EBUSY (side B got attached concurrently); EBADMSG
+  // (shared indices impossible for an honest ring; nothing was written).
+  static Result<Channel> take_over(ChannelFds fds, std::uint32_t side,
+                                   const ChannelOptions& opts = {});
   // Both sides in this process sharing one mapping (threads). Returns the
   // create() codes.
   static Result<std::pair<Channel, Channel>> create_pair(const ChannelConfig& cfg,
@@ -132,6 +168,12 @@ class Channel {
 
   // Marks this side closed (after flushing) and wakes the peer. Idempotent.
   void close();
+  // Leaves the channel without closing the side (flushes the pending batch
+  // and gives back a held by-reference payload first), so a later
+  // take_over() can resume it. The peer sees nothing. Afterwards this object
+  // is inert like a moved-from Channel (only destruction, assignment and
+  // detach/close are valid). Idempotent.
+  void detach();
   bool peer_closed() const;
   pid_t peer_pid() const;  // as written by the peer at create/attach (untrusted)
 

@@ -26,7 +26,7 @@
 //   3. EPROTO: magic or compatible string wrong (not an mk-ipi region).
 //      EPROTONOSUPPORT: another ABI version.
 //   4. EBADMSG: geometry or size inconsistent with the header.
-//   5. EBUSY: side B already attached.
+//   5. EBUSY: side B already attached (attach only; open() claims nothing).
 //   6. create(): memfd/ftruncate/mmap/eventfd errno (ENOMEM, EMFILE, ...).
 #pragma once
 
@@ -57,7 +57,11 @@ struct RegionFds {
 class Region {
  public:
   static Result<std::shared_ptr<Region>> create(const ChannelConfig& cfg);
+  // Maps and probes a received region and claims side B (EBUSY if taken).
   static Result<std::shared_ptr<Region>> attach(UniqueFd memfd, UniqueFd efd_ab, UniqueFd efd_ba);
+  // Maps and probes like attach() (same codes except EBUSY) but claims no
+  // side and writes nothing: for Channel::take_over.
+  static Result<std::shared_ptr<Region>> open(UniqueFd memfd, UniqueFd efd_ab, UniqueFd efd_ba);
 
   ~Region();
   Region(const Region&) = delete;

@@ -108,6 +108,23 @@ class RingProducer {
   std::uint64_t position() const { return head_; }
   std::uint64_t max_payload() const;
 
+  // Take-over (Channel::take_over): recovers where the previous producer of
+  // this direction stopped, from shared memory only. Reads, never writes.
+  // Head: from the consumer's `tail`, walk forward while each slot's seq says
+  // "published at this position" (a valid message advances by its nslots,
+  // anything else by one slot, as the consumer would skip it), at most
+  // slot_count slots. Bulk head: end of the newest by-reference message
+  // still in the slots (forward walk, else back to head - slot_count), else
+  // the consumer's `bulk_tail`. Returns 0, or EBADMSG when the indices are
+  // impossible for an honest ring (nothing is changed then).
+  Status resume();
+  // After resume(): gives every slot from the recovered head up to a lap
+  // past the consumer's tail its "empty" seq, so messages the previous owner
+  // wrote but never published can never become visible. Those slots belong
+  // to the producer (the consumer cannot pass the head), so this races with
+  // nobody but a second live producer (a broken precondition).
+  void discard_unpublished();
+
  private:
   Status reserve(std::uint32_t nslots);
   Status reserve_bulk(std::size_t len, std::uint64_t* pos);
@@ -146,6 +163,12 @@ class RingConsumer {
 
   const RingStats& stats() const { return stats_; }
   std::uint64_t position() const { return pos_; }
+
+  // Take-over (Channel::take_over): continues from the shared `tail` and
+  // `bulk_tail` the previous consumer of this direction left. Reads only.
+  // Returns 0, or EBADMSG when the slot at `tail` shows a seq no honest ring
+  // has there (neither ready nor one lap old): a scribbled tail.
+  Status resume();
 
  private:
   Status skip(std::uint32_t n, std::uint64_t& counter);
