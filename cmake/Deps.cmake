@@ -13,6 +13,9 @@ target_link_libraries(mk_libfdt INTERFACE ${FDT_LIBRARY})
 # Boost 1.81 (Debian's default 1.74 has no Boost.JSON). Tools only.
 find_package(Boost 1.81.0 CONFIG REQUIRED COMPONENTS json program_options)
 
+# OpenSSL libcrypto: SHA-256 of kernel images (mkernel/src/image.cc).
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+
 find_package(Threads REQUIRED)
 
 if(MK_BUILD_TESTS)

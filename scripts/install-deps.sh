@@ -9,6 +9,8 @@ PKGS=(
   g++ cmake ninja-build git pkg-config make
   # libraries (DESIGN.md: hwloc, libnuma, libfdt, Boost 1.81 with Boost.JSON)
   libhwloc-dev hwloc-nox libnuma-dev libfdt-dev
+  # OpenSSL libcrypto (SHA-256 of kernel images)
+  libssl-dev
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
