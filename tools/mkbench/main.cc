@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bench.h"
+#include "boot_bench.h"
 #include "ipi_bench.h"
 
 namespace {
@@ -14,6 +15,8 @@ constexpr mkbench::Suite kSuites[] = {
      mkbench::run_ipi},
     {"plan", "planner latency on real topologies (2x EPYC 9654 into 192 instances)",
      mkbench::run_plan},
+    {"boot", "start -> READY of the real mk-kernel image via boot_instance vs posix_spawn /bin/true (root)",
+     mkbench::run_boot},
 };
 
 void usage(FILE* f) {
