@@ -147,6 +147,10 @@ Result<void> validate_ipi(const BootTree& t) {
     if (to_string(c.role).empty()) {
       return invalid("%s: '%s' has unknown value %u", p, kPropRole, static_cast<unsigned>(c.role));
     }
+    if (c.side > 1) return invalid("%s: '%s' is %u, expected 0 (a) or 1 (b)", p, kPropSide, unsigned{c.side});
+    if (c.side == 0 && c.peer_id == ipi.host_id) {
+      return invalid("%s: the host channel's side is the host's to create; the instance is side b", p);
+    }
   }
   return ok();
 }
@@ -308,6 +312,7 @@ Result<std::vector<uint8_t>> emit_boot_tree(const BootTree& t) {
     MK_TRY(w.prop_s32(kPropFd, c.fd));
     MK_TRY(w.prop_u32(kPropRingSize, c.ring_size));
     MK_TRY(w.prop_string(kPropRole, to_string(c.role)));
+    if (c.side == 0) MK_TRY(w.prop_string(kPropSide, "a"));  // "b" is the default
     MK_TRY(w.end_node());
   }
   MK_TRY(w.end_node());

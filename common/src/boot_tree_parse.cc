@@ -110,7 +110,7 @@ Result<BootMemory> parse_memory(const Tree& t, const fdt::Child& c, uint32_t ind
 
 Result<IpiChannel> parse_channel(const Tree& t, const fdt::Child& c, uint32_t unit) {
   MK_TRY_ASSIGN(Node n, Node::read_leaf(t, c.offset, "/ipi/" + std::string(c.name), kMaxProps));
-  MK_TRY(n.expect_only({kPropPeerId, kPropPeerName, kPropFd, kPropRingSize, kPropRole}));
+  MK_TRY(n.expect_only({kPropPeerId, kPropPeerName, kPropFd, kPropRingSize, kPropRole, kPropSide}));
     IpiChannel ch;
   MK_TRY_ASSIGN(ch.peer_id, n.u32(kPropPeerId));
   if (ch.peer_id != unit) return n.bad("unit address does not match '%s' (%u)", kPropPeerId, ch.peer_id);
@@ -123,6 +123,11 @@ Result<IpiChannel> parse_channel(const Tree& t, const fdt::Child& c, uint32_t un
     return n.bad("'%s' is '%s', expected bidir, tx or rx", kPropRole, fdt::printable(role).c_str());
   }
   ch.role = *r;
+  MK_TRY_ASSIGN(std::optional<std::string> side, n.opt_str(kPropSide));
+  if (side && *side != "a" && *side != "b") {
+    return n.bad("'%s' is '%s', expected a or b", kPropSide, fdt::printable(*side).c_str());
+  }
+  ch.side = side && *side == "a" ? 0 : 1;
   return ch;
 }
 

@@ -96,7 +96,12 @@ void Endpoint::complete(Peer& p, const InMessage& m) {
 }
 
 void Endpoint::expire_requests() {
-  if (pending_count_ == 0) return;
+  if (pending_count_ == 0) {
+    // Every request was answered: no deadline left to wake up for (a stale
+    // past deadline here would turn dispatch()'s sleep into a busy loop).
+    next_expiry_ = Clock::time_point::max();
+    return;
+  }
   const auto now = Clock::now();
   if (now < next_expiry_) return;
   next_expiry_ = Clock::time_point::max();

@@ -2,18 +2,23 @@
 #include "mkernel/boot.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 #include <sstream>
 
 #include "mkernel/confine.h"
 #include "mkernel/console_log.h"
 #include "mkernel/devices.h"
+#include "mkernel/process_identity.h"
 
 namespace mk {
 
@@ -55,7 +60,48 @@ CpuSet nodes_as_set(const Instance& inst, const Topology& topo) {
   return mems;
 }
 
+std::string guarantee_line(const Guarantee& g) {
+  return g.name + ": " + g.detail + (g.in_force ? "" : " [not in force]");
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A copy of fd `target` of the process behind `pidfd` (close-on-exec).
+Result<OwnedFd> fetch_fd(int pidfd, int target, const char* what) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
+  if (fd < 0) {
+    int e = errno;
+    return Error(e, "cannot take an fd back from the image")
+        .set_detail("%s (fd %d): pidfd_getfd: %s", what, target, std::strerror(e));
+  }
+  return OwnedFd(fd);
+}
+
+bool pidfd_exited(int pidfd, int timeout_ms) {
+  pollfd p{pidfd, POLLIN, 0};
+  int r;
+  while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
+}
+
 }  // namespace
+
+Result<void> RunningInstance::add_host_endpoint(ipi::Channel&& ch) {
+  MK_TRY_ASSIGN(ep_, ipi::Endpoint::create());
+  MK_TRY(ep_->add_peer(inst_.id, std::move(ch), pid_));
+  RunningInstance* raw = this;
+  MK_TRY(ep_->on_value<abi::ReadyMsg>(abi::kMsgReady,
+                                      [raw](const abi::ReadyMsg& m, ipi::Incoming&) { raw->ready_ = m; }));
+  MK_TRY(ep_->on_value<abi::TenantExitMsg>(abi::kMsgTenantExit, [raw](const abi::TenantExitMsg& m, ipi::Incoming&) {
+    if (raw->tenant_exits_.size() == 64) raw->tenant_exits_.erase(raw->tenant_exits_.begin());
+    raw->tenant_exits_.push_back(m);
+  }));
+  return ok();
+}
 
 Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, const BootRequest& req) {
   const Instance& inst = req.instance;
@@ -101,6 +147,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   BootOptions bo;
   bo.bootargs = req.image.cmdline;
   bo.init = req.image.init;
+  for (const auto& p : req.peers) bo.peers.push_back({p.peer_id, p.peer_name, p.side, kHostRingSlots});
   MK_TRY_ASSIGN(BootTree tree, make_boot_tree(topo, inst, bo));
   MK_TRY_ASSIGN(std::vector<uint8_t> blob, emit_boot_tree(tree));
   MK_TRY_ASSIGN(OwnedFd tree_fd, sealed_tree_memfd(blob, inst.name));
@@ -128,6 +175,17 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   spec.fds.push_back({ch_fds.memfd.get(), hc.fd});
   spec.fds.push_back({ch_fds.eventfd[0].get(), hc.fd + 1});
   spec.fds.push_back({ch_fds.eventfd[1].get(), hc.fd + 2});
+  for (std::size_t i = 0; i < req.peers.size(); ++i) {
+    const IpiChannel& pc = tree.ipi.channels.at(1 + i);
+    const PeerChannelFds& pf = req.peers[i];
+    spec.fds.push_back({pf.memfd, pc.fd});
+    spec.fds.push_back({pf.eventfd[0], pc.fd + 1});
+    spec.fds.push_back({pf.eventfd[1], pc.fd + 2});
+    run->record_.peers.push_back({pc.peer_id, pc.fd, pc.side});
+  }
+  // The console's read end, held by the image so the console outlives us.
+  const int console_host_fd = std::atoi(tree.devices.front().properties.at("host-fd").c_str());
+  spec.fds.push_back({console.read_end.get(), console_host_fd});
   MK_TRY_ASSIGN(ConfinePlan plan, make_confine_plan(spec));
 
   // 7. spawn: the prepare gate joins the cgroup and takes the net devices in.
@@ -153,12 +211,50 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   for (auto& g : proc.guarantees) run->guarantees_.push_back(std::move(g));
   run->console_ = std::move(console.read_end);
 
+  // What the host persists to find all of this again after a restart.
+  MK_TRY_ASSIGN(ProcessIdentity who, read_identity(req.root, run->pid_));
+  run->record_.pid = who.pid;
+  run->record_.start_time = who.start_time;
+  run->record_.started_unix_ms = unix_ms();
+  run->record_.host_channel_fd = hc.fd;
+  run->record_.console_host_fd = console_host_fd;
+  for (const auto& m : tree.memory) run->record_.region_fds.push_back(m.fd);
+  for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(guarantee_line(g));
+
   // 8. the host's endpoint on the channel, watching the image.
-  MK_TRY_ASSIGN(run->ep_, ipi::Endpoint::create());
-  MK_TRY(run->ep_->add_peer(inst.id, std::move(host_ch), run->pid_));
-  RunningInstance* raw = run.get();
-  MK_TRY(run->ep_->on_value<abi::ReadyMsg>(abi::kMsgReady,
-                                           [raw](const abi::ReadyMsg& m, ipi::Incoming&) { raw->ready_ = m; }));
+  MK_TRY(run->add_host_endpoint(std::move(host_ch)));
+  return run;
+}
+
+Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, const SysRoot& root) {
+  if (!inst.runtime) {
+    return MK_FAIL(EINVAL, "nothing to adopt", "instance '%s' has no runtime record", inst.name.c_str());
+  }
+  const RuntimeRecord& rec = *inst.runtime;
+  std::unique_ptr<RunningInstance> run(new RunningInstance());
+  run->inst_ = inst;
+  run->record_ = rec;
+  run->child_ = false;
+  MK_TRY_ASSIGN(run->pidfd_, open_identity(root, {rec.pid, rec.start_time}));
+  run->pid_ = rec.pid;
+  ipi::ChannelFds cf;
+  for (int i = 0; i < 3; ++i) {
+    MK_TRY_ASSIGN(OwnedFd fd, fetch_fd(run->pidfd_.get(), rec.host_channel_fd + i, "host channel"));
+    (i == 0 ? cf.memfd : cf.eventfd[i - 1]).reset(fd.release());
+  }
+  MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::take_over(std::move(cf), 0));
+  MK_TRY_ASSIGN(run->console_, fetch_fd(run->pidfd_.get(), rec.console_host_fd, "console"));
+  int fl = ::fcntl(run->console_.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(run->console_.get(), F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("console O_NONBLOCK");
+  for (int fd : rec.region_fds) {
+    MK_TRY_ASSIGN(OwnedFd r, fetch_fd(run->pidfd_.get(), fd, "memory region"));
+    run->adopted_regions_.push_back(std::move(r));
+  }
+  // The cgroup, when the instance was started with one.
+  if (auto layout = detect_cgroups(root)) {
+    if (auto cg = InstanceCgroup::open_existing(root, *layout, inst.name)) run->cgroup_ = std::move(*cg);
+  }
+  MK_TRY(run->add_host_endpoint(std::move(ch)));
   return run;
 }
 
@@ -168,11 +264,35 @@ RunningInstance::~RunningInstance() {
   (void)release();
 }
 
+void RunningInstance::detach() {
+  if (ep_) {
+    if (ipi::Channel* ch = ep_->channel(inst_.id)) ch->detach();
+    ep_.reset();
+  }
+  pid_ = -1;
+  reaped_ = true;
+  pidfd_.reset();
+  console_.reset();
+  cgroup_.reset();
+  regions_.clear();
+  adopted_regions_.clear();
+}
+
+Result<abi::PingPeerReply> RunningInstance::ping_peer(uint32_t peer, uint32_t count, uint32_t size,
+                                                      std::chrono::milliseconds timeout) {
+  abi::PingPeerMsg m{peer, count, size, 0};
+  abi::PingPeerReply r{};
+  MK_TRY_ASSIGN(std::size_t n, ep_->request(inst_.id, abi::kMsgPingPeer, std::as_bytes(std::span<abi::PingPeerMsg, 1>(&m, 1)),
+                                            std::as_writable_bytes(std::span<abi::PingPeerReply, 1>(&r, 1)), timeout));
+  if (n != sizeof r) return MK_FAIL(EPROTO, "bad ping-peer reply", "%zu bytes", n);
+  return r;
+}
+
 Result<abi::ReadyMsg> RunningInstance::wait_ready(std::chrono::milliseconds timeout) {
   const auto end = Clock::now() + timeout;
   while (!ready_) {
     int st = 0;
-    if (!reaped_ && ::waitpid(pid_, &st, WNOHANG) == pid_) {
+    if (!reaped_ && child_ && ::waitpid(pid_, &st, WNOHANG) == pid_) {
       reaped_ = true;
       return MK_FAIL(ECHILD, "image exited before ready", "instance '%s': image exited (%s %d) before READY",
                      inst_.name.c_str(), WIFEXITED(st) ? "status" : "signal",
@@ -224,10 +344,14 @@ Result<int> RunningInstance::wait_exit(std::chrono::milliseconds timeout) {
   const auto end = Clock::now() + timeout;
   while (true) {
     int st = 0;
-    if (reaped_) return 0;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    if (reaped_ || pid_ <= 0) return kExitStatusUnknown;
+    if (child_ && ::waitpid(pid_, &st, WNOHANG) == pid_) {
       reaped_ = true;
       return st;
+    }
+    if (!child_ && pidfd_exited(pidfd_.get(), 0)) {
+      reaped_ = true;
+      return kExitStatusUnknown;
     }
     if (Clock::now() >= end)
       return MK_FAIL(ETIMEDOUT, "image did not exit", "instance '%s' (pid %d) still running", inst_.name.c_str(), pid_);
@@ -238,15 +362,24 @@ Result<int> RunningInstance::wait_exit(std::chrono::milliseconds timeout) {
 
 void RunningInstance::kill() {
   if (pid_ <= 0 || reaped_) return;
-  ::kill(pid_, SIGKILL);  // PID 1 of its namespace: only SIGKILL always lands
-  int st = 0;
-  while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  // PID 1 of its namespace: only SIGKILL always lands. Through the pidfd, so
+  // a recycled pid is never signalled.
+  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
+    ::kill(pid_, SIGKILL);
+  }
+  if (child_) {
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+  } else {
+    (void)pidfd_exited(pidfd_.get(), 5000);
   }
   reaped_ = true;
 }
 
 Result<void> RunningInstance::release() {
   regions_.clear();
+  adopted_regions_.clear();
   if (cgroup_) {
     // Tenants die with the PID namespace when the image (its PID 1) exits;
     // give the kernel a moment to empty the cgroup before removing it.

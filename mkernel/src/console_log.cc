@@ -49,6 +49,10 @@ Result<ConsolePipe> make_console_pipe() {
   int fl = ::fcntl(p[0], F_GETFL);
   if (fl < 0 || ::fcntl(p[0], F_SETFL, fl | O_NONBLOCK) != 0)
     return errno_error("cannot make console pipe nonblocking");
+  // Room for what an instance prints while mkerneld restarts (nobody drains
+  // then; a full pipe blocks the writer like a flow-controlled serial line).
+  // Best effort: an unprivileged caller may be capped by pipe-max-size.
+  (void)::fcntl(p[1], F_SETPIPE_SZ, kConsolePipeBytes);
   return out;
 }
 

@@ -76,6 +76,13 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
                                         ChannelRole::kBidirectional});
     fd += 3;
   }
+  for (const auto& pc : opts.peers) {
+    IpiChannel ch{pc.peer_id, pc.peer_name, fd, pc.ring_slots * 64u, ChannelRole::kBidirectional};
+    ch.side = pc.side;
+    t.ipi.channels.push_back(std::move(ch));
+    fd += 3;
+  }
+  if (opts.console_host_fd) t.devices.front().properties["host-fd"] = std::to_string(fd++);
   MK_TRY(validate_boot_tree(t));
   return t;
 }

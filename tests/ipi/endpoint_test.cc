@@ -319,3 +319,39 @@ TEST(Endpoint, ManyRequestsAcrossThreadsInBlockMode) {
 
 }  // namespace
 }  // namespace mk::ipi
+
+namespace mk::ipi {
+namespace {
+
+double thread_cpu_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// Regression: once every request was answered, an idle dispatch() must sleep
+// on the doorbell, not spin towards the answered request's old deadline (a
+// stale deadline made every image's peer thread burn its CPU after one ping).
+TEST(Endpoint, IdleDispatchSleepsAfterAnsweredRequests) {
+  Pair p;
+  ASSERT_TRUE(p.b->on(kEcho, [](Incoming& in) { (void)in.reply(in.payload()); }));
+  {
+    Server s(*p.b);
+    std::byte reply[16];
+    const char msg[] = "ping";
+    // A short timeout: its deadline passes during the idle phase below.
+    ASSERT_TRUE(p.a->request(2, kEcho, std::as_bytes(std::span(msg)), reply, 20ms));
+  }
+  ASSERT_EQ(p.a->pending_requests(), 0u);
+  std::this_thread::sleep_for(30ms);  // the old deadline is now in the past
+  const double cpu0 = thread_cpu_ms();
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < 300ms) (void)p.a->dispatch(50ms);
+  const double used = thread_cpu_ms() - cpu0;
+  // Sleeping costs well under a millisecond per wake-up; spinning costs the
+  // whole 300 ms. The bound leaves room for a slow, loaded machine.
+  EXPECT_LT(used, 150.0) << "idle dispatch used " << used << " ms of CPU in 300 ms";
+}
+
+}  // namespace
+}  // namespace mk::ipi

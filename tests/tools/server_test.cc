@@ -46,9 +46,9 @@ class ServerTest : public ::testing::Test {
 };
 
 TEST_F(ServerTest, StuckClientIsClosedAndOthersAreServed) {
-  auto ctl = mkerneld::Controller::create(dir.string(), mk::SysRoot());
-  ASSERT_TRUE(ctl) << ctl.error().to_string();
   boost::asio::io_context io;
+  auto ctl = mkerneld::Controller::create(dir.string(), mk::SysRoot(), io);
+  ASSERT_TRUE(ctl) << ctl.error().to_string();
   auto srv = mkerneld::Server::create(io, (dir / "control.sock").string(), **ctl, [&io] { io.stop(); },
                                       std::chrono::milliseconds(50));
   ASSERT_TRUE(srv) << srv.error().to_string();

@@ -35,6 +35,33 @@ json::object to_json(const Instance& i) {
           {"devices", std::move(devs)}};
 }
 
+json::object instance_to_json(const Instance& i) {
+  json::object o = to_json(i);
+  if (i.image) {
+    const LoadedImage& im = *i.image;
+    o["image"] = json::object{{"path", im.path},       {"sha256", im.sha256}, {"size", im.size},
+                              {"machine", im.machine}, {"cmdline", im.cmdline}, {"init", im.init}};
+  }
+  if (i.runtime) {
+    const RuntimeRecord& r = *i.runtime;
+    json::array regions, peers, guarantees;
+    for (int32_t fd : r.region_fds) regions.emplace_back(fd);
+    for (const auto& p : r.peers)
+      peers.push_back(json::object{{"peer_id", p.peer_id}, {"fd", p.fd}, {"side", p.side == 0 ? "a" : "b"}});
+    for (const auto& g : r.guarantees) guarantees.emplace_back(g);
+    o["runtime"] = json::object{{"pid", r.pid},
+                                {"start_time", r.start_time},
+                                {"started_unix_ms", r.started_unix_ms},
+                                {"host_channel_fd", r.host_channel_fd},
+                                {"console_host_fd", r.console_host_fd},
+                                {"region_fds", std::move(regions)},
+                                {"peers", std::move(peers)},
+                                {"guarantees", std::move(guarantees)}};
+  }
+  if (!i.last_exit.empty()) o["last_exit"] = i.last_exit;
+  return o;
+}
+
 json::object to_json(const Plan& p) {
   json::array insts;
   for (const auto& ip : p.instances) {
@@ -105,6 +132,67 @@ Result<const json::array*> get_array(const json::object& o, const char* key, con
   return &v->get_array();
 }
 
+Result<int32_t> get_fd(const json::object& o, const char* key, const char* path) {
+  MK_TRY_ASSIGN(uint64_t v, get_u64(o, key, path, 65535));
+  return static_cast<int32_t>(v);
+}
+
+Result<LoadedImage> image_from_json(const json::value& v) {
+  const char* path = "instances[].image";
+  if (!v.is_object()) return bad(path, "expected an object");
+  const auto& o = v.get_object();
+  LoadedImage im;
+  MK_TRY_ASSIGN(im.path, get_str(o, "path", path));
+  if (im.path.empty() || im.path[0] != '/') return bad(path, "path: expected an absolute path");
+  MK_TRY_ASSIGN(im.sha256, get_str(o, "sha256", path));
+  if (im.sha256.size() != 64 || im.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+    return bad(path, "sha256: expected 64 lowercase hex digits");
+  MK_TRY_ASSIGN(im.size, get_u64(o, "size", path, uint64_t{1} << 40));
+  MK_TRY_ASSIGN(im.machine, get_str(o, "machine", path));
+  MK_TRY_ASSIGN(im.cmdline, get_str(o, "cmdline", path));
+  MK_TRY_ASSIGN(im.init, get_str(o, "init", path));
+  if (im.cmdline.size() > 4096 || im.init.size() > 4096) return bad(path, "cmdline/init: longer than 4096 bytes");
+  return im;
+}
+
+Result<RuntimeRecord> runtime_from_json(const json::value& v) {
+  const char* path = "instances[].runtime";
+  if (!v.is_object()) return bad(path, "expected an object");
+  const auto& o = v.get_object();
+  RuntimeRecord r;
+  MK_TRY_ASSIGN(uint64_t pid, get_u64(o, "pid", path, 4194304));
+  if (pid < 2) return bad(path, "pid: expected a process id above 1");
+  r.pid = static_cast<int32_t>(pid);
+  MK_TRY_ASSIGN(r.start_time, get_u64(o, "start_time", path, UINT64_MAX));
+  MK_TRY_ASSIGN(uint64_t ms, get_u64(o, "started_unix_ms", path, uint64_t{1} << 62));
+  r.started_unix_ms = static_cast<int64_t>(ms);
+  MK_TRY_ASSIGN(r.host_channel_fd, get_fd(o, "host_channel_fd", path));
+  MK_TRY_ASSIGN(r.console_host_fd, get_fd(o, "console_host_fd", path));
+  MK_TRY_ASSIGN(const json::array* regions, get_array(o, "region_fds", path));
+  for (const auto& e : *regions) {
+    if (!e.is_int64() || e.get_int64() < 0 || e.get_int64() > 65535) return bad(path, "region_fds[]: expected fd numbers");
+    r.region_fds.push_back(static_cast<int32_t>(e.get_int64()));
+  }
+  MK_TRY_ASSIGN(const json::array* peers, get_array(o, "peers", path));
+  for (const auto& e : *peers) {
+    if (!e.is_object()) return bad(path, "peers[]: expected objects");
+    PeerChannelRecord pc;
+    MK_TRY_ASSIGN(uint64_t peer, get_u64(e.get_object(), "peer_id", path, kMaxInstanceId));
+    pc.peer_id = static_cast<uint32_t>(peer);
+    MK_TRY_ASSIGN(pc.fd, get_fd(e.get_object(), "fd", path));
+    MK_TRY_ASSIGN(std::string side, get_str(e.get_object(), "side", path));
+    if (side != "a" && side != "b") return bad(path, "peers[].side: expected \"a\" or \"b\"");
+    pc.side = side == "a" ? 0 : 1;
+    r.peers.push_back(pc);
+  }
+  MK_TRY_ASSIGN(const json::array* gs, get_array(o, "guarantees", path));
+  for (const auto& e : *gs) {
+    if (!e.is_string()) return bad(path, "guarantees[]: expected strings");
+    r.guarantees.emplace_back(e.get_string());
+  }
+  return r;
+}
+
 }  // namespace
 
 Result<Pool> pool_from_json(const json::value& v) {
@@ -145,6 +233,21 @@ Result<Instance> instance_from_json(const json::value& v) {
     if (!spec) return MK_FAIL(EBADMSG, "bad JSON", "instances[].devices[]: %s", spec.error().message());
     i.devices.push_back(*spec);
   }
+  // Lifecycle records (issue #4); absent in state files of older versions.
+  if (const json::value* im = o.if_contains("image")) {
+    MK_TRY_ASSIGN(i.image, image_from_json(*im));
+  }
+  if (const json::value* rt = o.if_contains("runtime")) {
+    MK_TRY_ASSIGN(i.runtime, runtime_from_json(*rt));
+  }
+  if (const json::value* le = o.if_contains("last_exit")) {
+    if (!le->is_string() || le->get_string().size() > 1024) return bad("instances[].last_exit", "expected a short string");
+    i.last_exit = std::string(le->get_string());
+  }
+  const bool needs_image = i.state != InstanceState::Empty;
+  if (needs_image && !i.image) return bad("instances[]", "state needs an image record");
+  const bool running = i.state == InstanceState::Active || i.state == InstanceState::Stopping;
+  if (running != i.runtime.has_value()) return bad("instances[]", "runtime record and state disagree");
   return i;
 }
 

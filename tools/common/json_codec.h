@@ -17,6 +17,9 @@ namespace mk::tools {
 
 boost::json::object to_json(const Pool& p);
 boost::json::object to_json(const Instance& i);
+// to_json(i) plus the lifecycle records (image, runtime, last_exit): the
+// state file's form and `mkctl show --json`.
+boost::json::object instance_to_json(const Instance& i);
 boost::json::object to_json(const Plan& p);
 boost::json::array warnings_to_json(const std::vector<std::string>& w);
 

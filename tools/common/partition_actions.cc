@@ -90,11 +90,22 @@ Response show_one(const ActionEnv& env, const Partition& part, const std::string
   const Instance* inst = part.find(name);
   if (!inst) return Response::failure(no_such_instance(part, name));
   auto warnings = placement_warnings(env.topology, part, *inst);
-  json::object doc{{"instance", to_json(*inst)}, {"warnings", warnings_to_json(warnings)}};
+  json::object doc{{"instance", instance_to_json(*inst)}, {"warnings", warnings_to_json(warnings)}};
   std::string text = "instance '" + inst->name + "' (id " + std::to_string(inst->id) + "), " +
                      to_string(inst->state) + "\n  cpus:    " + inst->cpus.to_string() +
                      "\n  memory:  " + memory_text(*inst) + "\n  devices: console";
   for (const auto& d : inst->devices) text += ", " + d.to_string();
+  if (inst->image) {
+    text += "\n  image:   " + inst->image->path + " (sha256 " + inst->image->sha256.substr(0, 16) + "...)";
+    if (!inst->image->cmdline.empty()) text += "\n  cmdline: " + inst->image->cmdline;
+    if (!inst->image->init.empty()) text += "\n  init:    " + inst->image->init;
+  }
+  if (inst->runtime) {
+    text += "\n  pid:     " + std::to_string(inst->runtime->pid);
+    text += "\n  guarantees:";
+    for (const auto& g : inst->runtime->guarantees) text += "\n    " + g;
+  }
+  if (!inst->last_exit.empty()) text += "\n  last exit: " + inst->last_exit;
   text += "\n" + warning_lines(warnings);
   return Response::success(std::move(doc), std::move(text));
 }
@@ -103,7 +114,7 @@ Response run(const rpc::ShowAction& a, const ActionEnv& env, Partition& part, bo
   if (a.name) return show_one(env, part, *a.name);
   json::array insts;
   for (const auto& i : part.instances) {
-    auto o = to_json(i);
+    auto o = instance_to_json(i);
     o["warnings"] = warnings_to_json(placement_warnings(env.topology, part, i));
     insts.push_back(std::move(o));
   }
@@ -121,14 +132,15 @@ Response run(const rpc::ShowAction& a, const ActionEnv& env, Partition& part, bo
                      (part.free_cpus().empty() ? std::string("none") : part.free_cpus().to_string()) +
                      "; host cpus " + (host.empty() ? std::string("none") : host.to_string()) + "\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%-4s %-16s %-9s %-20s %-24s %s\n", "ID", "NAME", "STATE", "CPUS", "MEMORY",
-                "DEVICES");
+  std::snprintf(line, sizeof line, "%-4s %-16s %-9s %-8s %-20s %-24s %s\n", "ID", "NAME", "STATE", "PID", "CPUS",
+                "MEMORY", "DEVICES");
   text += line;
   for (const auto& i : part.instances) {
     std::string devs = "console";
     for (const auto& d : i.devices) devs += "," + d.to_string();
-    std::snprintf(line, sizeof line, "%-4u %-16s %-9s %-20s %-24s %s\n", i.id, i.name.c_str(), to_string(i.state),
-                  i.cpus.to_string().c_str(), memory_text(i).c_str(), devs.c_str());
+    std::string pid = i.runtime ? std::to_string(i.runtime->pid) : "-";
+    std::snprintf(line, sizeof line, "%-4u %-16s %-9s %-8s %-20s %-24s %s\n", i.id, i.name.c_str(),
+                  to_string(i.state), pid.c_str(), i.cpus.to_string().c_str(), memory_text(i).c_str(), devs.c_str());
     text += line;
   }
   return Response::success(std::move(doc), std::move(text));

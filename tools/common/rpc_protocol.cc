@@ -186,6 +186,32 @@ json::object encode(const PlanAction& a) {
 
 json::object encode(const HostStatusAction&) { return {}; }
 json::object encode(const HostStopAction&) { return {}; }
+json::object encode(const LoadAction& a) {
+  return {{"name", a.name}, {"kernel", a.kernel}, {"cmdline", a.cmdline}, {"init", a.init}};
+}
+json::object encode(const StartAction& a) { return {{"name", a.name}, {"timeout_ms", a.timeout_ms}}; }
+json::object encode(const StopAction& a) {
+  return {{"name", a.name}, {"force", a.force}, {"grace_ms", a.grace_ms}, {"timeout_ms", a.timeout_ms}};
+}
+json::object encode(const PingAction& a) {
+  json::object o{{"name", a.name}, {"count", a.count}, {"size", a.size}};
+  if (a.from) o["from"] = *a.from;
+  return o;
+}
+json::object encode(const ConsoleAction& a) { return {{"name", a.name}}; }
+json::object encode(const TopAction& a) { return {{"interval_ms", a.interval_ms}}; }
+
+// A bounded integer field with a default, refusing values below `min`.
+uint32_t bounded(Fields& f, const char* action, const char* key, uint32_t def, uint32_t min, uint32_t max) {
+  auto v = f.opt_uint(key, max);
+  if (!v) return def;
+  if (*v < min) {
+    f.set(MK_FAIL(EINVAL, "bad request", "%s.%s: %llu is below %u", action, key,
+                  static_cast<unsigned long long>(*v), min));
+    return def;
+  }
+  return static_cast<uint32_t>(*v);
+}
 
 Result<Action> decode(const std::string& name, const json::object& o) {
   Fields f(o, name.c_str());
@@ -249,9 +275,46 @@ Result<Action> decode(const std::string& name, const json::object& o) {
     out = HostStatusAction{};
   } else if (name == "host-stop") {
     out = HostStopAction{};
+  } else if (name == "load") {
+    LoadAction a;
+    a.name = f.str("name");
+    a.kernel = f.str("kernel");
+    a.cmdline = f.opt_str("cmdline").value_or("");
+    a.init = f.opt_str("init").value_or("");
+    if (a.kernel.empty()) f.set(MK_FAIL(EINVAL, "bad request", "load.kernel: empty path"));
+    if (a.cmdline.size() > 4096 || a.init.size() > 4096)
+      f.set(MK_FAIL(EINVAL, "bad request", "load: cmdline and init are at most 4096 bytes each"));
+    out = std::move(a);
+  } else if (name == "start") {
+    StartAction a;
+    a.name = f.str("name");
+    a.timeout_ms = bounded(f, "start", "timeout_ms", a.timeout_ms, 1, 600000);
+    out = std::move(a);
+  } else if (name == "stop") {
+    StopAction a;
+    a.name = f.str("name");
+    a.force = f.boolean("force");
+    a.grace_ms = bounded(f, "stop", "grace_ms", a.grace_ms, 0, 600000);
+    a.timeout_ms = bounded(f, "stop", "timeout_ms", a.timeout_ms, 1, 600000);
+    out = std::move(a);
+  } else if (name == "ping") {
+    PingAction a;
+    a.name = f.str("name");
+    a.from = f.opt_str("from");
+    a.count = bounded(f, "ping", "count", a.count, 1, 100000);
+    a.size = bounded(f, "ping", "size", a.size, 0, 4096);
+    out = std::move(a);
+  } else if (name == "console") {
+    out = ConsoleAction{f.str("name")};
+  } else if (name == "top") {
+    TopAction a;
+    a.interval_ms = bounded(f, "top", "interval_ms", a.interval_ms, 50, 10000);
+    out = std::move(a);
   } else {
     return MK_FAIL(EOPNOTSUPP, "unknown action",
-                   "'%s' (actions: init, create, delete, show, plan, host-status, host-stop)", name.c_str());
+                   "'%s' (actions: init, create, delete, show, plan, host-status, host-stop, load, start, stop, "
+                   "ping, console, top)",
+                   name.c_str());
   }
   MK_TRY(f.finish());
   return out;
@@ -260,9 +323,16 @@ Result<Action> decode(const std::string& name, const json::object& o) {
 }  // namespace
 
 const char* action_name(const Action& a) {
-  static constexpr const char* kNames[] = {"init", "create", "delete", "show", "plan", "host-status", "host-stop"};
+  static constexpr const char* kNames[] = {"init",  "create", "delete", "show", "plan",    "host-status", "host-stop",
+                                           "load",  "start",  "stop",   "ping", "console", "top"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
+}
+
+bool is_lifecycle(const Action& a) {
+  return std::holds_alternative<LoadAction>(a) || std::holds_alternative<StartAction>(a) ||
+         std::holds_alternative<StopAction>(a) || std::holds_alternative<PingAction>(a) ||
+         std::holds_alternative<ConsoleAction>(a) || std::holds_alternative<TopAction>(a);
 }
 
 bool changes_partition(const Action& a) {

@@ -75,15 +75,53 @@ struct PlanAction {
 struct HostStatusAction {};
 // Stop the daemon; instances keep running (mkctl host stop).
 struct HostStopAction {};
+// Record a kernel image for an instance (mkctl load): validated and hashed.
+struct LoadAction {
+  std::string name;
+  std::string kernel;   // path as the user gave it (the daemon resolves it)
+  std::string cmdline;  // <= 4096 bytes
+  std::string init;     // <= 4096 bytes
+};
+// Boot the loaded image and wait for READY (mkctl start).
+struct StartAction {
+  std::string name;
+  uint32_t timeout_ms = 10000;  // 1..600000
+};
+// Shut down over IPI; force = SIGKILL at once (mkctl stop).
+struct StopAction {
+  std::string name;
+  bool force = false;
+  uint32_t grace_ms = 2000;     // tenants' SIGTERM -> SIGKILL, 0..600000
+  uint32_t timeout_ms = 5000;   // reply + exit, then SIGKILL; 1..600000
+};
+// IPI round trips host -> NAME, or FROM -> NAME over their channel (mkctl ping).
+struct PingAction {
+  std::string name;
+  std::optional<std::string> from;
+  uint32_t count = 10;  // 1..100000
+  uint32_t size = 64;   // payload bytes, 0..4096
+};
+// The console log (mkctl console; -f follows the file client-side).
+struct ConsoleAction {
+  std::string name;
+};
+// Per-instance CPU use, IPI rate, memory and state over one interval (mkctl top).
+struct TopAction {
+  uint32_t interval_ms = 500;  // 50..10000
+};
 
 using Action = std::variant<InitAction, CreateAction, DeleteAction, ShowAction, PlanAction, HostStatusAction,
-                            HostStopAction>;
+                            HostStopAction, LoadAction, StartAction, StopAction, PingAction, ConsoleAction,
+                            TopAction>;
 
-// The wire name of an action ("init", "create", ..., "host-stop").
+// The wire name of an action ("init", "create", ..., "host-stop", "load", ...).
 const char* action_name(const Action& a);
 // True for actions that change the partition (they take the state lock for
 // writing when run locally and are persisted by the daemon).
 bool changes_partition(const Action& a);
+// True for the lifecycle actions (load ... top): only mkerneld runs them;
+// there is no local (--topology) form.
+bool is_lifecycle(const Action& a);
 
 // An error as it crosses the socket: the fields of mk::Error plus a hint.
 struct WireError {

@@ -184,7 +184,7 @@ Result<void> StateStore::save(const Partition& p) const {
 
 std::string partition_to_json_text(const Partition& p, const std::string& topology_source) {
   json::array insts;
-  for (const auto& i : p.instances) insts.push_back(to_json(i));
+  for (const auto& i : p.instances) insts.push_back(instance_to_json(i));
   json::object o{{"format", kFormat},
                  {"topology", topology_source},
                  {"pool", p.has_pool ? json::value(to_json(p.pool)) : json::value(nullptr)},

@@ -21,6 +21,12 @@ int cmd_delete(Context&);
 int cmd_plan(Context&);
 int cmd_show(Context&);
 int cmd_host(Context&);
+int cmd_load(Context&);
+int cmd_start(Context&);
+int cmd_stop(Context&);
+int cmd_ping(Context&);
+int cmd_console(Context&);
+int cmd_top(Context&);
 
 // The table, in the order `mkctl --help` lists it.
 const Command* commands(std::size_t& count);

@@ -72,6 +72,12 @@ mk::tools::rpc::Response Context::execute(const mk::tools::rpc::Action& action) 
     if (!r) return Response::failure(r.error(), "mkerneld log: " + mk::tools::daemon_log_path(dir));
     return std::move(*r);
   }
+  if (mk::tools::rpc::is_lifecycle(action)) {
+    return Response::failure(MK_FAIL(EOPNOTSUPP, "needs the live machine",
+                                     "'%s' runs instances on this machine; --topology only plans",
+                                     mk::tools::rpc::action_name(action)),
+                             "drop --topology");
+  }
   auto topo = topology();
   if (!topo) return Response::failure(topo.error());
   bool change = mk::tools::rpc::changes_partition(action);

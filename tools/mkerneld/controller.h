@@ -1,65 +1,131 @@
 // DOC: mkerneld::Controller — what the host daemon does with each Action.
 //
 // What this is: the daemon's owner of the live machine's partition (pool +
-// instances) and the one place an rpc::Action turns into library calls
-// (Firecracker's RuntimeApiController). server.cc hands it parsed Actions,
-// one at a time (the Asio loop is single-threaded, so requests from
-// concurrent mkctl calls are serialized here).
+// instances) and of the running instances, and the one place an rpc::Action
+// turns into library calls (Firecracker's RuntimeApiController). server.cc
+// hands it parsed Actions one at a time: the Asio loop is single-threaded,
+// so requests from concurrent mkctl calls, instance exits, IPI traffic and
+// console output are all serialized on it.
+//
+// Files: controller.cc (creation, partition actions, persistence),
+// lifecycle.cc (load, start, stop, crash, re-adoption, instance-to-instance
+// channels), observe.cc (ping, console, top).
 //
 // Lifecycle:
-//   1. create(): read the live topology once, load the state file
-//      (<dir>/state.json) under the runtime directory's lock; a corrupt file
-//      refuses the start (EBADMSG, the file is left untouched);
-//   2. handle(action) for each request: partition actions run on a copy
-//      (partition_actions.h); a change is saved atomically (StateStore: temp
-//      file, fsync, rename, under the exclusive flock of <dir>/lock, which
-//      mkctl --topology calls share) and only then becomes current, so a
-//      failed save leaves memory and disk as they were;
-//   3. host-stop: answers, then stop_requested() turns true and the server
-//      ends the loop; nothing else is touched (instances outlive mkerneld).
+//   1. create(): read the live topology once, load <dir>/state.json under
+//      the runtime directory's lock (a corrupt file refuses the start,
+//      EBADMSG, untouched), then re-adopt every instance the state says is
+//      running (mk::adopt_instance: pid + start time, pidfd_getfd of its
+//      host-channel side and console, ipi::Channel::take_over); one that is
+//      gone is marked failed ("exited while mkerneld was down");
+//   2. handle(action): partition actions run on a copy (partition_actions.h)
+//      saved atomically before it becomes current; lifecycle actions change
+//      one instance the same way (validate, act, persist, then commit);
+//   3. a Supervisor (supervisor.h) watches every image's pidfd: an exit the
+//      daemon did not ask for marks the instance failed within one loop turn
+//      (the pidfd is readable at once), closes its side of its channels so
+//      peers' pending requests fail with ECONNRESET, keeps its CPUs and
+//      memory (it can be started again) and logs the reason on its console;
+//   4. host-stop / destruction: every running instance is detached (its
+//      host-channel side left attached, not closed) — instances outlive
+//      mkerneld.
 // Unhappy paths: every failure is a failure Response (errno, what, message,
-// hint) for the client; nothing here throws or exits.
-//
-// Where the instance lifecycle plugs in (issue #4, boot recipe): load/start/
-// stop Actions get handlers here that call the backend (mkernel boot recipe)
-// with the instance from part_, record the started root process's
-// ProcessIdentity in the persisted Instance, and hand it to a Supervisor
-// (supervisor.h) whose ExitFn marks the instance failed. create() re-adopts
-// every persisted identity after loading the state.
+// hint) for the client; nothing here throws or exits, and a refused or
+// failed action leaves the state file and the instance as they were.
 #pragma once
 
 #include <sys/types.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
+#include "ipi/channel.h"
 #include "mk/result.h"
+#include "mkernel/boot.h"
+#include "mkernel/console_log.h"
 #include "mkernel/partition.h"
 #include "mkernel/sysroot.h"
 #include "mkernel/topology.h"
 #include "rpc_protocol.h"
+#include "supervisor.h"
 
 namespace mkerneld {
 
 class Controller {
  public:
-  static mk::Result<std::unique_ptr<Controller>> create(std::string runtime_dir, mk::SysRoot sysroot);
+  static mk::Result<std::unique_ptr<Controller>> create(std::string runtime_dir, mk::SysRoot sysroot,
+                                                        boost::asio::io_context& io);
+  ~Controller();  // detaches every running instance: they keep running
 
   mk::tools::rpc::Response handle(const mk::tools::rpc::Action& action);
   bool stop_requested() const { return stop_requested_; }
   const mk::Partition& partition() const { return part_; }
+  std::size_t running() const { return live_.size(); }
 
  private:
-  Controller(std::string dir, mk::SysRoot sysroot, mk::Topology topo, mk::Partition part)
-      : dir_(std::move(dir)), sysroot_(std::move(sysroot)), topo_(std::move(topo)), part_(std::move(part)) {}
+  // A running instance as the daemon holds it.
+  struct Live {
+    std::unique_ptr<mk::RunningInstance> run;
+    std::unique_ptr<boost::asio::posix::stream_descriptor> ipi_watch;      // dup of the endpoint's epoll fd
+    std::unique_ptr<boost::asio::posix::stream_descriptor> console_watch;  // dup of the console read end
+    std::optional<mk::ConsoleLog> log;
+    bool stopping = false;  // exits are expected (stop in progress)
+  };
+  // A channel between two instances: the host created the region and keeps
+  // its fds while at least one of them runs.
+  struct PairChannel {
+    mk::ipi::ChannelFds fds;
+    uint32_t side_a = 0;  // id of the instance that took side A
+  };
+  using PairKey = std::pair<uint32_t, uint32_t>;  // (lower id, higher id)
+
+  Controller(std::string dir, mk::SysRoot sysroot, mk::Topology topo, mk::Partition part,
+             boost::asio::io_context& io);
+
+  // controller.cc
   mk::tools::rpc::Response change(const mk::tools::rpc::Action& action);
   mk::tools::rpc::Response status() const;
+  mk::Result<void> persist(const mk::Partition& p) const;
+  std::string console_path(const std::string& name) const;
+  void apply_host_affinity() const;
+
+  // lifecycle.cc
+  mk::tools::rpc::Response load(const mk::tools::rpc::LoadAction& a);
+  mk::tools::rpc::Response start(const mk::tools::rpc::StartAction& a);
+  mk::tools::rpc::Response stop(const mk::tools::rpc::StopAction& a);
+  mk::tools::rpc::Response remove(const mk::tools::rpc::DeleteAction& a);
+  void adopt_all();
+  mk::Result<void> begin_watching(const std::string& name, Live& live);
+  void watch_ipi(const std::string& name);
+  void watch_console(const std::string& name);
+  void drain_console(Live& live);
+  void on_exit(const ProcessExit& ex);
+  // Stops tracking `name` after its image exited: closes its channel sides,
+  // frees cgroup and regions, records `why` and the new state, persists.
+  void retire(const std::string& name, mk::InstanceState next, const std::string& why);
+  mk::Result<std::vector<mk::PeerChannelFds>> peer_channels_for(const mk::Instance& inst,
+                                                                std::vector<PairKey>& created);
+  void close_pair_channels(uint32_t id);
+
+  // observe.cc
+  mk::tools::rpc::Response ping(const mk::tools::rpc::PingAction& a);
+  mk::tools::rpc::Response console(const mk::tools::rpc::ConsoleAction& a);
+  mk::tools::rpc::Response top(const mk::tools::rpc::TopAction& a);
 
   std::string dir_;
   mk::SysRoot sysroot_;
   mk::Topology topo_;
   mk::Partition part_;
+  boost::asio::io_context& io_;
+  Supervisor supervisor_;
+  std::map<std::string, Live> live_;
+  std::map<PairKey, PairChannel> pairs_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stop_requested_ = false;
 };

@@ -117,12 +117,13 @@ int main(int argc, char** argv) {
   if (!lock) return fail_start(o, lock.error(), lock.error().code() == EALREADY ? mk::tools::kExitAlreadyRunning : 1);
 
   try {
-    // 2. The partition: topology + state file (corrupt → refuse, untouched).
-    auto controller = mkerneld::Controller::create(o.dir, mk::SysRoot::from_env());
+    // 2. The partition: topology + state file (corrupt → refuse, untouched),
+    //    and every instance the state says runs, re-adopted.
+    boost::asio::io_context io;
+    auto controller = mkerneld::Controller::create(o.dir, mk::SysRoot::from_env(), io);
     if (!controller) return fail_start(o, controller.error());
 
     // 3. The control socket.
-    boost::asio::io_context io;
     auto server = mkerneld::Server::create(io, mk::tools::control_socket_path(o.dir), **controller,
                                            [&io] { io.stop(); });
     if (!server) return fail_start(o, server.error());
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
     (*server)->start();
 
     // 4. Ready: tell whoever started us.
-    mkerneld::log("serving %s (%zu instance(s))", o.dir.c_str(), (*controller)->partition().instances.size());
+    mkerneld::log("serving %s (%zu instance(s), %zu running)", o.dir.c_str(),
+                  (*controller)->partition().instances.size(), (*controller)->running());
     report(o.ready_fd, "ready");
     if (auto n = mkerneld::sd_notify("READY=1"); !n) mkerneld::log("%s", n.error().to_string().c_str());
 
@@ -152,7 +154,8 @@ int main(int argc, char** argv) {
 
     // 6. Leave: no socket behind, the directory free for a successor, then
     //    close the clients so `host stop` returns only
-    //    once a new daemon can start. Instances are not touched.
+    //    once a new daemon can start. Instances are not touched: the
+    //    controller detaches them (their channel sides stay attached).
     if (auto n = mkerneld::sd_notify("STOPPING=1"); !n) mkerneld::log("%s", n.error().to_string().c_str());
     (*server)->close();
     ::close(*lock);

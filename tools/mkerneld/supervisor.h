@@ -38,19 +38,13 @@
 #include <memory>
 
 #include "mk/result.h"
+#include "mkernel/process_identity.h"
 #include "mkernel/sysroot.h"
 
 namespace mkerneld {
 
-struct ProcessIdentity {
-  pid_t pid = 0;
-  uint64_t start_time = 0;  // /proc/PID/stat field 22, clock ticks after boot
-  bool operator==(const ProcessIdentity&) const = default;
-};
-
-// Reads the identity of a live pid through `root` (/proc/PID/stat).
-// Returns: ESRCH (no such process), EBADMSG (unparsable stat).
-mk::Result<ProcessIdentity> read_identity(const mk::SysRoot& root, pid_t pid);
+using mk::ProcessIdentity;
+using mk::read_identity;
 
 struct ProcessExit {
   ProcessIdentity who;

@@ -99,6 +99,10 @@ struct IpiChannel {
   int32_t fd = -1;         // the channel memfd, 0..65535
   uint32_t ring_size = 0;  // bytes per ring, multiple of 64, 64..2^30
   ChannelRole role = ChannelRole::kBidirectional;
+  // Which side of the ipi region this instance takes: 1 (B, attach; the
+  // default, and always for the host channel) or 0 (A: the host created the
+  // region for a pair of instances and this one takes over side A).
+  uint8_t side = 1;
   bool operator==(const IpiChannel&) const = default;
 };
 

@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace mk::sdk {
@@ -72,6 +74,17 @@ Result<void> check_boot_fds(const BootTree& tree, int tree_fd) {
   for (const auto& d : tree.devices) {
     if (d.fd < 0) continue;  // net devices travel by name
     MK_TRY(check_fd(d.fd, "device", "/devices/" + d.name));
+    // The console's host end: held (never read) so the console outlives a
+    // host restart; close-on-exec so tenants do not inherit it.
+    if (auto it = d.properties.find("host-fd"); it != d.properties.end()) {
+      char* end = nullptr;
+      long fd = std::strtol(it->second.c_str(), &end, 10);
+      if (it->second.empty() || *end || fd < 0 || fd > 65535) {
+        return MK_FAIL(EINVAL, "bad console host-fd", "/devices/%s: host-fd '%s' is not an fd number",
+                       d.name.c_str(), it->second.c_str());
+      }
+      MK_TRY(check_fd(static_cast<int>(fd), "device", "/devices/" + d.name + " host-fd"));
+    }
   }
   for (const auto& ch : tree.ipi.channels) {
     char node[40];

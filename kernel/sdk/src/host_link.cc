@@ -23,19 +23,11 @@ const char* to_string(HostLink::State s) {
 
 namespace {
 
-// The host's pid for liveness: the pid the creator wrote into the region,
-// but only when it is our parent. The header is shared memory (untrusted),
-// and in a PID namespace or under a root process another pid could name an
-// unrelated process. 0 = notice the host down only when it closes its side.
-pid_t host_pid(const ipi::Channel& ch) {
-  const pid_t claimed = ch.peer_pid();
-  if (claimed <= 0 || claimed != ::getppid()) return 0;
-  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, claimed, 0));
-  if (fd < 0) return 0;
-  ::close(fd);
-  return claimed;
-}
-
+// The host is not watched by pid: instances outlive mkerneld (DESIGN.md §1).
+// A host that dies (SIGKILL, crash) leaves its side of the channel attached;
+// the restarted daemon takes that side over from our fds (pidfd_getfd +
+// ipi::Channel::take_over) and the conversation resumes where the rings
+// are. Only a host that closes its side on purpose is "down".
 }  // namespace
 
 Result<std::unique_ptr<HostLink>> HostLink::open(const BootTree& tree, HostServices services,
@@ -63,8 +55,7 @@ Result<std::unique_ptr<HostLink>> HostLink::open(const BootTree& tree, HostServi
   ipi::ChannelOptions co;
   co.mode = opts.mode;
   MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::attach(std::move(cf), co));
-  const pid_t pid = host_pid(ch);
-  MK_TRY(self->ep_->add_peer(self->host_id_, std::move(ch), pid));
+  MK_TRY(self->ep_->add_peer(self->host_id_, std::move(ch), 0));
   MK_TRY(self->register_handlers());
   PeerLink::Options po;
   po.mode = opts.mode;

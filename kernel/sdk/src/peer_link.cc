@@ -25,7 +25,9 @@ Result<std::unique_ptr<PeerLink>> PeerLink::open(const BootTree& tree, const Opt
     cf.eventfd[1].reset(fds[2]);
     ipi::ChannelOptions co;
     co.mode = opts.mode;
-    auto c = ipi::Channel::attach(std::move(cf), co);
+    // Side A: the host created the region for this pair and we are the
+    // first of the two to start (docs/boot-tree.md mkernel,side).
+    auto c = ipi::Channel::take_over(std::move(cf), ch.side, co);
     if (!c) {
       std::fprintf(stderr, "mksdk: channel to peer %u: %s\n", ch.peer_id, c.error().to_string().c_str());
       self->attach_error_[ch.peer_id] = c.error().code();

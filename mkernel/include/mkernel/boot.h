@@ -23,6 +23,16 @@
 //   wait_ready() -> ping()/stats() ... -> shutdown() (or kill()) -> release().
 // The host keeps the memory regions open for the instance's lifetime (it owns
 // them, DESIGN.md §1).
+//
+// Instances outlive the host (DESIGN.md §1): record() is what the host
+// persists; detach() forgets a running instance without touching it (host
+// stop, daemon exit: its side of the channel is left attached, not closed);
+// adopt_instance() is the restarted host taking it back: a pidfd on the
+// recorded process (pid + start time, never a recycled pid), its side of the
+// host channel, the console's read end and the memory regions fetched from
+// the image with pidfd_getfd, and the channel resumed where its rings are
+// (ipi::Channel::take_over). An adopted instance is not the host's child:
+// its exit is seen on the pidfd, without a wait status.
 #pragma once
 
 #include <sys/types.h>
@@ -58,13 +68,27 @@ struct ImageSpec {
   std::string init;     // tenant command, "" = none
 };
 
+// One side of a channel to another instance, created by the host
+// (borrowed fds: the caller keeps them open during boot_instance).
+struct PeerChannelFds {
+  uint32_t peer_id = 0;
+  std::string peer_name;
+  uint8_t side = 1;  // 0: the image takes over side A, 1: attaches as B
+  int memfd = -1;
+  int eventfd[2] = {-1, -1};
+};
+
 struct BootRequest {
   Instance instance;
   ImageSpec image;
   SysRoot root;
   bool use_cgroups = true;  // false: affinity + mempolicy only
   bool namespaces = true;   // PID/mount/UTS/IPC (+net) when root
+  std::vector<PeerChannelFds> peers;
 };
+
+// wait_exit()'s status for a process that is not the host's child.
+inline constexpr int kExitStatusUnknown = -1;
 
 class RunningInstance {
  public:
@@ -78,6 +102,13 @@ class RunningInstance {
   const Guarantees& guarantees() const { return guarantees_; }
   const std::optional<abi::ReadyMsg>& ready() const { return ready_; }
   ipi::Endpoint& endpoint() { return *ep_; }
+  const Instance& instance() const { return inst_; }
+  // What the host persists to re-adopt the instance (see above).
+  const RuntimeRecord& record() const { return record_; }
+  bool is_child() const { return child_; }
+  bool exited() const { return reaped_; }
+  // Tenant exits the image reported (kMsgTenantExit), oldest first, at most 64.
+  const std::vector<abi::TenantExitMsg>& tenant_exits() const { return tenant_exits_; }
 
   // Serves the channel until READY arrives. Returns: ETIMEDOUT, ECHILD (the
   // image exited first; detail has its status), EPROTO (READY of another
@@ -86,23 +117,40 @@ class RunningInstance {
   // Round trip of `bytes` through the image. Returns the latency.
   Result<std::chrono::nanoseconds> ping(std::size_t bytes, std::chrono::milliseconds timeout);
   Result<abi::StatsMsg> stats(std::chrono::milliseconds timeout);
+  // Asks the image to ping instance `peer` over their channel. The reply's
+  // status is the image's (0 or -errno, e.g. -ENOENT: no channel).
+  Result<abi::PingPeerReply> ping_peer(uint32_t peer, uint32_t count, uint32_t size,
+                                       std::chrono::milliseconds timeout);
   // Asks the image to stop its tenants and exit, then reaps it. Returns the
   // image's reply; ETIMEDOUT/ECONNRESET leave the process to kill().
   Result<abi::ShutdownReply> shutdown(std::chrono::milliseconds grace, std::chrono::milliseconds timeout);
-  // SIGKILL and reap (idempotent).
+  // SIGKILL and reap (idempotent). Adopted: SIGKILL and wait for the pidfd.
   void kill();
-  // Waits for the process to exit (reaps it). Returns its wait status.
+  // Waits for the process to exit (reaps it when it is our child). Returns
+  // its wait status, or kExitStatusUnknown for an adopted process.
   Result<int> wait_exit(std::chrono::milliseconds timeout);
+  // Someone else collected the exit (the daemon's Supervisor reaped it).
+  void mark_exited() { reaped_ = true; }
+  // Forgets the instance and leaves it running: the host channel is
+  // detached (not closed), every fd closed, cgroup and process untouched.
+  // The object is inert afterwards.
+  void detach();
   // Frees the cgroup and regions (after the process is gone). Returns EBUSY
   // if tasks remain in the cgroup.
   Result<void> release();
 
  private:
   friend Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology&, const BootRequest&);
+  friend Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance&, const SysRoot&);
   RunningInstance() = default;
+  Result<void> add_host_endpoint(ipi::Channel&& ch);
   Instance inst_;
+  RuntimeRecord record_;
   pid_t pid_ = -1;
+  bool child_ = true;
   bool reaped_ = false;
+  std::vector<OwnedFd> adopted_regions_;
+  std::vector<abi::TenantExitMsg> tenant_exits_;
   OwnedFd pidfd_, console_;
   std::optional<InstanceCgroup> cgroup_;
   std::vector<RegionFd> regions_;
@@ -112,5 +160,12 @@ class RunningInstance {
 };
 
 Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, const BootRequest& req);
+
+// Takes back a running instance from inst.runtime (a restarted host).
+// Returns: EINVAL (no runtime record); ESRCH (the process is gone or its pid
+// was recycled, process_identity.h); EPERM/EBADF from pidfd_getfd (not
+// allowed to reach into the image, or the recorded fd is closed); what
+// ipi::Channel::take_over returns (EPIPE: the host side was closed).
+Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, const SysRoot& root);
 
 }  // namespace mk

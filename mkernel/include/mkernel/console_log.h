@@ -8,9 +8,12 @@
 // the most recent output and a chatty image can never fill the disk.
 // read_console()/follow_console() are what `mkctl console NAME [-f]` runs.
 //
-// Place in the boot flow: `start` makes the pipe, puts the write end in the
-// confine plan's fd map (fd 1, fd 2 and the console's boot-tree fd), closes
-// its copy after spawn, and registers the read end with the daemon's event
+// Place in the boot flow: `start` makes the pipe (1 MiB when allowed), puts
+// the write end in the confine plan's fd map (fd 1, fd 2 and the console's
+// boot-tree fd) and a copy of the read end at the console's `host-fd` (the
+// image holds it unread, so the pipe keeps a reader — no SIGPIPE for the
+// image or its tenants — while mkerneld restarts; the new daemon takes it
+// back with pidfd_getfd), closes its copy of the write end after spawn, and registers the read end with the daemon's event
 // loop, which calls drain() whenever it is readable. The log outlives stops
 // (a failed instance's last words stay readable) and goes with `delete`.
 //
@@ -39,6 +42,7 @@
 namespace mk {
 
 inline constexpr uint64_t kConsoleLogMax = 1u << 20;
+inline constexpr int kConsolePipeBytes = 1 << 20;
 
 struct ConsolePipe {
   OwnedFd read_end;   // O_NONBLOCK | O_CLOEXEC, kept by the host

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,42 @@ struct MemoryRegion {
   bool operator==(const MemoryRegion&) const = default;
 };
 
+// What `mkctl load` recorded (mkernel/image.h validates it).
+struct LoadedImage {
+  std::string path;     // absolute, symlinks resolved
+  std::string sha256;   // of the file at load; start refuses a changed file
+  uint64_t size = 0;
+  std::string machine;  // e.g. "x86_64"
+  std::string cmdline;  // argv[1..] of the image, split on blanks
+  std::string init;     // tenant command, "" = none
+  bool operator==(const LoadedImage&) const = default;
+};
+
+// A channel between two instances, as one of them holds it.
+struct PeerChannelRecord {
+  uint32_t peer_id = 0;
+  int32_t fd = -1;   // the memfd's fd number in the image (+1, +2 eventfds)
+  uint8_t side = 1;  // 0 = A, 1 = B
+  bool operator==(const PeerChannelRecord&) const = default;
+};
+
+// What a running instance is, so that a restarted mkerneld can re-adopt it:
+// the image process (pid + start time, mkernel/process_identity.h) and the
+// fd numbers, in that process, of everything the host takes back with
+// pidfd_getfd (its side of the host channel, the console's read end, the
+// memory regions). Present while the instance is active or stopping.
+struct RuntimeRecord {
+  int32_t pid = 0;
+  uint64_t start_time = 0;       // /proc/PID/stat field 22
+  int64_t started_unix_ms = 0;   // wall clock at READY
+  int32_t host_channel_fd = -1;  // memfd; +1, +2 the eventfds
+  int32_t console_host_fd = -1;  // the console pipe's read end
+  std::vector<int32_t> region_fds;
+  std::vector<PeerChannelRecord> peers;
+  std::vector<std::string> guarantees;  // "name: detail" (+ " [not in force]")
+  bool operator==(const RuntimeRecord&) const = default;
+};
+
 struct Instance {
   uint32_t id = 0;
   std::string name;
@@ -71,6 +108,9 @@ struct Instance {
   std::vector<MemoryRegion> memory;
   std::vector<DeviceSpec> devices;
   InstanceState state = InstanceState::Empty;
+  std::optional<LoadedImage> image;      // loaded / active / stopping / failed
+  std::optional<RuntimeRecord> runtime;  // active / stopping
+  std::string last_exit;                 // why it last stopped or failed
 
   uint64_t memory_bytes() const;
   uint64_t memory_on(uint32_t node) const;

@@ -16,13 +16,20 @@
 //   next, three each           IPI channels: the memfd F (the tree's
 //                              mkernel,fd), F+1 and F+2 its two doorbell
 //                              eventfds (ipi::ChannelFds order); the host
-//                              channel (peer 0) first
+//                              channel (peer 0) first, then one per peer
+//                              instance (BootOptions::peers, in that order)
+//   last                       the console's host end (the console device's
+//                              `host-fd` property): the pipe's read end, which
+//                              the image holds and never reads, so that the
+//                              console outlives a host restart (the restarted
+//                              mkerneld takes it back with pidfd_getfd)
 //
 // Returns: EINVAL if the instance cannot be described (e.g. a CPU the
 // topology does not know), or what validate_boot_tree() reports.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "mk/boot_tree.h"
 #include "mk/result.h"
@@ -36,11 +43,22 @@ inline constexpr int kFirstResourceFd = 4;
 
 inline constexpr uint32_t kHostRingSlots = 256;  // slots per direction, host channel
 
+// A channel to another instance (the host created the region; see
+// docs/boot-tree.md `mkernel,side`).
+struct PeerChannelSpec {
+  uint32_t peer_id = 0;
+  std::string peer_name;
+  uint8_t side = 1;  // 0: this instance takes over side A, 1: attaches as B
+  uint32_t ring_slots = kHostRingSlots;
+};
+
 struct BootOptions {
   std::string bootargs;  // the image's command line (mkctl load --cmdline)
   std::string init;      // the tenant command (mkctl load --init)
   bool host_channel = true;  // /ipi/channel@0 (every booted image has one)
   uint32_t host_ring_slots = kHostRingSlots;
+  std::vector<PeerChannelSpec> peers;
+  bool console_host_fd = true;  // hand the image the console's read end too
 };
 
 // The fd number of the first IPI channel in `tree` (after every other fd).

@@ -75,6 +75,7 @@ inline constexpr char kPropPeerId[] = "peer-id";          // u32
 inline constexpr char kPropPeerName[] = "peer-name";      // string
 inline constexpr char kPropRingSize[] = "ring-size";      // u32 bytes
 inline constexpr char kPropRole[] = "mkernel,role";       // "bidir" | "tx" | "rx"
+inline constexpr char kPropSide[] = "mkernel,side";       // "a" | "b" (optional, default "b")
 
 // /devices/NAME
 inline constexpr char kNodeDevices[] = "devices";

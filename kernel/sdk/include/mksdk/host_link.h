@@ -28,9 +28,12 @@
 //   1. No /ipi/channel@HOST in the tree: ENOENT. Attach fails (EBADF,
 //      EPERM unsealed, EPROTO not a channel, EBUSY already attached...):
 //      that code; the image exits with exit_code::kHostLink.
-//   2. The host closes its side or its process dies: state becomes
-//      kHostDown (at most liveness_interval later while idle); the image
-//      stops its tenants and exits with exit_code::kHostDown.
+//   2. The host closes its side on purpose: state becomes kHostDown (at
+//      most liveness_interval later while idle); the image stops its
+//      tenants and exits with exit_code::kHostDown. A host *process* that
+//      dies is not "down": its side stays attached, nothing is lost, and a
+//      restarted mkerneld takes the side over (ipi::Channel::take_over) and
+//      carries on — instances outlive mkerneld.
 //   3. A peer channel fails to attach: logged once; PingPeer to that peer
 //      replies with status -errno of the attach. No channel to the peer:
 //      status -ENOENT. A round trip failing midway: status -errno with

@@ -1,0 +1,462 @@
+// Instance lifecycle in the daemon: load, start, stop, delete, crash and
+// re-adoption, and the channels between instances (see controller.h).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/posix/descriptor_base.hpp>
+#include <cstring>
+
+#include "controller.h"
+#include "json_codec.h"
+#include "mkernel/image.h"
+#include "partition_actions.h"
+#include "server.h"
+
+namespace mkerneld {
+
+namespace rpc = mk::tools::rpc;
+namespace json = boost::json;
+using mk::Instance;
+using mk::InstanceState;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+mk::Error no_such_instance(const mk::Partition& part, const std::string& name) {
+  return MK_FAIL(ENOENT, "no such instance", "'%s' (instances: %s)", name.c_str(),
+                 mk::tools::instance_names(part).c_str());
+}
+
+// How an exit reads for a user.
+std::string exit_text(const ProcessExit& ex) {
+  if (!ex.have_status) return "exited (status unknown: the image was adopted after a mkerneld restart)";
+  char buf[128];
+  if (ex.code == CLD_EXITED) std::snprintf(buf, sizeof buf, "exited with status %d", ex.status);
+  else std::snprintf(buf, sizeof buf, "killed by signal %d (%s)%s", ex.status, strsignal(ex.status),
+                     ex.code == CLD_DUMPED ? ", core dumped" : "");
+  return buf;
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::unique_ptr<boost::asio::posix::stream_descriptor> watch_dup(boost::asio::io_context& io, int fd) {
+  int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0) return nullptr;
+  return std::make_unique<boost::asio::posix::stream_descriptor>(io, d);
+}
+
+mk::Result<mk::OwnedFd> fetch_fd(int pidfd, int target) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
+  if (fd < 0) return mk::errno_error("pidfd_getfd");
+  return mk::OwnedFd(fd);
+}
+
+mk::Result<mk::ipi::ChannelFds> dup_fds(const mk::ipi::ChannelFds& in) {
+  mk::ipi::ChannelFds out;
+  int m = ::fcntl(in.memfd.get(), F_DUPFD_CLOEXEC, 3);
+  int e0 = ::fcntl(in.eventfd[0].get(), F_DUPFD_CLOEXEC, 3);
+  int e1 = ::fcntl(in.eventfd[1].get(), F_DUPFD_CLOEXEC, 3);
+  out.memfd.reset(m);
+  out.eventfd[0].reset(e0);
+  out.eventfd[1].reset(e1);
+  if (m < 0 || e0 < 0 || e1 < 0) return mk::errno_error("dup of a channel fd");
+  return out;
+}
+
+}  // namespace
+
+// ---- load -------------------------------------------------------------------
+
+rpc::Response Controller::load(const rpc::LoadAction& a) {
+  mk::Partition work = part_;
+  Instance* inst = work.find(a.name);
+  if (!inst) return rpc::Response::failure(no_such_instance(part_, a.name));
+  if (inst->state == InstanceState::Active || inst->state == InstanceState::Stopping) {
+    return rpc::Response::failure(MK_FAIL(EBUSY, "instance is running", "'%s' is %s (pid %d)", a.name.c_str(),
+                                          to_string(inst->state), inst->runtime ? inst->runtime->pid : 0),
+                                  "stop it first (mkctl stop " + a.name + "); nothing was changed");
+  }
+  auto info = mk::inspect_image(a.kernel);
+  if (!info) return rpc::Response::failure(info.error(), "nothing was changed");
+  inst->image = mk::LoadedImage{info->path, info->sha256, info->size, info->machine, a.cmdline, a.init};
+  inst->state = InstanceState::Loaded;
+  if (auto s = persist(work); !s) return rpc::Response::failure(s.error(), "nothing was changed");
+  part_ = std::move(work);
+  const Instance& done = *part_.find(a.name);
+  std::string text = "loaded '" + a.name + "': " + info->path + " (" + info->machine + ", " +
+                     std::to_string(info->size) + " bytes, sha256 " + info->sha256 + ")\n";
+  if (!a.cmdline.empty()) text += "  cmdline: " + a.cmdline + "\n";
+  if (!a.init.empty()) text += "  init:    " + a.init + "\n";
+  return rpc::Response::success({{"instance", mk::tools::instance_to_json(done)}}, text);
+}
+
+// ---- channels between instances ---------------------------------------------
+
+mk::Result<std::vector<mk::PeerChannelFds>> Controller::peer_channels_for(const Instance& inst,
+                                                                          std::vector<PairKey>& created) {
+  // One channel per pair of instances, made when the first of the two
+  // starts (it takes side A) and handed to the second when it starts (side
+  // B). After a daemon restart the host takes the fds back from the running
+  // one. A pair whose channel was closed (one of them stopped while the
+  // other ran) stays unconnected until both have restarted.
+  std::vector<mk::PeerChannelFds> out;
+  for (const Instance& other : part_.instances) {
+    if (other.id == inst.id) continue;
+    PairKey key{std::min(inst.id, other.id), std::max(inst.id, other.id)};
+    auto lit = live_.find(other.name);
+    auto pit = pairs_.find(key);
+    if (lit != live_.end()) {
+      if (pit == pairs_.end()) {
+        // Held by `other` only (daemon restarted since): take it back.
+        const mk::RuntimeRecord& rec = lit->second.run->record();
+        const mk::PeerChannelRecord* pr = nullptr;
+        for (const auto& p : rec.peers)
+          if (p.peer_id == inst.id) pr = &p;
+        if (!pr) continue;  // started when we did not exist: no channel
+        PairChannel pc;
+        bool fetched = true;
+        for (int i = 0; i < 3 && fetched; ++i) {
+          auto fd = fetch_fd(lit->second.run->pidfd(), pr->fd + i);
+          if (!fd) {
+            log("channel %s<->%s: cannot take it back from %s: %s", inst.name.c_str(), other.name.c_str(),
+                other.name.c_str(), fd.error().to_string().c_str());
+            fetched = false;
+            break;
+          }
+          (i == 0 ? pc.fds.memfd : pc.fds.eventfd[i - 1]).reset(fd->release());
+        }
+        if (!fetched) continue;
+        pc.side_a = pr->side == 0 ? other.id : inst.id;
+        pit = pairs_.emplace(key, std::move(pc)).first;
+      }
+      const uint8_t side = pit->second.side_a == inst.id ? 0 : 1;
+      // The side we would take must still be open (the other may have seen
+      // us stop: then this pair stays unconnected).
+      {
+        MK_TRY_ASSIGN(mk::ipi::ChannelFds probe_fds, dup_fds(pit->second.fds));
+        auto probe = mk::ipi::Channel::take_over(std::move(probe_fds), side);
+        if (!probe) {
+          log("channel %s<->%s unusable (%s): %s runs without it", inst.name.c_str(), other.name.c_str(),
+              probe.error().to_string().c_str(), inst.name.c_str());
+          continue;
+        }
+        probe->detach();
+      }
+      out.push_back({other.id, other.name, side, pit->second.fds.memfd.get(),
+                     {pit->second.fds.eventfd[0].get(), pit->second.fds.eventfd[1].get()}});
+      continue;
+    }
+    // The other is not running: a fresh region; we take side A.
+    MK_TRY_ASSIGN(mk::ipi::Channel ch, mk::ipi::Channel::create(mk::ipi::ChannelConfig{mk::kHostRingSlots, 256 * 1024}));
+    PairChannel pc;
+    MK_TRY_ASSIGN(pc.fds, ch.export_fds());
+    ch.detach();  // the host never speaks on it; side A is the instance's
+    pc.side_a = inst.id;
+    pairs_[key] = std::move(pc);
+    created.push_back(key);
+    const PairChannel& held = pairs_[key];
+    out.push_back({other.id, other.name, 0, held.fds.memfd.get(), {held.fds.eventfd[0].get(), held.fds.eventfd[1].get()}});
+  }
+  return out;
+}
+
+void Controller::close_pair_channels(uint32_t id) {
+  // The image is gone: close its sides on its behalf, which wakes the peers
+  // (pending requests fail with ECONNRESET), and forget the pairs.
+  for (auto it = pairs_.begin(); it != pairs_.end();) {
+    if (it->first.first != id && it->first.second != id) {
+      ++it;
+      continue;
+    }
+    const uint32_t side = it->second.side_a == id ? 0 : 1;
+    if (auto fds = dup_fds(it->second.fds)) {
+      if (auto ch = mk::ipi::Channel::take_over(std::move(*fds), side)) ch->close();
+    }
+    it = pairs_.erase(it);
+  }
+}
+
+// ---- start ------------------------------------------------------------------
+
+rpc::Response Controller::start(const rpc::StartAction& a) {
+  const Instance* cur = part_.find(a.name);
+  if (!cur) return rpc::Response::failure(no_such_instance(part_, a.name));
+  if (cur->state == InstanceState::Active || cur->state == InstanceState::Stopping) {
+    return rpc::Response::failure(MK_FAIL(EBUSY, "instance is running", "'%s' is %s (pid %d)", a.name.c_str(),
+                                          to_string(cur->state), cur->runtime ? cur->runtime->pid : 0));
+  }
+  if (!cur->image) {
+    return rpc::Response::failure(MK_FAIL(EINVAL, "no image loaded", "'%s' has no kernel image", a.name.c_str()),
+                                  "mkctl load " + a.name + " --kernel IMAGE (e.g. mk-kernel)");
+  }
+  const mk::LoadedImage& im = *cur->image;
+  if (auto v = mk::verify_image(mk::ImageInfo{im.path, im.sha256, im.size, im.machine, false}); !v) {
+    return rpc::Response::failure(v.error(), "mkctl load " + a.name + " --kernel " + im.path + " to record it again");
+  }
+
+  std::vector<PairKey> created;
+  auto forget_created = [&] {
+    for (const auto& k : created) pairs_.erase(k);
+  };
+  auto peers = peer_channels_for(*cur, created);
+  if (!peers) {
+    forget_created();
+    return rpc::Response::failure(peers.error(), "nothing was started");
+  }
+  mk::BootRequest req;
+  req.instance = *cur;
+  req.image = {im.path, im.cmdline, im.init};
+  req.root = sysroot_;
+  req.peers = std::move(*peers);
+
+  // Console log first, so even a boot that fails leaves its last words.
+  ::mkdir((dir_ + "/console").c_str(), 0700);
+  auto log_file = mk::ConsoleLog::create(console_path(a.name));
+  if (!log_file) {
+    forget_created();
+    return rpc::Response::failure(log_file.error(), "nothing was started");
+  }
+  const auto t0 = Clock::now();
+  auto run = mk::boot_instance(topo_, req);
+  if (!run) {
+    forget_created();
+    return rpc::Response::failure(run.error(), "nothing was started; the instance stays " +
+                                                   std::string(to_string(cur->state)));
+  }
+  auto ready = (*run)->wait_ready(std::chrono::milliseconds(a.timeout_ms));
+  const auto ready_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  bool eof = false;
+  (void)log_file->drain((*run)->console_fd(), &eof);
+  if (!ready) {
+    (*run)->kill();
+    (void)log_file->drain((*run)->console_fd(), &eof);
+    (void)(*run)->release();
+    forget_created();
+    (void)log_file->append("[mkerneld] start failed: " + ready.error().to_string() + "\n");
+    return rpc::Response::failure(ready.error(), "nothing was started; see mkctl console " + a.name);
+  }
+
+  mk::Partition work = part_;
+  Instance* w = work.find(a.name);
+  w->state = InstanceState::Active;
+  w->runtime = (*run)->record();
+  w->runtime->started_unix_ms = unix_ms();
+  w->last_exit.clear();
+  if (auto s = persist(work); !s) {
+    (*run)->kill();
+    (void)(*run)->release();
+    forget_created();
+    return rpc::Response::failure(s.error(), "the instance was stopped again: its state could not be saved");
+  }
+  part_ = std::move(work);
+  Live& live = live_[a.name];
+  live.run = std::move(*run);
+  live.log = std::move(*log_file);
+  if (auto wst = begin_watching(a.name, live); !wst) log("%s: %s", a.name.c_str(), wst.error().to_string().c_str());
+
+  const Instance& done = *part_.find(a.name);
+  json::array guarantees;
+  for (const auto& g : done.runtime->guarantees) guarantees.emplace_back(g);
+  json::object doc{{"instance", mk::tools::instance_to_json(done)},
+                   {"pid", done.runtime->pid},
+                   {"start_to_ready_ms", ready_ms},
+                   {"image_boot_ns", ready->boot_ns},
+                   {"cpus_running", ready->cpu_count},
+                   {"tenants", ready->tenants},
+                   {"guarantees", std::move(guarantees)}};
+  char head[256];
+  std::snprintf(head, sizeof head, "started '%s': pid %d on cpus %s, ready in %.1f ms (%u cpu loop(s), %u tenant(s))\n",
+                a.name.c_str(), done.runtime->pid, done.cpus.to_string().c_str(), ready_ms, ready->cpu_count,
+                ready->tenants);
+  std::string text = head;
+  for (const auto& g : done.runtime->guarantees) text += "  " + g + "\n";
+  return rpc::Response::success(std::move(doc), text);
+}
+
+mk::Result<void> Controller::begin_watching(const std::string& name, Live& live) {
+  MK_TRY(supervisor_.adopt({live.run->pid(), live.run->record().start_time}));
+  live.ipi_watch = watch_dup(io_, live.run->endpoint().event_fd());
+  live.console_watch = watch_dup(io_, live.run->console_fd());
+  if (!live.ipi_watch || !live.console_watch) return mk::errno_error("dup for the event loop");
+  watch_ipi(name);
+  watch_console(name);
+  return mk::ok();
+}
+
+void Controller::watch_ipi(const std::string& name) {
+  auto it = live_.find(name);
+  if (it == live_.end() || !it->second.ipi_watch) return;
+  mk::ipi::Endpoint& ep = it->second.run->endpoint();
+  for (int i = 0; i < 64 && !ep.arm(); ++i) (void)ep.poll();  // work already pending
+  it->second.ipi_watch->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                                   [this, name](const boost::system::error_code& ec) {
+                                     if (ec) return;
+                                     auto l = live_.find(name);
+                                     if (l == live_.end()) return;
+                                     l->second.run->endpoint().disarm();
+                                     (void)l->second.run->endpoint().poll();
+                                     watch_ipi(name);
+                                   });
+}
+
+void Controller::drain_console(Live& live) {
+  if (!live.log || live.run->console_fd() < 0) return;
+  bool eof = false;
+  if (auto r = live.log->drain(live.run->console_fd(), &eof); !r)
+    log("console of %s: %s", live.run->instance().name.c_str(), r.error().to_string().c_str());
+}
+
+void Controller::watch_console(const std::string& name) {
+  auto it = live_.find(name);
+  if (it == live_.end() || !it->second.console_watch) return;
+  it->second.console_watch->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                                       [this, name](const boost::system::error_code& ec) {
+                                         if (ec) return;
+                                         auto l = live_.find(name);
+                                         if (l == live_.end() || !l->second.log) return;
+                                         bool eof = false;
+                                         auto r = l->second.log->drain(l->second.run->console_fd(), &eof);
+                                         if (!r || eof) return;  // writers gone: the exit path takes over
+                                         watch_console(name);
+                                       });
+}
+
+// ---- stop, crash, delete ----------------------------------------------------
+
+void Controller::retire(const std::string& name, InstanceState next, const std::string& why) {
+  auto it = live_.find(name);
+  if (it != live_.end()) {
+    Live& live = it->second;
+    if (live.ipi_watch) live.ipi_watch->cancel();
+    if (live.console_watch) live.console_watch->cancel();
+    drain_console(live);
+    if (live.log) (void)live.log->append("[mkerneld] " + name + " " + why + "\n");
+    close_pair_channels(live.run->instance().id);
+    if (auto r = live.run->release(); !r) log("%s: release: %s", name.c_str(), r.error().to_string().c_str());
+    live_.erase(it);  // destroys the endpoint (closes the dead host channel side)
+  }
+  mk::Partition work = part_;
+  if (Instance* w = work.find(name)) {
+    w->state = next;
+    w->runtime.reset();
+    w->last_exit = why;
+  }
+  if (auto s = persist(work); !s) log("cannot save state after %s %s: %s", name.c_str(), why.c_str(), s.error().to_string().c_str());
+  part_ = std::move(work);  // memory follows reality even when the disk failed
+}
+
+void Controller::on_exit(const ProcessExit& ex) {
+  for (auto& [name, live] : live_) {
+    if (live.run->pid() != ex.who.pid) continue;
+    if (live.stopping) return;  // stop() reaps and retires it
+    live.run->mark_exited();    // reaped by the supervisor (or not our child)
+    const std::string why = exit_text(ex);
+    log("instance %s (pid %d) %s: failed", name.c_str(), ex.who.pid, why.c_str());
+    retire(std::string(name), InstanceState::Failed, why);
+    return;
+  }
+}
+
+rpc::Response Controller::stop(const rpc::StopAction& a) {
+  const Instance* cur = part_.find(a.name);
+  if (!cur) return rpc::Response::failure(no_such_instance(part_, a.name));
+  auto it = live_.find(a.name);
+  if (it == live_.end()) {
+    return rpc::Response::failure(MK_FAIL(EINVAL, "instance is not running", "'%s' is %s", a.name.c_str(),
+                                          to_string(cur->state)));
+  }
+  Live& live = it->second;
+  live.stopping = true;
+  supervisor_.release(live.run->pid());  // this exit is ours to collect
+  const pid_t pid = live.run->pid();
+  const auto t0 = Clock::now();
+  std::string how;
+  uint32_t killed_tenants = 0;
+  if (a.force) {
+    live.run->kill();
+    how = "killed (--force)";
+  } else {
+    auto r = live.run->shutdown(std::chrono::milliseconds(a.grace_ms), std::chrono::milliseconds(a.timeout_ms));
+    if (r) {
+      killed_tenants = r->tenants_killed;
+      how = "shut down over IPI";
+    } else {
+      live.run->kill();
+      how = "killed after the shutdown request failed (" + r.error().to_string() + ")";
+    }
+  }
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  retire(a.name, InstanceState::Loaded, "stopped by mkctl stop: " + how);
+  char text[512];
+  std::snprintf(text, sizeof text, "stopped '%s' (pid %d): %s in %.1f ms; %u tenant(s) needed SIGKILL\n",
+                a.name.c_str(), pid, how.c_str(), ms, killed_tenants);
+  return rpc::Response::success({{"instance", mk::tools::instance_to_json(*part_.find(a.name))},
+                                 {"pid", pid},
+                                 {"how", how},
+                                 {"stop_ms", ms},
+                                 {"tenants_killed", killed_tenants}},
+                                text);
+}
+
+rpc::Response Controller::remove(const rpc::DeleteAction& a) {
+  rpc::Response r = change(rpc::Action{a});
+  if (!r.ok) return r;
+  // Nothing of the instance stays behind: its console log goes too.
+  const std::string path = console_path(a.name);
+  ::unlink(path.c_str());
+  ::unlink((path + ".1").c_str());
+  return r;
+}
+
+// ---- re-adoption --------------------------------------------------------------
+
+void Controller::adopt_all() {
+  mk::Partition work = part_;
+  bool changed = false;
+  for (Instance& inst : work.instances) {
+    if (inst.state != InstanceState::Active && inst.state != InstanceState::Stopping) continue;
+    auto run = inst.runtime ? mk::adopt_instance(inst, sysroot_)
+                            : mk::Result<std::unique_ptr<mk::RunningInstance>>(
+                                  MK_FAIL(EINVAL, "no runtime record", "%s", inst.name.c_str()));
+    if (!run) {
+      const bool gone = run.error().code() == ESRCH;
+      inst.last_exit = gone ? "exited while mkerneld was down"
+                            : "could not be re-adopted: " + run.error().to_string();
+      log("instance %s (pid %d): %s", inst.name.c_str(), inst.runtime ? inst.runtime->pid : 0, inst.last_exit.c_str());
+      // Leftovers of a dead instance: its cgroup.
+      if (gone) {
+        if (auto layout = mk::detect_cgroups(sysroot_)) {
+          if (auto cg = mk::InstanceCgroup::open_existing(sysroot_, *layout, inst.name)) (void)cg->destroy();
+        }
+      }
+      inst.state = InstanceState::Failed;
+      inst.runtime.reset();
+      changed = true;
+      continue;
+    }
+    ::mkdir((dir_ + "/console").c_str(), 0700);
+    Live& live = live_[inst.name];
+    live.run = std::move(*run);
+    if (auto lf = mk::ConsoleLog::create(console_path(inst.name))) live.log = std::move(*lf);
+    if (inst.state == InstanceState::Stopping) {
+      inst.state = InstanceState::Active;  // the stop died with the old daemon
+      changed = true;
+    }
+    if (auto w = begin_watching(inst.name, live); !w) log("%s: %s", inst.name.c_str(), w.error().to_string().c_str());
+    if (live.log) (void)live.log->append("[mkerneld] re-adopted by mkerneld pid " + std::to_string(::getpid()) + "\n");
+    log("re-adopted %s (pid %d)", inst.name.c_str(), live.run->pid());
+  }
+  if (changed) {
+    if (auto s = persist(work); !s) log("cannot save state after re-adoption: %s", s.error().to_string().c_str());
+  }
+  part_ = std::move(work);
+}
+
+}  // namespace mkerneld
