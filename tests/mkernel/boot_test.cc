@@ -4,6 +4,7 @@
 // confinement of every thread, shutdown, and that release() leaves no cgroup.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <dirent.h>
@@ -107,6 +108,58 @@ TEST_F(BootTest, ImageThatExitsEarlyIsReported) {
   auto ready = (*run)->wait_ready(10s);
   ASSERT_FALSE(ready);
   EXPECT_TRUE(ready.error().code() == ECHILD || ready.error().code() == ECONNRESET) << ready.error().to_string();
+}
+
+TEST_F(BootTest, DetachedInstanceKeepsRunningAndIsAdopted) {
+  // What a restarted mkerneld does: the first host forgets the instance
+  // without closing anything; adopt_instance() takes it back from the
+  // persisted record (pidfd_getfd of its host-channel side, console, regions)
+  // and the conversation resumes on the same rings.
+  req.image.init = "sleep 30";
+  auto run = boot_instance(topo, req);
+  ASSERT_TRUE(run) << run.error().to_string();
+  ASSERT_TRUE((*run)->wait_ready(10s));
+  ASSERT_TRUE((*run)->ping(16, 2s));
+  const pid_t pid = (*run)->pid();
+  Instance inst = req.instance;
+  inst.runtime = (*run)->record();
+  EXPECT_EQ(inst.runtime->pid, pid);
+  EXPECT_GT(inst.runtime->start_time, 0u);
+  EXPECT_EQ(inst.runtime->region_fds.size(), 1u);
+  (*run)->detach();
+  run->reset();  // a detached handle's destruction touches nothing
+  ASSERT_EQ(::kill(pid, 0), 0) << "the image died with its first host";
+
+  // A wrong start time is another process: refused, nothing touched.
+  Instance wrong = inst;
+  wrong.runtime->start_time += 1;
+  auto refused = adopt_instance(wrong, req.root);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ESRCH) << refused.error().to_string();
+  Instance norecord = req.instance;
+  auto none = adopt_instance(norecord, req.root);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), EINVAL);
+
+  auto back = adopt_instance(inst, req.root);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_FALSE((*back)->is_child());
+  EXPECT_EQ((*back)->pid(), pid);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE((*back)->ping(64, 2s)) << "round trip " << i;
+  auto st = (*back)->stats(2s);
+  ASSERT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(st->tenants_running, 1u);
+  // The console read end came back too: what the image prints arrives.
+  EXPECT_GE((*back)->console_fd(), 0);
+  auto bye = (*back)->shutdown(500ms, 5s);
+  ASSERT_TRUE(bye) << bye.error().to_string();
+  auto code = (*back)->wait_exit(1s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, kExitStatusUnknown);  // not our child: no wait status
+  EXPECT_TRUE((*back)->release());
+  // The test process is the image's parent: reap it.
+  int ws = 0;
+  EXPECT_EQ(::waitpid(pid, &ws, 0), pid);
 }
 
 }  // namespace
