@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 #include <libfdt.h>
 
+#include <algorithm>
+#include <cstring>
 #include <functional>
 
 #include "boot_tree_samples.h"
+#include "fdt_mutate.h"
 
 namespace mk {
 namespace {
@@ -214,6 +217,10 @@ const EmitCase kEmitCases[] = {
     {"ring align", [](BootTree& t) { t.ipi.channels[0].ring_size = 100; }, "'ring-size' is 100"},
     {"ring big", [](BootTree& t) { t.ipi.channels[0].ring_size = (1u << 30) + 64; }, "'ring-size' is"},
     {"role", [](BootTree& t) { t.ipi.channels[0].role = static_cast<ChannelRole>(9); }, "'mkernel,role'"},
+    {"side 2", [](BootTree& t) { t.ipi.channels[1].side = 2; },
+     "/ipi/channel@3: 'mkernel,side' is 2, expected 0 (a) or 1 (b)"},
+    {"side a on host channel", [](BootTree& t) { t.ipi.channels[0].side = 0; },
+     "/ipi/channel@0: the host channel's side is the host's to create"},
     {"too many channels",
      [](BootTree& t) {
        t.ipi.channels.assign(512, t.ipi.channels[0]);
@@ -263,5 +270,97 @@ TEST(BootTree, EmitRefusesTreesAboveTheCap) {
   EXPECT_THAT(blob.error().detail(), HasSubstr("2097152-byte limit"));
 }
 
+
+// ---- mkernel,side (channels between instances) ----
+
+bool blob_mentions(const std::vector<uint8_t>& blob, const std::string& s) {
+  return std::search(blob.begin(), blob.end(), s.begin(), s.end()) != blob.end();
+}
+
+TEST(BootTreeSide, SideARoundTripsAndIsEmittedAsA) {
+  BootTree t = samples::full_tree();
+  t.ipi.channels[1].side = 0;  // db: this instance takes over side A
+  auto blob = emit_boot_tree(t);
+  ASSERT_TRUE(blob) << blob.error().to_string();
+  EXPECT_TRUE(blob_mentions(*blob, "mkernel,side"));
+  std::vector<uint64_t> buf((blob->size() + 7) / 8);
+  std::memcpy(buf.data(), blob->data(), blob->size());
+  int len = 0;
+  const void* v = fdt_getprop(buf.data(), fdt_path_offset(buf.data(), "/ipi/channel@3"), "mkernel,side", &len);
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(std::string(static_cast<const char*>(v), static_cast<std::size_t>(len)), std::string("a\0", 2));
+  // Only the side-A channel carries the property.
+  EXPECT_EQ(fdt_getprop(buf.data(), fdt_path_offset(buf.data(), "/ipi/channel@0"), "mkernel,side", &len), nullptr);
+  EXPECT_EQ(fdt_getprop(buf.data(), fdt_path_offset(buf.data(), "/ipi/channel@1ff"), "mkernel,side", &len), nullptr);
+
+  auto back = parse_boot_tree(*blob);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(*back, t);
+  EXPECT_EQ(back->ipi.channels[0].side, 1);
+  EXPECT_EQ(back->ipi.channels[1].side, 0);
+  EXPECT_EQ(back->ipi.channels[2].side, 1);
+}
+
+TEST(BootTreeSide, SideBIsTheDefaultAndEmitsNothing) {
+  BootTree t = samples::full_tree();
+  for (const auto& c : t.ipi.channels) ASSERT_EQ(c.side, 1);  // the struct's default
+  auto blob = emit_boot_tree(t);
+  ASSERT_TRUE(blob) << blob.error().to_string();
+  EXPECT_FALSE(blob_mentions(*blob, "mkernel,side"));
+  auto back = parse_boot_tree(*blob);
+  ASSERT_TRUE(back) << back.error().to_string();
+  for (const auto& c : back->ipi.channels) EXPECT_EQ(c.side, 1) << c.peer_name;
+  EXPECT_EQ(*back, t);
+}
+
+TEST(BootTreeSide, SideAIsAllowedOnAPeerChannelEvenWithAnotherHostId) {
+  // The host channel is the one to ipi.host_id, not necessarily peer 0.
+  BootTree t = samples::full_tree();
+  t.ipi.host_id = 3;
+  t.ipi.channels[0].side = 0;  // peer 0 is an ordinary instance here
+  EXPECT_TRUE(validate_boot_tree(t)) << validate_boot_tree(t).error().to_string();
+  EXPECT_EQ(round_trip(t), t);
+  t.ipi.channels[1].side = 0;  // peer 3 is now the host
+  auto v = validate_boot_tree(t);
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().code(), EINVAL);
+  EXPECT_THAT(v.error().detail(), HasSubstr("/ipi/channel@3: the host channel's side is the host's to create"));
+}
+
+void expect_parse_refused(const std::vector<uint8_t>& blob, const std::string& detail) {
+  auto r = parse_boot_tree(blob);
+  ASSERT_FALSE(r) << "accepted; expected: " << detail;
+  EXPECT_EQ(r.error().code(), EINVAL) << r.error().to_string();
+  EXPECT_STREQ(r.error().what(), "bad boot tree");
+  EXPECT_THAT(r.error().detail(), HasSubstr(detail));
+}
+
+TEST(BootTreeSide, ParserChecksTheProperty) {
+  auto blob = emit_boot_tree(samples::full_tree());
+  ASSERT_TRUE(blob);
+  using namespace mk::testing;
+  expect_parse_refused(mutate(*blob, [](void* f) { set_str(f, "/ipi/channel@3", "mkernel,side", "x"); }),
+                       "/ipi/channel@3: 'mkernel,side' is 'x', expected a or b");
+  expect_parse_refused(mutate(*blob, [](void* f) { set_str(f, "/ipi/channel@3", "mkernel,side", ""); }),
+                       "'mkernel,side' is '', expected a or b");
+  expect_parse_refused(mutate(*blob, [](void* f) { set_str(f, "/ipi/channel@3", "mkernel,side", "ab"); }),
+                       "'mkernel,side' is 'ab', expected a or b");
+  // A parsed tree is validated like an emitted one: never side a towards the host.
+  expect_parse_refused(mutate(*blob, [](void* f) { set_str(f, "/ipi/channel@0", "mkernel,side", "a"); }),
+                       "/ipi/channel@0: the host channel's side is the host's to create");
+  // Not a string at all.
+  auto not_string = parse_boot_tree(mutate(*blob, [](void* f) { set_u32(f, "/ipi/channel@3", "mkernel,side", 0); }));
+  ASSERT_FALSE(not_string);
+  EXPECT_THAT(not_string.error().detail(), HasSubstr("mkernel,side"));
+
+  // An explicit "b" is the default spelled out; "a" is side 0.
+  auto b = parse_boot_tree(mutate(*blob, [](void* f) { set_str(f, "/ipi/channel@3", "mkernel,side", "b"); }));
+  ASSERT_TRUE(b) << b.error().to_string();
+  EXPECT_EQ(*b, samples::full_tree());
+  auto a = parse_boot_tree(mutate(*blob, [](void* f) { set_str(f, "/ipi/channel@1ff", "mkernel,side", "a"); }));
+  ASSERT_TRUE(a) << a.error().to_string();
+  EXPECT_EQ(a->ipi.channels[2].side, 0);
+  EXPECT_EQ(a->ipi.channels[1].side, 1);
+}
 }  // namespace
 }  // namespace mk

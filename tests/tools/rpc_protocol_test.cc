@@ -133,4 +133,209 @@ TEST(RpcProtocol, ResponsesRoundTrip) {
     EXPECT_EQ(rpc::parse_response(junk).error().code(), EBADMSG) << junk;
 }
 
+
+// ---- lifecycle actions (load, start, stop, ping, console, top) ----
+
+// Every refusal is EINVAL with a message naming the field and the rule.
+void expect_refused(const std::string& line, const std::string& words) {
+  auto r = rpc::parse_request(line);
+  ASSERT_FALSE(r) << "accepted: " << line;
+  EXPECT_EQ(r.error().code(), EINVAL) << line << ": " << r.error().to_string();
+  EXPECT_STREQ(r.error().what(), "bad request") << line;
+  EXPECT_NE(std::string(r.error().message()).find(words), std::string::npos)
+      << line << "\n  message: " << r.error().message() << "\n  expected to contain: " << words;
+}
+
+template <class A>
+A parsed_as(const std::string& line) {
+  auto r = rpc::parse_request(line);
+  EXPECT_TRUE(r) << line << ": " << (r ? "" : r.error().to_string());
+  if (!r) return A{};
+  EXPECT_TRUE(std::holds_alternative<A>(*r)) << line << " parsed as " << rpc::action_name(*r);
+  return std::holds_alternative<A>(*r) ? std::get<A>(*r) : A{};
+}
+
+TEST(RpcLifecycle, LoadRoundTripsEveryField) {
+  rpc::LoadAction load{"web", "./images/mk-kernel", "mk.poll_budget=200 quiet", "/usr/bin/nginx -g 'daemon off;'"};
+  auto l = std::get<rpc::LoadAction>(round_trip(load));
+  EXPECT_EQ(l.name, "web");
+  EXPECT_EQ(l.kernel, "./images/mk-kernel");  // as the user gave it: the daemon resolves it
+  EXPECT_EQ(l.cmdline, "mk.poll_budget=200 quiet");
+  EXPECT_EQ(l.init, "/usr/bin/nginx -g 'daemon off;'");
+  // The limits themselves are accepted.
+  rpc::LoadAction big{"web", "/k", std::string(4096, 'c'), std::string(4096, 'i')};
+  auto b = std::get<rpc::LoadAction>(round_trip(big));
+  EXPECT_EQ(b.cmdline.size(), 4096u);
+  EXPECT_EQ(b.init.size(), 4096u);
+}
+
+TEST(RpcLifecycle, LoadDefaultsCmdlineAndInitToEmpty) {
+  auto l = parsed_as<rpc::LoadAction>(R"({"action": "load", "name": "a", "kernel": "/boot/k"})");
+  EXPECT_EQ(l.name, "a");
+  EXPECT_EQ(l.kernel, "/boot/k");
+  EXPECT_EQ(l.cmdline, "");
+  EXPECT_EQ(l.init, "");
+}
+
+TEST(RpcLifecycle, LoadRefusals) {
+  expect_refused(R"({"action": "load", "kernel": "/k"})", "load: missing field 'name'");
+  expect_refused(R"({"action": "load", "name": "a"})", "load: missing field 'kernel'");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": ""})", "load.kernel: empty path");
+  const std::string long_text(4097, 'x');
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "cmdline": ")" + long_text + "\"}",
+                 "cmdline and init are at most 4096 bytes");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "init": ")" + long_text + "\"}",
+                 "cmdline and init are at most 4096 bytes");
+  expect_refused(R"({"action": "load", "name": 1, "kernel": "/k"})", "load.name: expected a string");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": 7})", "load.kernel: expected a string");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "cmdline": 3})", "load.cmdline: expected a string");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "init": ["x"]})", "load.init: expected a string");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "argv": "x"})", "load: unknown field 'argv'");
+}
+
+TEST(RpcLifecycle, StartRoundTripsAndDefaults) {
+  for (uint32_t t : {1u, 12345u, 600000u}) {
+    auto s = std::get<rpc::StartAction>(round_trip(rpc::StartAction{"web", t}));
+    EXPECT_EQ(s.name, "web");
+    EXPECT_EQ(s.timeout_ms, t);
+  }
+  auto d = parsed_as<rpc::StartAction>(R"({"action": "start", "name": "a"})");
+  EXPECT_EQ(d.name, "a");
+  EXPECT_EQ(d.timeout_ms, 10000u);
+}
+
+TEST(RpcLifecycle, StartRefusals) {
+  expect_refused(R"({"action": "start"})", "start: missing field 'name'");
+  expect_refused(R"({"action": "start", "name": "a", "timeout_ms": 0})", "start.timeout_ms: 0 is below 1");
+  expect_refused(R"({"action": "start", "name": "a", "timeout_ms": 600001})",
+                 "start.timeout_ms: 600001 is above 600000");
+  expect_refused(R"({"action": "start", "name": "a", "timeout_ms": "100"})",
+                 "start.timeout_ms: expected a non-negative integer");
+  expect_refused(R"({"action": "start", "name": "a", "timeout_ms": -5})",
+                 "start.timeout_ms: expected a non-negative integer");
+  expect_refused(R"({"action": "start", "name": "a", "timeout_ms": 2.5})",
+                 "start.timeout_ms: expected a non-negative integer");
+  expect_refused(R"({"action": "start", "name": "a", "wait": true})", "start: unknown field 'wait'");
+}
+
+TEST(RpcLifecycle, StopRoundTripsAndDefaults) {
+  rpc::StopAction stop{"web", true, 0, 600000};
+  auto s = std::get<rpc::StopAction>(round_trip(stop));
+  EXPECT_EQ(s.name, "web");
+  EXPECT_TRUE(s.force);
+  EXPECT_EQ(s.grace_ms, 0u);
+  EXPECT_EQ(s.timeout_ms, 600000u);
+  rpc::StopAction other{"db", false, 600000, 1};
+  auto o = std::get<rpc::StopAction>(round_trip(other));
+  EXPECT_FALSE(o.force);
+  EXPECT_EQ(o.grace_ms, 600000u);
+  EXPECT_EQ(o.timeout_ms, 1u);
+
+  auto d = parsed_as<rpc::StopAction>(R"({"action": "stop", "name": "a"})");
+  EXPECT_EQ(d.name, "a");
+  EXPECT_FALSE(d.force);
+  EXPECT_EQ(d.grace_ms, 2000u);
+  EXPECT_EQ(d.timeout_ms, 5000u);
+}
+
+TEST(RpcLifecycle, StopRefusals) {
+  expect_refused(R"({"action": "stop", "force": true})", "stop: missing field 'name'");
+  expect_refused(R"({"action": "stop", "name": "a", "timeout_ms": 0})", "stop.timeout_ms: 0 is below 1");
+  expect_refused(R"({"action": "stop", "name": "a", "timeout_ms": 600001})",
+                 "stop.timeout_ms: 600001 is above 600000");
+  expect_refused(R"({"action": "stop", "name": "a", "grace_ms": 600001})", "stop.grace_ms: 600001 is above 600000");
+  expect_refused(R"({"action": "stop", "name": "a", "grace_ms": "1s"})",
+                 "stop.grace_ms: expected a non-negative integer");
+  expect_refused(R"({"action": "stop", "name": "a", "timeout_ms": "1"})",
+                 "stop.timeout_ms: expected a non-negative integer");
+  expect_refused(R"({"action": "stop", "name": "a", "force": 1})", "stop.force: expected true or false");
+  expect_refused(R"({"action": "stop", "name": "a", "force": "yes"})", "stop.force: expected true or false");
+  expect_refused(R"({"action": "stop", "name": "a", "kill": true})", "stop: unknown field 'kill'");
+}
+
+TEST(RpcLifecycle, PingRoundTripsAndDefaults) {
+  rpc::PingAction to_host{"web", std::nullopt, 100000, 0};
+  auto h = std::get<rpc::PingAction>(round_trip(to_host));
+  EXPECT_EQ(h.name, "web");
+  EXPECT_FALSE(h.from);
+  EXPECT_EQ(h.count, 100000u);
+  EXPECT_EQ(h.size, 0u);
+  rpc::PingAction between{"web", "db", 1, 4096};
+  auto b = std::get<rpc::PingAction>(round_trip(between));
+  ASSERT_TRUE(b.from);
+  EXPECT_EQ(*b.from, "db");
+  EXPECT_EQ(b.count, 1u);
+  EXPECT_EQ(b.size, 4096u);
+  // Without "from" the request has no such key at all.
+  EXPECT_EQ(rpc::encode_request(to_host).find("from"), std::string::npos);
+
+  auto d = parsed_as<rpc::PingAction>(R"({"action": "ping", "name": "a"})");
+  EXPECT_EQ(d.name, "a");
+  EXPECT_FALSE(d.from);
+  EXPECT_EQ(d.count, 10u);
+  EXPECT_EQ(d.size, 64u);
+}
+
+TEST(RpcLifecycle, PingRefusals) {
+  expect_refused(R"({"action": "ping", "from": "b"})", "ping: missing field 'name'");
+  expect_refused(R"({"action": "ping", "name": "a", "count": 0})", "ping.count: 0 is below 1");
+  expect_refused(R"({"action": "ping", "name": "a", "count": 100001})", "ping.count: 100001 is above 100000");
+  expect_refused(R"({"action": "ping", "name": "a", "size": 4097})", "ping.size: 4097 is above 4096");
+  expect_refused(R"({"action": "ping", "name": "a", "count": "10"})", "ping.count: expected a non-negative integer");
+  expect_refused(R"({"action": "ping", "name": "a", "size": true})", "ping.size: expected a non-negative integer");
+  expect_refused(R"({"action": "ping", "name": "a", "from": 2})", "ping.from: expected a string");
+  expect_refused(R"({"action": "ping", "name": "a", "interval": 1})", "ping: unknown field 'interval'");
+}
+
+TEST(RpcLifecycle, ConsoleRoundTripsAndRefusals) {
+  EXPECT_EQ(std::get<rpc::ConsoleAction>(round_trip(rpc::ConsoleAction{"web"})).name, "web");
+  expect_refused(R"({"action": "console"})", "console: missing field 'name'");
+  expect_refused(R"({"action": "console", "name": 3})", "console.name: expected a string");
+  // -f is client-side: it never crosses the socket.
+  expect_refused(R"({"action": "console", "name": "a", "follow": true})", "console: unknown field 'follow'");
+}
+
+TEST(RpcLifecycle, TopRoundTripsAndDefaults) {
+  for (uint32_t ms : {50u, 777u, 10000u})
+    EXPECT_EQ(std::get<rpc::TopAction>(round_trip(rpc::TopAction{ms})).interval_ms, ms);
+  EXPECT_EQ(parsed_as<rpc::TopAction>(R"({"action": "top"})").interval_ms, 500u);
+}
+
+TEST(RpcLifecycle, TopRefusals) {
+  expect_refused(R"({"action": "top", "interval_ms": 49})", "top.interval_ms: 49 is below 50");
+  expect_refused(R"({"action": "top", "interval_ms": 10001})", "top.interval_ms: 10001 is above 10000");
+  expect_refused(R"({"action": "top", "interval_ms": "1s"})", "top.interval_ms: expected a non-negative integer");
+  expect_refused(R"({"action": "top", "name": "a"})", "top: unknown field 'name'");
+}
+
+TEST(RpcLifecycle, NamesAndClassification) {
+  const std::vector<std::pair<rpc::Action, std::string>> lifecycle = {
+      {rpc::LoadAction{}, "load"}, {rpc::StartAction{}, "start"},     {rpc::StopAction{}, "stop"},
+      {rpc::PingAction{}, "ping"}, {rpc::ConsoleAction{}, "console"}, {rpc::TopAction{}, "top"},
+  };
+  for (const auto& [a, name] : lifecycle) {
+    EXPECT_EQ(rpc::action_name(a), name);
+    EXPECT_TRUE(rpc::is_lifecycle(a)) << name;
+    EXPECT_FALSE(rpc::changes_partition(a)) << name;
+    // The wire name is what encode_request writes and parse_request dispatches on.
+    EXPECT_NE(rpc::encode_request(a).find("\"action\":\"" + name + "\""), std::string::npos) << name;
+  }
+  rpc::PlanAction applied;
+  applied.apply = true;
+  const std::vector<rpc::Action> others = {rpc::InitAction{}, rpc::CreateAction{},     rpc::DeleteAction{},
+                                           rpc::ShowAction{}, rpc::PlanAction{},       applied,
+                                           rpc::HostStatusAction{}, rpc::HostStopAction{}};
+  for (const auto& a : others) EXPECT_FALSE(rpc::is_lifecycle(a)) << rpc::action_name(a);
+}
+
+TEST(RpcLifecycle, UnknownActionListsTheLifecycleActions) {
+  auto r = rpc::parse_request(R"({"action": "reboot", "name": "a"})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), EOPNOTSUPP);
+  const std::string msg = r.error().message();
+  EXPECT_NE(msg.find("'reboot'"), std::string::npos) << msg;
+  for (const char* a : {"load", "start", "stop", "ping", "console", "top"})
+    EXPECT_NE(msg.find(std::string(" ") + a), std::string::npos) << a << " missing from: " << msg;
+}
+
 }  // namespace
