@@ -121,6 +121,7 @@ Result<RegionFd> RegionFd::create(std::string_view name, uint32_t node, uint64_t
       if (h) {
         r.fd_ = std::move(h).value();
         r.hugetlb_ = true;
+        r.prefaulted_ = true;
       } else {
         if (opts.require_hugetlb) return h.error();
         r.note_ = std::string("hugetlb unavailable (") + h.error().message() +
@@ -130,6 +131,7 @@ Result<RegionFd> RegionFd::create(std::string_view name, uint32_t node, uint64_t
   }
   if (!r.fd_) {
     MK_TRY_ASSIGN(r.fd_, make_bound_memfd(n, node, bytes, false, opts.prefault, bound));
+    r.prefaulted_ = opts.prefault;
   }
   r.bound_ = bound;
   if (::fcntl(r.fd_.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
@@ -140,10 +142,11 @@ Result<RegionFd> RegionFd::create(std::string_view name, uint32_t node, uint64_t
 }
 
 Guarantee RegionFd::guarantee() const {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "node %u, %llu bytes, size-sealed, %s, %s pages", node_,
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "node %u, %llu bytes, size-sealed, %s, %s pages, %s", node_,
                 static_cast<unsigned long long>(size_), bound_ ? "mbind" : "no mbind (no NUMA)",
-                hugetlb_ ? "2 MiB" : "4 KiB");
+                hugetlb_ ? "2 MiB" : "4 KiB",
+                prefaulted_ ? "pre-faulted by the host" : "faulted on first touch");
   std::string detail = buf;
   if (!note_.empty()) detail += "; " + note_;
   return {"memory region", bound_, detail};

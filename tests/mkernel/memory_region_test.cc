@@ -5,9 +5,13 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
 
 namespace mk {
 namespace {
@@ -77,6 +81,83 @@ TEST(RegionFd, LazyPagesFollowTheSharedPolicy) {
   auto r = RegionFd::create("mk-test-lazy", 0, 2 * kMiB, {.prefault = false});
   ASSERT_TRUE(r) << r.error().to_string();
   check_mapping_on_node(*r, true);
+}
+
+// Pages of a fresh mapping of `fd` that are resident (mincore).
+std::size_t resident_pages(int fd, uint64_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return SIZE_MAX;
+  std::vector<unsigned char> vec(size / 4096);
+  std::size_t n = SIZE_MAX;
+  if (::mincore(p, size, vec.data()) == 0) {
+    n = 0;
+    for (unsigned char v : vec) n += v & 1;
+  }
+  ::munmap(p, size);
+  return n;
+}
+
+// The boot default: nothing is allocated by the host (no pages to charge to
+// its memory cgroup, no 64 MiB zeroing on the start path), yet the region is
+// sealed and node-bound all the same.
+TEST(RegionFd, DefaultIsLazySealedAndBound) {
+  auto r = RegionFd::create("mk-test-default", 0, 4 * kMiB, {});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_FALSE(r->prefaulted());
+  EXPECT_EQ(resident_pages(r->fd(), r->size()), 0u);
+  EXPECT_EQ(::fcntl(r->fd(), F_GET_SEALS), F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+  Guarantee g = r->guarantee();
+  EXPECT_NE(g.detail.find("faulted on first touch"), std::string::npos) << g.detail;
+  if (r->bound()) {
+    EXPECT_NE(g.detail.find("mbind"), std::string::npos) << g.detail;
+  }
+
+  auto pre = RegionFd::create("mk-test-prefaulted", 0, 2 * kMiB, {.prefault = true});
+  ASSERT_TRUE(pre) << pre.error().to_string();
+  EXPECT_TRUE(pre->prefaulted());
+  EXPECT_EQ(resident_pages(pre->fd(), pre->size()), pre->size() / 4096);
+  EXPECT_NE(pre->guarantee().detail.find("pre-faulted by the host"), std::string::npos);
+}
+
+// The image's side of a lazy region: another process (a fresh mm, no policy
+// of its own) maps the fd it inherited; its mapping carries the memfd's
+// shared MPOL_BIND (numa_maps "bind:<node>") and its first touches allocate
+// on the node. Exit code of the child: 0 ok, else the failed check.
+TEST(RegionFd, LazyPagesFaultInOnTheImageSideOnTheNode) {
+  auto r = RegionFd::create("mk-test-imageside", 0, 4 * kMiB, {});
+  ASSERT_TRUE(r) << r.error().to_string();
+  if (!r->bound()) GTEST_SKIP() << "no NUMA support: no mbind to check";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    void* p = ::mmap(nullptr, r->size(), PROT_READ | PROT_WRITE, MAP_SHARED, r->fd(), 0);
+    if (p == MAP_FAILED) ::_exit(10);
+    auto* bytes = static_cast<unsigned char*>(p);
+    for (uint64_t off = 0; off < r->size(); off += 4096) bytes[off] = 1;
+    for (uint64_t off = 0; off < r->size(); off += 4096) {
+      auto n = numa_node_of(bytes + off);
+      if (!n || *n != static_cast<int>(r->node())) ::_exit(11);
+    }
+    std::ifstream maps("/proc/self/numa_maps");
+    char addr[32];
+    std::snprintf(addr, sizeof addr, "%lx ", reinterpret_cast<unsigned long>(p));
+    std::string want_policy = "bind:" + std::to_string(r->node());
+    std::string want_pages = "N" + std::to_string(r->node()) + "=" + std::to_string(r->size() / 4096);
+    for (std::string line; std::getline(maps, line);) {
+      if (line.rfind(addr, 0) != 0) continue;
+      if (line.find(want_policy) == std::string::npos) ::_exit(12);
+      if (line.find(want_pages) == std::string::npos) ::_exit(13);
+      ::_exit(0);
+    }
+    ::_exit(14);  // mapping not listed
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "10 mmap, 11 page off node, 12 no bind policy in numa_maps, "
+                                   "13 pages not on the node, 14 mapping not in numa_maps";
+  // The host never touched it: every page came from the child's faults.
+  EXPECT_EQ(resident_pages(r->fd(), r->size()), r->size() / 4096);
 }
 
 TEST(RegionFd, BadNodeIsEinval) {
