@@ -2,23 +2,43 @@
 # Installs what is missing, builds mkernel and runs the main demo:
 #   1. the live machine's topology, and a recorded hybrid laptop's (P/E kinds);
 #   2. plans for real machines (2 x EPYC 9654 per NUMA node; Raptor Lake P/E split);
-#   3. a pool and two instances on this machine, a refused overlapping create,
-#      an instance's boot tree, and deletion; the host daemon mkerneld (which
-#      mkctl starts on the first live call) is stopped at the end.
+#   3. a pool and two single-CPU instances on this machine, a refused
+#      overlapping create, an instance's boot tree;
+#   4. both booted with the default image mk-kernel (one with a tenant), the
+#      CPU confinement of every thread checked in /proc, IPI pings host ->
+#      instance and instance <-> instance, top, the console;
+#   5. the host daemon SIGKILLed: the instances keep running and the next
+#      mkctl call's daemon re-adopts them with the same pids;
+#   6. stop + delete, and a check that nothing of them is left.
 # Usage (as root on Debian 12): bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 JOBS=${JOBS:-$(nproc)}
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$JOBS" --target mkctl mkerneld mkbench >/dev/null
+cmake --build --preset release -j "$JOBS" --target mkctl mkerneld mkbench mk-kernel >/dev/null
 
 MKCTL=$PWD/build/release/bin/mkctl
+KERNEL=$PWD/build/release/bin/mk-kernel
 TOPO=$PWD/tests/data/topologies
 # The demo keeps its state apart from the machine's /run/mkernel.
 export MKERNEL_RUNTIME_DIR=${MKERNEL_RUNTIME_DIR:-$(mktemp -d /tmp/mkernel-demo.XXXXXX)}
 
 run() { printf '\n$ mkctl %s\n' "$*"; "$MKCTL" "$@"; }
+pid_of() { "$MKCTL" show "$1" --json | grep -o '"pid":[0-9]*' | head -1 | cut -d: -f2; }
+# Every thread of PID and of its children: Cpus_allowed_list must be CPUS.
+check_cpus() {
+  local pid=$1 want=$2 bad=0 n=0 p t got
+  for p in "$pid" $(pgrep -P "$pid"); do
+    for t in /proc/"$p"/task/*; do
+      got=$(awk '/^Cpus_allowed_list:/ {print $2}' "$t/status")
+      n=$((n + 1))
+      if [ "$got" != "$want" ]; then echo "  $t: Cpus_allowed_list $got, expected $want"; bad=1; fi
+    done
+  done
+  echo "  pid $pid and its tenants: $n thread(s), Cpus_allowed_list = $want for every one"
+  return $bad
+}
 
 run topology
 run topology --topology "$TOPO/Intel-RaptorLake-Corei7-1370P.xml"
@@ -41,8 +61,45 @@ if [ "$ncpu" -ge 2 ]; then
   run show
   run show alpha --dtb "$MKERNEL_RUNTIME_DIR/alpha.dtb"
   if command -v dtc >/dev/null; then dtc -q -I dtb -O dts "$MKERNEL_RUNTIME_DIR/alpha.dtb"; fi
+
+  # Boot both with the default image; alpha runs a tenant.
+  run load alpha --kernel "$KERNEL" --init sleep 600
+  run load beta --kernel "$KERNEL"
+  run start alpha
+  run start beta
+  run show
+  a_pid=$(pid_of alpha); b_cpus=$("$MKCTL" show beta --json | grep -o '"cpus":"[^"]*"' | head -1 | cut -d'"' -f4)
+  b_pid=$(pid_of beta)
+  printf '\n(confinement, from /proc/PID/task/*/status)\n'
+  check_cpus "$a_pid" 0
+  check_cpus "$b_pid" "$b_cpus"
+  run ping alpha --count 20
+  run ping beta --from alpha --count 1000
+  run ping alpha --from beta --count 1000
+  run top --interval 200
+  run console alpha
+
+  # The host daemon dies; its instances do not.
+  d_pid=$(cat "$MKERNEL_RUNTIME_DIR/mkerneld.lock")
+  printf '\n$ kill -9 %s   (mkerneld)\n' "$d_pid"
+  kill -9 "$d_pid"
+  sleep 0.3
+  kill -0 "$a_pid" && kill -0 "$b_pid" && echo "  alpha (pid $a_pid) and beta (pid $b_pid) still run"
+  run show
+  [ "$(pid_of alpha)" = "$a_pid" ] && [ "$(pid_of beta)" = "$b_pid" ] && echo "  re-adopted with the same pids"
+  run ping beta --from alpha --count 100
+
+  run stop alpha
+  run stop beta
   run delete alpha
   run delete beta
+  left=$(ls /sys/fs/cgroup/cpuset/mkernel 2>/dev/null | grep -cE '^(alpha|beta)$' || true)
+  live=0
+  for p in $a_pid $b_pid; do
+    if [ -e /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then live=$((live + 1)); fi
+  done
+  printf '\n(after stop + delete: %s live process(es), %s cgroup(s) of alpha/beta left)\n' "$live" "$left"
+  [ "$live" = 0 ] && [ "$left" = 0 ]
 fi
 run host status
 run host stop
