@@ -197,11 +197,14 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   so.namespaces = req.namespaces;
   so.net_namespace = !net_links.empty();
   const InstanceCgroup* cg = run->cgroup_ ? &*run->cgroup_ : nullptr;
-  so.prepare = [cg, &net_links](pid_t pid) -> Result<void> {
+  OwnedFd* netns = &run->netns_;
+  so.prepare = [cg, &net_links, netns](pid_t pid) -> Result<void> {
     if (cg) MK_TRY(cg->attach(pid));
     if (!net_links.empty()) {
-      MK_TRY_ASSIGN(OwnedFd ns, open_netns(pid));
-      for (const auto& l : net_links) MK_TRY(move_link(l, ns.get()));
+      // Held until release(): the namespace (and the interfaces in it)
+      // outlives the image, so they can be handed back to the host.
+      MK_TRY_ASSIGN(*netns, open_netns(pid));
+      for (const auto& l : net_links) MK_TRY(move_link(l, netns->get()));
     }
     return ok();
   };
@@ -250,6 +253,12 @@ Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, co
     MK_TRY_ASSIGN(OwnedFd r, fetch_fd(run->pidfd_.get(), fd, "memory region"));
     run->adopted_regions_.push_back(std::move(r));
   }
+  // Its network namespace, to hand its interfaces back on stop.
+  bool has_net = false;
+  for (const auto& d : inst.devices) has_net |= d.kind == DeviceKind::kNet;
+  if (has_net) {
+    MK_TRY_ASSIGN(run->netns_, open_netns(rec.pid));
+  }
   // The cgroup, when the instance was started with one.
   if (auto layout = detect_cgroups(root)) {
     if (auto cg = InstanceCgroup::open_existing(root, *layout, inst.name)) run->cgroup_ = std::move(*cg);
@@ -273,6 +282,7 @@ void RunningInstance::detach() {
   reaped_ = true;
   pidfd_.reset();
   console_.reset();
+  netns_.reset();
   cgroup_.reset();
   regions_.clear();
   adopted_regions_.clear();
@@ -380,6 +390,21 @@ void RunningInstance::kill() {
 Result<void> RunningInstance::release() {
   regions_.clear();
   adopted_regions_.clear();
+  if (netns_) {
+    // Net devices go back to the host (a virtual one would otherwise die
+    // with the namespace). We held the namespace since start.
+    Result<void> back = ok();
+    if (auto host = open_current_netns()) {
+      for (const auto& d : inst_.devices) {
+        if (d.kind != DeviceKind::kNet) continue;
+        if (auto r = return_link(d.target, netns_.get(), host->get()); !r && back) back = r;
+      }
+    } else {
+      back = host.error();
+    }
+    netns_.reset();
+    MK_TRY(back);
+  }
   if (cgroup_) {
     // Tenants die with the PID namespace when the image (its PID 1) exits;
     // give the kernel a moment to empty the cgroup before removing it.

@@ -3,11 +3,13 @@
 // region, console and host channel; checks READY, ping, stats, the CPU
 // confinement of every thread, shutdown, and that release() leaves no cgroup.
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <dirent.h>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -108,6 +110,34 @@ TEST_F(BootTest, ImageThatExitsEarlyIsReported) {
   auto ready = (*run)->wait_ready(10s);
   ASSERT_FALSE(ready);
   EXPECT_TRUE(ready.error().code() == ECHILD || ready.error().code() == ECONNRESET) << ready.error().to_string();
+}
+
+TEST_F(BootTest, NetDeviceIsMovedInAndHandedBackAfterStop) {
+  if (::access("/usr/sbin/ip", X_OK) != 0 && ::access("/sbin/ip", X_OK) != 0)
+    GTEST_SKIP() << "iproute2 'ip' not installed (used only to create the test veth)";
+  // A veth end: virtual, so it would die with the instance's namespace if
+  // the host did not hand it back.
+  const std::string a = "mkn" + std::to_string(::getpid() % 100000) + "a";
+  const std::string b = "mkn" + std::to_string(::getpid() % 100000) + "b";
+  ASSERT_EQ(std::system(("ip link add " + a + " type veth peer name " + b + " 2>&1").c_str()), 0);
+  struct Cleanup {
+    std::string a;
+    ~Cleanup() { (void)!std::system(("ip link del " + a + " 2>/dev/null").c_str()); }
+  } cleanup{a};
+  auto spec = DeviceSpec::parse("net:" + a);
+  ASSERT_TRUE(spec);
+  req.instance.devices.push_back(*spec);
+  auto run = boot_instance(topo, req);
+  ASSERT_TRUE(run) << run.error().to_string();
+  ASSERT_TRUE((*run)->wait_ready(10s));
+  EXPECT_EQ(::if_nametoindex(a.c_str()), 0u) << a << " is still in the host's namespace";
+  bool netns = false;
+  for (const auto& g : (*run)->guarantees()) netns |= g.name == "netns" && g.in_force;
+  EXPECT_TRUE(netns);
+  ASSERT_TRUE((*run)->shutdown(500ms, 5s));
+  auto rel = (*run)->release();
+  ASSERT_TRUE(rel) << rel.error().to_string();
+  EXPECT_NE(::if_nametoindex(a.c_str()), 0u) << a << " was not handed back";
 }
 
 TEST_F(BootTest, DetachedInstanceKeepsRunningAndIsAdopted) {

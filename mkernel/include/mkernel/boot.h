@@ -135,8 +135,11 @@ class RunningInstance {
   // detached (not closed), every fd closed, cgroup and process untouched.
   // The object is inert afterwards.
   void detach();
-  // Frees the cgroup and regions (after the process is gone). Returns EBUSY
-  // if tasks remain in the cgroup.
+  // Frees the cgroup and regions and hands net devices back to the host's
+  // namespace (after the process is gone; the host held the instance's
+  // network namespace open since start, so even a virtual interface
+  // survives). Returns EBUSY if tasks remain in the cgroup, or the
+  // rtnetlink error of a device that could not be returned.
   Result<void> release();
 
  private:
@@ -151,7 +154,7 @@ class RunningInstance {
   bool reaped_ = false;
   std::vector<OwnedFd> adopted_regions_;
   std::vector<abi::TenantExitMsg> tenant_exits_;
-  OwnedFd pidfd_, console_;
+  OwnedFd pidfd_, console_, netns_;
   std::optional<InstanceCgroup> cgroup_;
   std::vector<RegionFd> regions_;
   std::unique_ptr<ipi::Endpoint> ep_;
