@@ -335,6 +335,36 @@ TEST(SpawnConfined, PrepareRunsBeforeTheChildAndItsErrorWins) {
   EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
 }
 
+// The child shares the parent's memory until execve (CLONE_VM on
+// x86_64/arm64): the parent must be free to write its own memory (and set
+// errno) while the child waits at the gate and confines itself, and neither
+// side may see the other's writes afterwards. Repeated, to catch a child
+// stack released too early or a child running on the parent's stack.
+TEST(SpawnConfined, ParentMemoryAndErrnoAreItsOwnAcrossSpawns) {
+  ConfineSpec spec;
+  spec.cpus = CpuSet::of({last_allowed_cpu()});
+  std::vector<unsigned char> mine(4 << 20, 0);
+  for (int i = 0; i < 20; ++i) {
+    SpawnOptions opts;
+    opts.namespaces = ::geteuid() == 0;
+    opts.prepare = [&](pid_t) -> Result<void> {
+      for (std::size_t off = 0; off < mine.size(); off += 4096) mine[off] = static_cast<unsigned char>(i + 1);
+      errno = 4242;  // a failing libc call in the parent meanwhile
+      return ok();
+    };
+    auto r = run_confined(spec, "echo ok-$((1+1))", opts);
+    ASSERT_TRUE(r) << "spawn " << i << ": " << r.error().to_string();
+    EXPECT_EQ(r->out, "ok-2\n") << "spawn " << i;
+    EXPECT_TRUE(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0) << "spawn " << i;
+  }
+  for (std::size_t off = 0; off < mine.size(); off += 4096) ASSERT_EQ(mine[off], 20) << off;
+  // And a child-side failure still reports the child's own errno, not the
+  // parent's (4242 above).
+  auto bad = spawn_confined(*make_confine_plan(spec), {"/nonexistent/mk-image"}, {}, {});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ENOENT);
+}
+
 TEST(SpawnConfined, PidfdReportsExit) {
   ConfineSpec spec;
   spec.cpus = CpuSet::of({last_allowed_cpu()});

@@ -11,10 +11,17 @@
 // parent) into a ConfinePlan: a plain fixed-size struct, so the child applies
 // it without allocating or taking locks. That makes the child path safe
 // after clone in a multi-threaded parent (mkerneld runs Asio threads).
-// spawn_confined() clones (clone3 with CLONE_PIDFD, plus new PID, mount, UTS,
-// IPC and optionally network namespaces when root), applies the plan in the
-// child and execs; an O_CLOEXEC error pipe carries a child-side failure
-// (step + errno) back, so a failure before exec is never silent.
+// spawn_confined() clones (CLONE_PIDFD, plus new PID, mount, UTS, IPC and
+// optionally network namespaces when root), applies the plan in the child
+// and execs; an O_CLOEXEC error pipe carries a child-side failure (step +
+// errno) back, so a failure before exec is never silent. On x86_64/arm64
+// (no sanitizer) the clone shares the parent's memory (CLONE_VM, like
+// posix_spawn's child, but the parent is not suspended: it runs prepare while
+// the child waits at the gate): the child runs on a stack of its own and
+// makes raw system calls only (no libc errno, which lives in the parent
+// thread's TLS) until execve. That spares copying the host's page tables and
+// the copy-on-write faults (with their TLB-shootdown IPIs) on both sides;
+// elsewhere it is a copy-on-write clone3 child with the same steps.
 //
 // Place in the boot flow: `start`, after the regions, the boot-tree memfd and
 // the device fds exist and the cgroup is created (cgroup.h); the returned pid
@@ -48,7 +55,7 @@
 //
 // Returns: make_confine_plan: EINVAL, EBADF, E2BIG (more than kMaxPlanFds).
 // spawn_confined: EINVAL (empty argv), what prepare returned, the child's errno (ENOENT for a
-// missing image, EACCES, EINVAL, EPERM, ...), and errno of pipe/clone3.
+// missing image, EACCES, EINVAL, EPERM, ...), and errno of pipe/mmap/clone.
 #pragma once
 
 #include <sys/types.h>
