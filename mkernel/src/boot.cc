@@ -161,6 +161,8 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   spec.cpus = inst.cpus;
   for (uint32_t n : mems) spec.nodes.push_back(n);
   spec.hostname = inst.name;
+  spec.uid = req.image.uid;
+  spec.gid = req.image.gid;
   spec.fds.push_back({null_fd.get(), 0});
   spec.fds.push_back({console.write_end.get(), 1});
   spec.fds.push_back({console.write_end.get(), 2});

@@ -244,9 +244,20 @@ TEST_F(Lifecycle, TwoInstancesRunPingSurviveTheDaemonFailAloneAndLeaveNothing) {
 TEST_F(Lifecycle, StopForceKillsAndTheInstanceCanStartAgain) {
   ASSERT_EQ(run("init --cpus 0-1 --memory 256M").code, 0);
   ASSERT_EQ(run("create " + a + " --cpus 1 --memory 16M").code, 0);
-  ASSERT_EQ(run("load " + a + " --kernel " + kernel + " --init sleep 300").code, 0);
+  CliRun baduser = run("load " + a + " --kernel " + kernel + " --user no-such-user-x");
+  EXPECT_EQ(baduser.code, 2);
+  EXPECT_NE(baduser.err.find("no user named 'no-such-user-x'"), std::string::npos) << baduser.err;
+  // The image and its tenants run as the given uid:gid.
+  ASSERT_EQ(run("load " + a + " --kernel " + kernel + " --user 65534:65534 --init sleep 300").code, 0);
   json::object s1 = run_json("start " + a);
   ASSERT_TRUE(s1.contains("pid"));
+  const pid_t p1 = static_cast<pid_t>(s1.at("pid").as_int64());
+  EXPECT_EQ(status_field(p1, std::to_string(p1), "Uid:"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(status_field(p1, std::to_string(p1), "Gid:"), "65534\t65534\t65534\t65534");
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 100 && (kids = children(p1)).empty(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_FALSE(kids.empty());
+  EXPECT_EQ(status_field(kids[0], std::to_string(kids[0]), "Uid:"), "65534\t65534\t65534\t65534");
   CliRun stop = run("stop " + a + " --force");
   ASSERT_EQ(stop.code, 0) << stop.err;
   EXPECT_NE(stop.out.find("killed (--force)"), std::string::npos) << stop.out;

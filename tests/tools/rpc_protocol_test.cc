@@ -193,6 +193,19 @@ TEST(RpcLifecycle, LoadRefusals) {
   expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "argv": "x"})", "load: unknown field 'argv'");
 }
 
+TEST(RpcLifecycle, LoadUserRoundTripsAndRefusals) {
+  rpc::LoadAction l{"a", "/k", "", "", 65534u, 100u};
+  auto back = std::get<rpc::LoadAction>(round_trip(l));
+  EXPECT_EQ(back.uid, std::optional<uint32_t>(65534u));
+  EXPECT_EQ(back.gid, std::optional<uint32_t>(100u));
+  auto none = parsed_as<rpc::LoadAction>(R"({"action": "load", "name": "a", "kernel": "/k"})");
+  EXPECT_FALSE(none.uid.has_value());
+  EXPECT_FALSE(none.gid.has_value());
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "gid": 5})", "load.gid: only together with uid");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "uid": 4294967295})", "above 4294967294");
+  expect_refused(R"({"action": "load", "name": "a", "kernel": "/k", "uid": "root"})", "load.uid: expected a non-negative integer");
+}
+
 TEST(RpcLifecycle, StartRoundTripsAndDefaults) {
   for (uint32_t t : {1u, 12345u, 600000u}) {
     auto s = std::get<rpc::StartAction>(round_trip(rpc::StartAction{"web", t}));

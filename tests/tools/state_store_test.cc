@@ -215,6 +215,10 @@ Partition lifecycle_sample() {
     i.memory = {{0, kGiB}};
     i.state = r.state;
     if (r.state != InstanceState::Empty) i.image = sample_image(r.name);
+    if (r.state == InstanceState::Active) {  // one image runs as a user
+      i.image->uid = 65534;
+      i.image->gid = 65534;
+    }
     if (r.state == InstanceState::Active || r.state == InstanceState::Stopping) i.runtime = sample_runtime();
     p.add(i);
   }

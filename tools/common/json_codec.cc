@@ -39,8 +39,11 @@ json::object instance_to_json(const Instance& i) {
   json::object o = to_json(i);
   if (i.image) {
     const LoadedImage& im = *i.image;
-    o["image"] = json::object{{"path", im.path},       {"sha256", im.sha256}, {"size", im.size},
-                              {"machine", im.machine}, {"cmdline", im.cmdline}, {"init", im.init}};
+    json::object io{{"path", im.path},       {"sha256", im.sha256}, {"size", im.size},
+                    {"machine", im.machine}, {"cmdline", im.cmdline}, {"init", im.init}};
+    if (im.uid) io["uid"] = *im.uid;
+    if (im.gid) io["gid"] = *im.gid;
+    o["image"] = std::move(io);
   }
   if (i.runtime) {
     const RuntimeRecord& r = *i.runtime;
@@ -152,6 +155,14 @@ Result<LoadedImage> image_from_json(const json::value& v) {
   MK_TRY_ASSIGN(im.cmdline, get_str(o, "cmdline", path));
   MK_TRY_ASSIGN(im.init, get_str(o, "init", path));
   if (im.cmdline.size() > 4096 || im.init.size() > 4096) return bad(path, "cmdline/init: longer than 4096 bytes");
+  if (o.contains("uid")) {
+    MK_TRY_ASSIGN(uint64_t uid, get_u64(o, "uid", path, 0xfffffffeu));
+    im.uid = static_cast<uint32_t>(uid);
+  }
+  if (o.contains("gid")) {
+    MK_TRY_ASSIGN(uint64_t gid, get_u64(o, "gid", path, 0xfffffffeu));
+    im.gid = static_cast<uint32_t>(gid);
+  }
   return im;
 }
 

@@ -187,7 +187,10 @@ json::object encode(const PlanAction& a) {
 json::object encode(const HostStatusAction&) { return {}; }
 json::object encode(const HostStopAction&) { return {}; }
 json::object encode(const LoadAction& a) {
-  return {{"name", a.name}, {"kernel", a.kernel}, {"cmdline", a.cmdline}, {"init", a.init}};
+  json::object o{{"name", a.name}, {"kernel", a.kernel}, {"cmdline", a.cmdline}, {"init", a.init}};
+  if (a.uid) o["uid"] = *a.uid;
+  if (a.gid) o["gid"] = *a.gid;
+  return o;
 }
 json::object encode(const StartAction& a) { return {{"name", a.name}, {"timeout_ms", a.timeout_ms}}; }
 json::object encode(const StopAction& a) {
@@ -281,6 +284,9 @@ Result<Action> decode(const std::string& name, const json::object& o) {
     a.kernel = f.str("kernel");
     a.cmdline = f.opt_str("cmdline").value_or("");
     a.init = f.opt_str("init").value_or("");
+    if (auto u = f.opt_uint("uid", 0xfffffffeu)) a.uid = static_cast<uint32_t>(*u);
+    if (auto g = f.opt_uint("gid", 0xfffffffeu)) a.gid = static_cast<uint32_t>(*g);
+    if (a.gid && !a.uid) f.set(MK_FAIL(EINVAL, "bad request", "load.gid: only together with uid"));
     if (a.kernel.empty()) f.set(MK_FAIL(EINVAL, "bad request", "load.kernel: empty path"));
     if (a.cmdline.size() > 4096 || a.init.size() > 4096)
       f.set(MK_FAIL(EINVAL, "bad request", "load: cmdline and init are at most 4096 bytes each"));

@@ -81,6 +81,8 @@ struct LoadAction {
   std::string kernel;   // path as the user gave it (the daemon resolves it)
   std::string cmdline;  // <= 4096 bytes
   std::string init;     // <= 4096 bytes
+  std::optional<uint32_t> uid;  // run the image as this uid (and gid)
+  std::optional<uint32_t> gid;
 };
 // Boot the loaded image and wait for READY (mkctl start).
 struct StartAction {

@@ -85,7 +85,7 @@ rpc::Response Controller::load(const rpc::LoadAction& a) {
   }
   auto info = mk::inspect_image(a.kernel);
   if (!info) return rpc::Response::failure(info.error(), "nothing was changed");
-  inst->image = mk::LoadedImage{info->path, info->sha256, info->size, info->machine, a.cmdline, a.init};
+  inst->image = mk::LoadedImage{info->path, info->sha256, info->size, info->machine, a.cmdline, a.init, a.uid, a.gid};
   inst->state = InstanceState::Loaded;
   if (auto s = persist(work); !s) return rpc::Response::failure(s.error(), "nothing was changed");
   part_ = std::move(work);
@@ -94,6 +94,7 @@ rpc::Response Controller::load(const rpc::LoadAction& a) {
                      std::to_string(info->size) + " bytes, sha256 " + info->sha256 + ")\n";
   if (!a.cmdline.empty()) text += "  cmdline: " + a.cmdline + "\n";
   if (!a.init.empty()) text += "  init:    " + a.init + "\n";
+  if (a.uid) text += "  runs as: uid " + std::to_string(*a.uid) + ", gid " + std::to_string(a.gid.value_or(*a.uid)) + "\n";
   return rpc::Response::success({{"instance", mk::tools::instance_to_json(done)}}, text);
 }
 
@@ -212,7 +213,7 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
   }
   mk::BootRequest req;
   req.instance = *cur;
-  req.image = {im.path, im.cmdline, im.init};
+  req.image = {im.path, im.cmdline, im.init, im.uid, im.gid};
   req.root = sysroot_;
   req.peers = std::move(*peers);
 

@@ -58,14 +58,19 @@
 namespace mk {
 
 // Memory the image and its tenants may use beyond their regions (memory
-// cgroup limit = regions + this). Regions are pre-faulted by the host and
-// charged to it, so this bounds the instance's own heap and page cache.
+// cgroup limit = regions + this). Region pages fault in when the image first
+// touches them and are charged to the instance's cgroup, like its own heap
+// and page cache; a tenant that uses more than this of its own can make a
+// later region fault hit the limit (an OOM inside the instance, never the
+// host).
 inline constexpr uint64_t kInstanceOverheadBytes = 256ull << 20;
 
 struct ImageSpec {
   std::string path;     // validated ELF (image.h)
   std::string cmdline;  // split on blanks into argv[1..]
   std::string init;     // tenant command, "" = none
+  std::optional<uid_t> uid;  // drop to uid:gid before exec (none: stay root)
+  std::optional<gid_t> gid;
 };
 
 // One side of a channel to another instance, created by the host

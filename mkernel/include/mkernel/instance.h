@@ -73,6 +73,8 @@ struct LoadedImage {
   std::string machine;  // e.g. "x86_64"
   std::string cmdline;  // argv[1..] of the image, split on blanks
   std::string init;     // tenant command, "" = none
+  std::optional<uint32_t> uid;  // the image and its tenants run as uid:gid
+  std::optional<uint32_t> gid;  // (none: as the host, root)
   bool operator==(const LoadedImage&) const = default;
 };
 
