@@ -211,6 +211,15 @@ TEST_F(Lifecycle, TwoInstancesRunPingSurviveTheDaemonFailAloneAndLeaveNothing) {
   EXPECT_LT(seen, 1s) << "failure noticed after " << std::chrono::duration<double>(seen).count() << " s";
   EXPECT_NE(std::string(instance(a).at("last_exit").as_string()).find("exited"), std::string::npos);
   EXPECT_EQ(run_json("ping " + b + " --count 3").at("done").as_int64(), 3);
+  // The host closed the dead image's side of its channel to b: b's image
+  // saw its peer go down (and says so on its console).
+  std::string bcon;
+  for (int i = 0; i < 100; ++i) {
+    bcon = std::string(run_json("console " + b).at("text").as_string());
+    if (bcon.find("' down: ") != std::string::npos) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(bcon.find("peer 1 '" + a + "' down: "), std::string::npos) << bcon;
   CliRun from_dead = run("ping " + b + " --from " + a);
   EXPECT_EQ(from_dead.code, 1);
   EXPECT_NE(from_dead.err.find("not running"), std::string::npos) << from_dead.err;

@@ -191,9 +191,10 @@ Result<RuntimeRecord> runtime_from_json(const json::value& v) {
     MK_TRY_ASSIGN(uint64_t peer, get_u64(e.get_object(), "peer_id", path, kMaxInstanceId));
     pc.peer_id = static_cast<uint32_t>(peer);
     MK_TRY_ASSIGN(pc.fd, get_fd(e.get_object(), "fd", path));
-    MK_TRY_ASSIGN(std::string side, get_str(e.get_object(), "side", path));
-    if (side != "a" && side != "b") return bad(path, "peers[].side: expected \"a\" or \"b\"");
-    pc.side = side == "a" ? 0 : 1;
+    const json::value* side = e.get_object().if_contains("side");
+    if (!side || !side->is_string() || (side->get_string() != "a" && side->get_string() != "b"))
+      return bad(path, "peers[].side: expected \"a\" or \"b\"");
+    pc.side = side->get_string() == "a" ? 0 : 1;
     r.peers.push_back(pc);
   }
   MK_TRY_ASSIGN(const json::array* gs, get_array(o, "guarantees", path));

@@ -458,6 +458,31 @@ void Controller::adopt_all() {
     if (auto s = persist(work); !s) log("cannot save state after re-adoption: %s", s.error().to_string().c_str());
   }
   part_ = std::move(work);
+  // The channels between running instances: take their fds back too, so a
+  // later crash can close the dead one's side for its peers.
+  for (auto& [name, live] : live_) {
+    const mk::RuntimeRecord& rec = live.run->record();
+    const uint32_t id = live.run->instance().id;
+    for (const auto& p : rec.peers) {
+      PairKey key{std::min(id, p.peer_id), std::max(id, p.peer_id)};
+      if (pairs_.count(key)) continue;
+      PairChannel pc;
+      bool ok = true;
+      for (int i = 0; i < 3 && ok; ++i) {
+        auto fd = fetch_fd(live.run->pidfd(), p.fd + i);
+        if (!fd) {
+          log("channel of %s to peer %u: cannot take it back: %s", name.c_str(), p.peer_id,
+              fd.error().to_string().c_str());
+          ok = false;
+          break;
+        }
+        (i == 0 ? pc.fds.memfd : pc.fds.eventfd[i - 1]).reset(fd->release());
+      }
+      if (!ok) continue;
+      pc.side_a = p.side == 0 ? id : p.peer_id;
+      pairs_.emplace(key, std::move(pc));
+    }
+  }
 }
 
 }  // namespace mkerneld

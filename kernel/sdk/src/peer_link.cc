@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "mksdk/boot_info.h"
@@ -40,6 +41,16 @@ Result<std::unique_ptr<PeerLink>> PeerLink::open(const BootTree& tree, const Opt
     self->attach_error_[ch.peer_id] = 0;
   }
   PeerLink* raw = self.get();
+  // A peer instance that stops or dies: its side is closed (by itself, or by
+  // the host on its behalf), pending requests to it fail with ECONNRESET.
+  // Said on the console so operators see it.
+  std::map<std::uint32_t, std::string> names;
+  for (const auto& ch : tree.ipi.channels) names[ch.peer_id] = ch.peer_name;
+  self->ep_->on_peer_down([names](ipi::PeerId peer, const Error& why) {
+    auto it = names.find(peer);
+    std::fprintf(stderr, "mksdk: peer %u '%s' down: %s\n", peer, it == names.end() ? "?" : it->second.c_str(),
+                 why.to_string().c_str());
+  });
   MK_TRY(self->ep_->on(abi::kMsgPing, [raw](ipi::Incoming& in) {
     raw->rx_.fetch_add(1, std::memory_order_relaxed);
     if (in.reply(in.payload()).ok()) raw->tx_.fetch_add(1, std::memory_order_relaxed);
