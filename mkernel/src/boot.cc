@@ -90,6 +90,15 @@ bool pidfd_exited(int pidfd, int timeout_ms) {
 
 }  // namespace
 
+Result<ipi::ChannelFds> fetch_channel_fds(int pidfd, int first_fd) {
+  ipi::ChannelFds cf;
+  for (int i = 0; i < 3; ++i) {
+    MK_TRY_ASSIGN(OwnedFd fd, fetch_fd(pidfd, first_fd + i, "channel"));
+    (i == 0 ? cf.memfd : cf.eventfd[i - 1]).reset(fd.release());
+  }
+  return cf;
+}
+
 Result<void> RunningInstance::add_host_endpoint(ipi::Channel&& ch) {
   MK_TRY_ASSIGN(ep_, ipi::Endpoint::create());
   MK_TRY(ep_->add_peer(inst_.id, std::move(ch), pid_));
@@ -242,11 +251,7 @@ Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, co
   run->child_ = false;
   MK_TRY_ASSIGN(run->pidfd_, open_identity(root, {rec.pid, rec.start_time}));
   run->pid_ = rec.pid;
-  ipi::ChannelFds cf;
-  for (int i = 0; i < 3; ++i) {
-    MK_TRY_ASSIGN(OwnedFd fd, fetch_fd(run->pidfd_.get(), rec.host_channel_fd + i, "host channel"));
-    (i == 0 ? cf.memfd : cf.eventfd[i - 1]).reset(fd.release());
-  }
+  MK_TRY_ASSIGN(ipi::ChannelFds cf, fetch_channel_fds(run->pidfd_.get(), rec.host_channel_fd));
   MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::take_over(std::move(cf), 0));
   MK_TRY_ASSIGN(run->console_, fetch_fd(run->pidfd_.get(), rec.console_host_fd, "console"));
   int fl = ::fcntl(run->console_.get(), F_GETFL);

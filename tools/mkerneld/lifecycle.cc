@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,21 +40,10 @@ std::string exit_text(const ProcessExit& ex) {
   return buf;
 }
 
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::unique_ptr<boost::asio::posix::stream_descriptor> watch_dup(boost::asio::io_context& io, int fd) {
   int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (d < 0) return nullptr;
   return std::make_unique<boost::asio::posix::stream_descriptor>(io, d);
-}
-
-mk::Result<mk::OwnedFd> fetch_fd(int pidfd, int target) {
-  int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
-  if (fd < 0) return mk::errno_error("pidfd_getfd");
-  return mk::OwnedFd(fd);
 }
 
 mk::Result<mk::ipi::ChannelFds> dup_fds(const mk::ipi::ChannelFds& in) {
@@ -122,18 +110,13 @@ mk::Result<std::vector<mk::PeerChannelFds>> Controller::peer_channels_for(const 
           if (p.peer_id == inst.id) pr = &p;
         if (!pr) continue;  // started when we did not exist: no channel
         PairChannel pc;
-        bool fetched = true;
-        for (int i = 0; i < 3 && fetched; ++i) {
-          auto fd = fetch_fd(lit->second.run->pidfd(), pr->fd + i);
-          if (!fd) {
-            log("channel %s<->%s: cannot take it back from %s: %s", inst.name.c_str(), other.name.c_str(),
-                other.name.c_str(), fd.error().to_string().c_str());
-            fetched = false;
-            break;
-          }
-          (i == 0 ? pc.fds.memfd : pc.fds.eventfd[i - 1]).reset(fd->release());
+        auto fds = mk::fetch_channel_fds(lit->second.run->pidfd(), pr->fd);
+        if (!fds) {
+          log("channel %s<->%s: cannot take it back from %s: %s", inst.name.c_str(), other.name.c_str(),
+              other.name.c_str(), fds.error().to_string().c_str());
+          continue;
         }
-        if (!fetched) continue;
+        pc.fds = std::move(*fds);
         pc.side_a = pr->side == 0 ? other.id : inst.id;
         pit = pairs_.emplace(key, std::move(pc)).first;
       }
@@ -248,7 +231,6 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
   Instance* w = work.find(a.name);
   w->state = InstanceState::Active;
   w->runtime = (*run)->record();
-  w->runtime->started_unix_ms = unix_ms();
   w->last_exit.clear();
   if (auto s = persist(work); !s) {
     (*run)->kill();
@@ -467,18 +449,13 @@ void Controller::adopt_all() {
       PairKey key{std::min(id, p.peer_id), std::max(id, p.peer_id)};
       if (pairs_.count(key)) continue;
       PairChannel pc;
-      bool ok = true;
-      for (int i = 0; i < 3 && ok; ++i) {
-        auto fd = fetch_fd(live.run->pidfd(), p.fd + i);
-        if (!fd) {
-          log("channel of %s to peer %u: cannot take it back: %s", name.c_str(), p.peer_id,
-              fd.error().to_string().c_str());
-          ok = false;
-          break;
-        }
-        (i == 0 ? pc.fds.memfd : pc.fds.eventfd[i - 1]).reset(fd->release());
+      auto fds = mk::fetch_channel_fds(live.run->pidfd(), p.fd);
+      if (!fds) {
+        log("channel of %s to peer %u: cannot take it back: %s", name.c_str(), p.peer_id,
+            fds.error().to_string().c_str());
+        continue;
       }
-      if (!ok) continue;
+      pc.fds = std::move(*fds);
       pc.side_a = p.side == 0 ? id : p.peer_id;
       pairs_.emplace(key, std::move(pc));
     }

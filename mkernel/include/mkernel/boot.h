@@ -169,6 +169,11 @@ class RunningInstance {
 
 Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, const BootRequest& req);
 
+// A copy of the channel whose memfd is fd `first_fd` (eventfds first_fd+1,
+// +2) in the process behind `pidfd` (pidfd_getfd; the manifest.h layout).
+// Returns pidfd_getfd's errno (EPERM, EBADF: that fd is not open there).
+Result<ipi::ChannelFds> fetch_channel_fds(int pidfd, int first_fd);
+
 // Takes back a running instance from inst.runtime (a restarted host).
 // Returns: EINVAL (no runtime record); ESRCH (the process is gone or its pid
 // was recycled, process_identity.h); EPERM/EBADF from pidfd_getfd (not

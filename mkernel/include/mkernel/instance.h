@@ -94,7 +94,7 @@ struct PeerChannelRecord {
 struct RuntimeRecord {
   int32_t pid = 0;
   uint64_t start_time = 0;       // /proc/PID/stat field 22
-  int64_t started_unix_ms = 0;   // wall clock at READY
+  int64_t started_unix_ms = 0;   // wall clock when the image was spawned
   int32_t host_channel_fd = -1;  // memfd; +1, +2 the eventfds
   int32_t console_host_fd = -1;  // the console pipe's read end
   std::vector<int32_t> region_fds;
