@@ -371,7 +371,7 @@ TEST_F(StateStoreTest, BadLifecycleRecordsAreRefusedNamingTheField) {
        "instances[].runtime: peers[].side: expected \"a\" or \"b\""},
       {"peer side number", "web",
        [&](json::object& i) { runtime(i)["peers"].as_array()[0].as_object()["side"] = 0; },
-       "instances[].runtime.side: expected a string"},
+       "instances[].runtime: peers[].side: expected \"a\" or \"b\""},
       {"peer id", "web",
        [&](json::object& i) { runtime(i)["peers"].as_array()[0].as_object()["peer_id"] = 512; },
        "instances[].runtime.peer_id: 512 is above 511"},
