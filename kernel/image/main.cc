@@ -12,6 +12,9 @@
 //   --wait-mode=MODE  poll | adaptive (default) | block, for the IPI endpoints
 //   --tick-ms=N       idle tick of the per-CPU loops (default 10)
 //   --grace-ms=N      tenant SIGTERM->SIGKILL grace when the host goes down (default 1000)
+//   --services=LIST   comma-separated image services; known: kv (a Redis-protocol
+//                     KV store in /memory@0 served on every listen device,
+//                     kernel/image/kv_service.h, docs/sdk.md "KV service")
 //   --help
 // Exit codes: mk::sdk::exit_code (0 shutdown requested, 1 internal, 2 usage,
 // 3 bad boot tree, 4 missing resource, 5 host link, 6 host down, 7 tenant).
@@ -21,6 +24,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -28,7 +32,9 @@
 #include "mk/abi/control_messages.h"
 #include "mksdk/boot_info.h"
 #include "mksdk/devices.h"
+#include "kv_service.h"
 #include "mksdk/host_link.h"
+#include "mksdk/kv_store.h"
 #include "mksdk/percpu.h"
 #include "mksdk/regions.h"
 #include "mksdk/tenants.h"
@@ -44,10 +50,12 @@ struct Args {
   ipi::WaitMode mode = ipi::WaitMode::kAdaptive;
   unsigned tick_ms = 10;
   unsigned grace_ms = 1000;
+  bool kv = false;
 };
 
 constexpr char kUsage[] =
     "usage: mk-kernel [--init=CMD] [--wait-mode=poll|adaptive|block] [--tick-ms=N] [--grace-ms=N]\n"
+    "                 [--services=kv]\n"
     "The host starts it with the boot tree on fd 3 (see docs/sdk.md).\n";
 
 bool parse_uint(std::string_view s, unsigned* out) {
@@ -58,6 +66,22 @@ bool parse_uint(std::string_view s, unsigned* out) {
     v = v * 10 + static_cast<unsigned>(c - '0');
   }
   *out = v;
+  return true;
+}
+
+// "kv" or "" (a comma-separated list of known services).
+bool parse_services(std::string_view s, Args* a) {
+  while (!s.empty()) {
+    const std::size_t comma = s.find(',');
+    const std::string_view one = s.substr(0, comma);
+    if (one == "kv") {
+      a->kv = true;
+    } else if (!one.empty()) {
+      return false;
+    }
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
   return true;
 }
 
@@ -87,6 +111,7 @@ int parse_args(int argc, char** argv, Args* a) {
     } else if (value("--wait-mode", &v) && ipi::parse_wait_mode(v, &a->mode)) {
     } else if (value("--tick-ms", &v) && parse_uint(v, &a->tick_ms) && a->tick_ms > 0) {
     } else if (value("--grace-ms", &v) && parse_uint(v, &a->grace_ms)) {
+    } else if (value("--services", &v) && parse_services(v, a)) {
     } else {
       std::fprintf(stderr, "mk-kernel: bad argument '%s'\n%s", argv[i], kUsage);
       return exit_code::kUsage;
@@ -116,6 +141,7 @@ struct Image {
   Console con;
   std::unique_ptr<PerCpu> loops;
   std::unique_ptr<Regions> regions;
+  std::unique_ptr<image::KvService> kv;  // --services=kv; stopped before regions unmap
   Tenants tenants;
   std::unique_ptr<HostLink> link;
   std::uint64_t t0 = 0;
@@ -126,6 +152,12 @@ HostServices services(Image& im) {
   s.stats = [&im] {
     abi::StatsMsg m{};
     m.memory_used_bytes = im.regions->used_bytes();
+    if (im.kv) {
+      // The store claims all of region 0 from the page allocator; count
+      // only what it holds (header, buckets, live blocks).
+      m.memory_used_bytes -= std::min(m.memory_used_bytes, im.kv->capacity_bytes());
+      m.memory_used_bytes += im.kv->used_bytes();
+    }
     m.memory_bytes = im.regions->total_bytes();
     m.loop_iterations = im.loops->iterations();
     m.cpus = static_cast<std::uint32_t>(im.loops->size());
@@ -158,6 +190,7 @@ int serve(Image& im, const Args& args) {
     report_exits(im);
   }
   im.loops->stop();
+  if (im.kv) im.kv->stop();
   if (st == HostLink::State::kShutdown) {
     im.con.print("mk-kernel: instance %u down\n", im.tree.instance.id);
     return exit_code::kOk;
@@ -165,6 +198,48 @@ int serve(Image& im, const Args& args) {
   im.con.print("mk-kernel: host gone, stopping tenants\n");
   (void)im.tenants.stop(std::chrono::milliseconds(args.grace_ms));
   return exit_code::kHostDown;
+}
+
+// --services=kv: the store takes all of /memory@0 (the first allocation of
+// the page allocator, so it sits at offset 0 where the next image looks),
+// attached if the region already holds one, formatted if it is zeroed.
+Result<void> start_kv(Image& im) {
+  const auto listens = Devices(im.tree.devices).all(DeviceKind::kListen);
+  if (listens.empty()) {
+    return MK_FAIL(ENOENT, "kv service: no listen device", "add one: mkctl create ... --device listen:ADDR:PORT");
+  }
+  const BootMemory& m0 = im.tree.memory.front();
+  if (m0.size < KvStore::kMinRegion) {
+    return MK_FAIL(ENOSPC, "kv service: /memory@0 too small", "%llu bytes, the store needs %llu",
+                   static_cast<unsigned long long>(m0.size), static_cast<unsigned long long>(KvStore::kMinRegion));
+  }
+  MK_TRY_ASSIGN(PageRange range, im.regions->alloc(m0.size / kPageSize));
+  if (range.region != 0 || range.offset != 0) {
+    (void)im.regions->release(range);
+    return MK_FAIL(EBUSY, "kv service: /memory@0 is not free", "the store needs all of region 0");
+  }
+  std::byte* base = im.regions->at(range);
+  auto store = KvStore::attach(base, m0.size);
+  if (!store && store.error().code() == ENOENT) {
+    store = KvStore::format(base, m0.size);
+    if (store) im.con.print("mk-kernel: kv: formatted a new store in /memory@0 (%llu MiB, %llu buckets)\n",
+                            static_cast<unsigned long long>(m0.size >> 20),
+                            static_cast<unsigned long long>(store->bucket_count()));
+  } else if (store) {
+    im.con.print("mk-kernel: kv: attached the store in /memory@0: %llu keys\n",
+                 static_cast<unsigned long long>(store->dbsize()));
+  }
+  if (!store) return store.error();
+  std::vector<int> fds;
+  for (const auto* d : listens) fds.push_back(d->fd);
+  MK_TRY_ASSIGN(im.kv, image::KvService::start(*store, fds, im.tree.cpus.front().os_index, &im.con));
+  for (const auto* d : listens) {
+    const auto a = d->properties.find("address");
+    const auto p = d->properties.find("port");
+    im.con.print("mk-kernel: kv: serving on '%s' (%s:%s)\n", d->name.c_str(),
+                 a == d->properties.end() ? "?" : a->second.c_str(), p == d->properties.end() ? "?" : p->second.c_str());
+  }
+  return {};
 }
 
 int boot(Image& im, const Args& args) {
@@ -184,6 +259,9 @@ int boot(Image& im, const Args& args) {
   auto regions = Regions::map(im.tree.memory);
   if (!regions) return fail(im.con, exit_code::kMissingResource, regions.error());
   im.regions = std::move(*regions);
+  if (args.kv) {
+    if (auto r = start_kv(im); !r) return fail(im.con, exit_code::kMissingResource, r.error());
+  }
   HostLinkOptions lo;
   lo.mode = args.mode;
   auto link = HostLink::open(im.tree, services(im), lo);
