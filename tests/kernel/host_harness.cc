@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,6 +77,20 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     MK_TRY_ASSIGN(peer_fds, peer_ch->export_fds());
   }
   MK_TRY_ASSIGN(int region, region_memfd());
+  int listen_fd = -1;
+  if (spec.listen_device) {
+    listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (listen_fd < 0 || ::bind(listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        ::listen(listen_fd, 128) != 0 || ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+      return errno_error("listen socket for the listen device");
+    }
+    run->listen_port_ = ntohs(sa.sin_port);
+  }
+  const int dev_fds = spec.listen_device ? 1 : 0;
   int con[2], err[2];
   if (::pipe2(con, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return errno_error("pipe2");
   ::fcntl(con[0], F_SETFL, O_NONBLOCK);
@@ -85,11 +102,15 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   t.cpus = {BootCpu{cpu, cpu, 0, 0, -1, -1}};
   t.memory = {BootMemory{0, kRegionBytes, 0, 4, 0}};
   t.devices = {BootDevice{"console", DeviceKind::kConsole, 5, {}}};
+  if (spec.listen_device) {
+    t.devices.push_back(BootDevice{"kv", DeviceKind::kListen, 6,
+                                   {{"address", "127.0.0.1"}, {"port", std::to_string(run->listen_port_)}}});
+  }
   t.ipi.host_id = abi::kHostId;
-  t.ipi.channels = {IpiChannel{abi::kHostId, "host", 6, cfg.slot_count * 64, ChannelRole::kBidirectional}};
+  t.ipi.channels = {IpiChannel{abi::kHostId, "host", 6 + dev_fds, cfg.slot_count * 64, ChannelRole::kBidirectional}};
   if (spec.no_host_channel) t.ipi.channels.clear();
   if (spec.peer_channel) {
-    t.ipi.channels.push_back(IpiChannel{kPeerId, "peer", 9, cfg.slot_count * 64, ChannelRole::kBidirectional});
+    t.ipi.channels.push_back(IpiChannel{kPeerId, "peer", 9 + dev_fds, cfg.slot_count * 64, ChannelRole::kBidirectional});
   }
   MK_TRY_ASSIGN(std::vector<std::uint8_t> blob, emit_boot_tree(t));
   if (spec.corrupt_tree) {
@@ -98,9 +119,11 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   MK_TRY_ASSIGN(int tree_fd, sealed_memfd(blob.data(), blob.size()));
 
   // Source fd for each target fd; -1 = leave closed.
-  std::vector<int> src = {tree_fd, region, con[1], spec.no_host_channel ? -1 : host_fds.memfd.get(),
+  std::vector<int> src = {tree_fd, region, con[1]};
+  if (spec.listen_device) src.push_back(listen_fd);
+  src.insert(src.end(), {spec.no_host_channel ? -1 : host_fds.memfd.get(),
                           spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[0].get(),
-                          spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[1].get()};
+                          spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[1].get()});
   if (spec.peer_channel) {
     src.push_back(peer_fds.memfd.get());
     src.push_back(peer_fds.eventfd[0].get());
@@ -138,7 +161,8 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   }
   run->pid_ = pid;
   ::close(tree_fd);
-  ::close(region);
+  run->region_fd_ = region;  // kept: a second attach reads the same memfd
+  if (listen_fd >= 0) ::close(listen_fd);
   ::close(con[1]);
   ::close(err[1]);
   run->console_rd_ = con[0];
@@ -164,6 +188,7 @@ ImageRun::~ImageRun() {
     int st;
     ::waitpid(pid_, &st, 0);
   }
+  if (region_fd_ >= 0) ::close(region_fd_);
   if (console_rd_ >= 0) ::close(console_rd_);
   if (stderr_rd_ >= 0) ::close(stderr_rd_);
 }

@@ -34,6 +34,9 @@ struct LaunchSpec {
   bool omit_channel_eventfds = false;// fds 7, 8 not passed
   bool peer_channel = false;         // add /ipi/channel@9 played by the harness
   bool no_host_channel = false;      // the tree lists no /ipi/channel@0 (fds 6-8 closed)
+  // A listen device "kv" on 127.0.0.1, ephemeral port (ImageRun::listen_port),
+  // at fd 6; the channels then move up by one (host 7-9, peer 10-12).
+  bool listen_device = false;
 };
 
 // The instance's CPU: the highest CPU this process may use (1 on the 2-CPU VM).
@@ -80,12 +83,18 @@ class ImageRun {
   // Everything the image wrote to its console / stderr so far.
   std::string console();
   std::string stderr_text();
+  // The listen device's port (0 without one) and the region memfd (kept
+  // open by the harness, like the host keeps it for a live update).
+  std::uint16_t listen_port() const { return listen_port_; }
+  int region_fd() const { return region_fd_; }
 
  private:
   ImageRun() = default;
   pid_t pid_ = -1;
   bool reaped_ = false;
   int console_rd_ = -1, stderr_rd_ = -1;
+  int region_fd_ = -1;
+  std::uint16_t listen_port_ = 0;
   std::string console_buf_, stderr_buf_;
   std::unique_ptr<ipi::Endpoint> ep_;
   std::optional<abi::ReadyMsg> ready_;
