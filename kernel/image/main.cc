@@ -204,7 +204,8 @@ int serve(Image& im, const Args& args) {
 // the page allocator, so it sits at offset 0 where the next image looks),
 // attached if the region already holds one, formatted if it is zeroed.
 Result<void> start_kv(Image& im) {
-  const auto listens = Devices(im.tree.devices).all(DeviceKind::kListen);
+  const Devices devs(im.tree.devices);  // all() points into it: keep it alive
+  const auto listens = devs.all(DeviceKind::kListen);
   if (listens.empty()) {
     return MK_FAIL(ENOENT, "kv service: no listen device", "add one: mkctl create ... --device listen:ADDR:PORT");
   }

@@ -363,9 +363,8 @@ Result<std::uint64_t> KvStore::lpush(std::string_view key, std::span<const std::
     e->type = kTypeList;
     e->value_len = sizeof(ListHead);
     std::memcpy(base_ + off + sizeof(Entry), key.data(), key.size());
-    auto* lh = reinterpret_cast<ListHead*>(base_ + off + sizeof(Entry) + key.size());
-    lh->head = 0;
-    lh->count = 0;
+    const ListHead empty{0, 0};
+    std::memcpy(base_ + off + sizeof(Entry) + key.size(), &empty, sizeof empty);  // unaligned
     auto* bucket = reinterpret_cast<std::uint64_t*>(base_ + hdr()->buckets_off + (hash & (hdr()->bucket_count - 1)) * 8);
     e->next = *bucket;
     *bucket = off;
