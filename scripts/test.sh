@@ -3,7 +3,7 @@
 #   1. the CI build (-Werror) and every ctest test;
 #   2. ASan+UBSan over the whole suite;
 #   3. TSan over the IPI tests;
-#   4. each libFuzzer target for FUZZ_SECONDS (default 30) on its seed corpus.
+#   4. each libFuzzer target for FUZZ_SECONDS (default 15) on its seed corpus.
 # Usage (as root on Debian 12): bash scripts/test.sh
 # Environment: JOBS (default: nproc), FUZZ_SECONDS, MK_SKIP_SANITIZERS=1,
 # MK_SKIP_FUZZ=1 (local shortcuts; CI runs everything).
@@ -65,8 +65,8 @@ if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
-  step "fuzz (${FUZZ_SECONDS:-30} s per target)"
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+  step "fuzz (${FUZZ_SECONDS:-15} s per target)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 fi
 step "all test stages passed"
 echo "tests: $PASSED passed, $FAILED failed"

@@ -1,6 +1,8 @@
 // fdt_io: libfdt writer/reader wrappers and FDT_ERR_* -> errno (see fdt_io.h).
 #include "fdt_io.h"
 
+#include "mk/fdt_structure.h"
+
 #include <libfdt.h>
 
 #include <algorithm>
@@ -202,6 +204,9 @@ Result<Tree> Tree::open(std::span<const uint8_t> blob, std::size_t cap, const ch
     return MK_FAIL(EPROTONOSUPPORT, what, "FDT format version %u (last compatible %u), expected 17 (16)",
                    fdt_version(f), fdt_last_comp_version(f));
   }
+  // Our own bounded walk first: Debian 12's libfdt loops forever in
+  // fdt_check_full() on a negative property length (mk/fdt_structure.h).
+  if (auto s = check_fdt_structure(blob); !s) return MK_FAIL(EBADMSG, what, "malformed FDT: %s", s.error().message());
   if (int err = fdt_check_full(f, blob.size()); err != 0) {
     return MK_FAIL(to_errno(err), what, "malformed FDT: %s", fdt_strerror(err));
   }

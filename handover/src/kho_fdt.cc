@@ -4,6 +4,8 @@
 
 #include <libfdt.h>
 
+#include "mk/fdt_structure.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -124,6 +126,9 @@ Result<KhoReader> KhoReader::open(std::span<const uint8_t> blob, std::size_t cap
     return MK_FAIL(EBADMSG, what, "blob is %zu bytes but its FDT header says %u", blob.size(),
                    fdt_totalsize(f));
   }
+  // Our own bounded walk first: Debian 12's libfdt loops forever in
+  // fdt_check_full() on a negative property length (mk/fdt_structure.h).
+  if (auto s = check_fdt_structure(blob); !s) return MK_FAIL(EBADMSG, what, "malformed FDT: %s", s.error().message());
   if (int err = fdt_check_full(f, blob.size()); err != 0) {
     return MK_FAIL(to_errno(err), what, "malformed FDT: %s", fdt_strerror(err));
   }
