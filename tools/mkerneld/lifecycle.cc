@@ -92,9 +92,9 @@ mk::Result<std::vector<mk::PeerChannelFds>> Controller::peer_channels_for(const 
                                                                           std::vector<PairKey>& created) {
   // One channel per pair of instances, made when the first of the two
   // starts (it takes side A) and handed to the second when it starts (side
-  // B). After a daemon restart the host takes the fds back from the running
-  // one. A pair whose channel was closed (one of them stopped while the
-  // other ran) stays unconnected until both have restarted.
+  // B). After a daemon restart adopt_all() has taken the fds back from the
+  // running instances. A pair whose channel was closed (one of them stopped
+  // while the other ran) stays unconnected until both have restarted.
   std::vector<mk::PeerChannelFds> out;
   for (const Instance& other : part_.instances) {
     if (other.id == inst.id) continue;
@@ -102,24 +102,10 @@ mk::Result<std::vector<mk::PeerChannelFds>> Controller::peer_channels_for(const 
     auto lit = live_.find(other.name);
     auto pit = pairs_.find(key);
     if (lit != live_.end()) {
-      if (pit == pairs_.end()) {
-        // Held by `other` only (daemon restarted since): take it back.
-        const mk::RuntimeRecord& rec = lit->second.run->record();
-        const mk::PeerChannelRecord* pr = nullptr;
-        for (const auto& p : rec.peers)
-          if (p.peer_id == inst.id) pr = &p;
-        if (!pr) continue;  // started when we did not exist: no channel
-        PairChannel pc;
-        auto fds = mk::fetch_channel_fds(lit->second.run->pidfd(), pr->fd);
-        if (!fds) {
-          log("channel %s<->%s: cannot take it back from %s: %s", inst.name.c_str(), other.name.c_str(),
-              other.name.c_str(), fds.error().to_string().c_str());
-          continue;
-        }
-        pc.fds = std::move(*fds);
-        pc.side_a = pr->side == 0 ? other.id : inst.id;
-        pit = pairs_.emplace(key, std::move(pc)).first;
-      }
+      // No entry: the pair was never connected, or one of them restarted
+      // while the other ran (a daemon restart recovers every live pair in
+      // adopt_all). Either way this pair stays unconnected.
+      if (pit == pairs_.end()) continue;
       const uint8_t side = pit->second.side_a == inst.id ? 0 : 1;
       // The side we would take must still be open (the other may have seen
       // us stop: then this pair stays unconnected).
