@@ -62,6 +62,9 @@ Result<void> validate_chosen(const BootTree& t) {
                      static_cast<unsigned long long>(kMaxHandoverBytes));
     }
   }
+  if (t.handover_socket && !fd_ok(*t.handover_socket, false)) {
+    return invalid("%s: '%s' is %d, expected 0..%d", p, kPropHandoverSocket, *t.handover_socket, kMaxFd);
+  }
   return ok();
 }
 
@@ -275,6 +278,7 @@ Result<std::vector<uint8_t>> emit_boot_tree(const BootTree& t) {
     MK_TRY(w.prop_s32(kPropHandoverFd, t.handover->fd));
     MK_TRY(w.prop_u64(kPropHandoverSize, t.handover->size));
   }
+  if (t.handover_socket) MK_TRY(w.prop_s32(kPropHandoverSocket, *t.handover_socket));
   MK_TRY(w.end_node());
 
   MK_TRY(w.begin_node(kNodeCpus));

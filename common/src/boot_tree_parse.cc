@@ -37,7 +37,7 @@ Result<void> expect_device_type(const Node& n, const char* expected) {
 Result<void> parse_chosen(const Tree& t, int offset, BootTree& out) {
   MK_TRY_ASSIGN(Node n, Node::read_leaf(t, offset, "/chosen", kMaxProps));
   MK_TRY(n.expect_only({kPropBootargs, kPropInstanceId, kPropInstanceName, kPropInit, kPropHandoverFd,
-                        kPropHandoverSize}));
+                        kPropHandoverSize, kPropHandoverSocket}));
     MK_TRY_ASSIGN(out.bootargs, n.str(kPropBootargs));
   MK_TRY_ASSIGN(out.instance.id, n.u32(kPropInstanceId));
   MK_TRY_ASSIGN(out.instance.name, n.str(kPropInstanceName));
@@ -53,6 +53,9 @@ Result<void> parse_chosen(const Tree& t, int offset, BootTree& out) {
     MK_TRY_ASSIGN(h.fd, n.s32(kPropHandoverFd));
     MK_TRY_ASSIGN(h.size, n.u64(kPropHandoverSize));
     out.handover = h;
+  }
+  if (n.find(kPropHandoverSocket) != nullptr) {
+    MK_TRY_ASSIGN(out.handover_socket, n.s32(kPropHandoverSocket));  // range: validate_boot_tree
   }
   return ok();
 }

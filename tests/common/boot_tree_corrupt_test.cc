@@ -243,6 +243,7 @@ TEST(BootTreeCorrupt, OutOfRangeValues) {
       {[](void* f) { set_str(f, "/chosen", "bootargs", std::string(4097, 'a')); }, "'bootargs' is 4097 bytes"},
       {[](void* f) { set_u32(f, "/chosen", "mkernel,handover-fd", 70000); }, "'mkernel,handover-fd' is 70000"},
       {[](void* f) { set_u64(f, "/chosen", "mkernel,handover-size", 0); }, "'mkernel,handover-size' is 0"},
+      {[](void* f) { set_u32(f, "/chosen", "mkernel,handover-socket", 70000); }, "'mkernel,handover-socket' is 70000"},
       {[](void* f) {
          rename(f, "/cpus/cpu@4", "cpu@2000");
          set_u32(f, "/cpus/cpu@2000", "reg", 8192);

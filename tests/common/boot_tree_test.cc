@@ -56,11 +56,23 @@ TEST(BootTree, RoundTripsFullTree) {
   EXPECT_EQ(back.devices[3].properties.at("port"), "8080");
 }
 
+// A live update's successor (optional; added to v1 without a version bump:
+// only a host that boots a successor writes it, and the golden v1 bytes
+// above do not change).
+TEST(BootTree, RoundTripsHandoverSocket) {
+  BootTree t = samples::full_tree();
+  t.handover_socket = 10;
+  BootTree back = round_trip(t);
+  EXPECT_EQ(back, t);
+  EXPECT_EQ(back.handover_socket, 10);
+}
+
 TEST(BootTree, RoundTripsMinimalTreeWithEmptyOptionalParts) {
   BootTree t = samples::minimal_tree();
   BootTree back = round_trip(t);
   EXPECT_EQ(back, t);
   EXPECT_FALSE(back.handover);
+  EXPECT_FALSE(back.handover_socket);
   EXPECT_TRUE(back.init.empty());
   EXPECT_TRUE(back.bootargs.empty());
   EXPECT_TRUE(back.ipi.channels.empty());
@@ -185,6 +197,7 @@ const EmitCase kEmitCases[] = {
     {"init nul", [](BootTree& t) { t.init = std::string("a\0b", 3); }, "'mkernel,init' contains a NUL"},
     {"handover fd", [](BootTree& t) { t.handover->fd = -1; }, "'mkernel,handover-fd' is -1"},
     {"handover size 0", [](BootTree& t) { t.handover->size = 0; }, "'mkernel,handover-size' is 0"},
+    {"handover socket", [](BootTree& t) { t.handover_socket = 65536; }, "'mkernel,handover-socket' is 65536"},
     {"handover size big", [](BootTree& t) { t.handover->size = abi::kMaxHandoverBytes + 1; },
      "'mkernel,handover-size' is 67108865"},
     {"no cpus", [](BootTree& t) { t.cpus.clear(); }, "/cpus: no CPUs"},

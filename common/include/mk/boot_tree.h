@@ -133,6 +133,11 @@ struct BootTree {
   std::string bootargs;  // image command line, may be empty; <= 4096 bytes
   std::string init;      // tenant command line, empty = none; <= 4096 bytes
   std::optional<HandoverRef> handover;
+  // A live update's successor image (mk/abi/handoff.h): the AF_UNIX
+  // SOCK_SEQPACKET end on which the host sends the handoff package and the
+  // preserved fds once the old image is frozen. Present = boot parked: send
+  // READY, then wait for kMsgHandover before serving anything.
+  std::optional<int32_t> handover_socket;  // 0..65535
   std::vector<BootCpu> cpus;        // at least one
   std::vector<BootMemory> memory;   // at least one
   IpiInfo ipi;

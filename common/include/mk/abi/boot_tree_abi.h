@@ -48,6 +48,7 @@ inline constexpr char kPropInstanceName[] = "mkernel,instance-name";    // strin
 inline constexpr char kPropInit[] = "mkernel,init";                     // string, optional
 inline constexpr char kPropHandoverFd[] = "mkernel,handover-fd";        // s32, with size
 inline constexpr char kPropHandoverSize[] = "mkernel,handover-size";    // u64, with fd
+inline constexpr char kPropHandoverSocket[] = "mkernel,handover-socket";  // s32, optional
 
 // /cpus and /cpus/cpu@N
 inline constexpr char kNodeCpus[] = "cpus";

@@ -17,6 +17,25 @@
 //   5. host -> image  kMsgShutdown (request ShutdownMsg; reply ShutdownReply
 //      once tenants are gone: SIGTERM, then SIGKILL after grace_ms); the
 //      image exits 0 after replying.
+// Live update (DESIGN.md §5, docs/handover.md "Protocol"): the host has
+// booted the successor parked (boot tree `mkernel,handover-socket`), then
+//   6. host -> old    kMsgUpdatePrepare (request UpdateStepMsg; reply
+//      UpdateReply): the old image's handlers preserve (may refuse: the
+//      update is cancelled, nothing changed);
+//   7. host -> old    kMsgUpdateFreeze: the old image stops mutating
+//      preserved state (services paused at a request boundary, peer channel
+//      sides detached), writes the handoff package (mk/abi/handoff.h) into a
+//      sealed memfd and replies with its fd number (UpdateReply::fd), which
+//      the host copies out with pidfd_getfd, with every fd the package lists;
+//   8. host -> new    kMsgHandover (request HandoverMsg; reply UpdateReply)
+//      after sending the package and the fds on the handover socket: the
+//      successor restores and serves, or refuses (status < 0: rollback);
+//   9. host -> old    kMsgUpdateFinish: the old image releases everything
+//      and exits (as PID 1 of the instance's PID namespace, or with tenants
+//      still its children, it execs the image's reaper instead: tenants live
+//      on and their exits reach the successor through the reaper pipe);
+//      or kMsgUpdateCancel (from prepared or frozen): the old image unfreezes
+//      and resumes with everything it had.
 // Unhappy paths:
 //   1. no READY within the boot timeout: the host kills the instance and
 //      marks it failed;
@@ -44,6 +63,11 @@ inline constexpr uint16_t kMsgPing = 0x1003;        // either way, request, echo
 inline constexpr uint16_t kMsgStats = 0x1004;       // host -> image, request
 inline constexpr uint16_t kMsgTenantExit = 0x1005;  // image -> host, one-way
 inline constexpr uint16_t kMsgPingPeer = 0x1006;    // host -> image, request
+inline constexpr uint16_t kMsgUpdatePrepare = 0x1007;  // host -> old image, request
+inline constexpr uint16_t kMsgUpdateFreeze = 0x1008;   // host -> old image, request
+inline constexpr uint16_t kMsgUpdateCancel = 0x1009;   // host -> old image, request
+inline constexpr uint16_t kMsgUpdateFinish = 0x100a;   // host -> old image, request
+inline constexpr uint16_t kMsgHandover = 0x100b;       // host -> successor, request
 
 struct ReadyMsg {
   uint32_t version;      // kControlVersion
@@ -94,6 +118,27 @@ struct PingPeerReply {
   uint64_t min_ns, p50_ns, p99_ns, max_ns;
 };
 
+// Payload of kMsgUpdatePrepare / Freeze / Cancel / Finish.
+struct UpdateStepMsg {
+  uint32_t update_id;  // the host's number for this update (logs, checks)
+  uint32_t flags;      // 0
+};
+
+// Reply of every update step and of kMsgHandover.
+struct UpdateReply {
+  int32_t status;      // 0, or a negative errno (the step failed / refused)
+  int32_t fd;          // Freeze: the package memfd's number in the old image; else -1
+  uint64_t image_ns;   // time the image spent on the step
+  char detail[112];    // NUL-terminated: what failed, for the user
+};
+
+// Payload of kMsgHandover (sent after the package and fds went out on the
+// handover socket).
+struct HandoverMsg {
+  uint32_t update_id;
+  uint32_t fds;        // session fds sent after the package memfd
+};
+
 #define MK_CONTROL_ABI(T, size)                          \
   static_assert(std::is_trivially_copyable_v<T>);        \
   static_assert(std::is_standard_layout_v<T>);           \
@@ -105,6 +150,9 @@ MK_CONTROL_ABI(StatsMsg, 56);
 MK_CONTROL_ABI(TenantExitMsg, 16);
 MK_CONTROL_ABI(PingPeerMsg, 16);
 MK_CONTROL_ABI(PingPeerReply, 40);
+MK_CONTROL_ABI(UpdateStepMsg, 8);
+MK_CONTROL_ABI(UpdateReply, 128);
+MK_CONTROL_ABI(HandoverMsg, 8);
 #undef MK_CONTROL_ABI
 
 }  // namespace mk::abi
