@@ -5,7 +5,7 @@
 #include <set>
 
 #include "boot_tree_internal.h"
-#include "fdt_io.h"
+#include "mk/fdt_io.h"
 
 namespace mk {
 

@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "boot_tree_internal.h"
-#include "fdt_io.h"
+#include "mk/fdt_io.h"
 #include "mk/boot_tree.h"
 
 namespace mk {

@@ -1,5 +1,5 @@
 // fdt_io: libfdt writer/reader wrappers and FDT_ERR_* -> errno (see fdt_io.h).
-#include "fdt_io.h"
+#include "mk/fdt_io.h"
 
 #include "mk/fdt_structure.h"
 
@@ -156,6 +156,12 @@ Result<void> Writer::prop_u32_array(const char* name, std::span<const uint32_t> 
     fdt32_t be = cpu_to_fdt32(v[i]);
     std::memcpy(p + 4 * i, &be, 4);
   }
+  return ok();
+}
+
+Result<void> Writer::prop_bytes(const char* name, std::span<const uint8_t> v) {
+  MK_TRY_ASSIGN(uint8_t * p, placeholder(name, v.size()));
+  if (!v.empty()) std::memcpy(p, v.data(), v.size());
   return ok();
 }
 

@@ -4,7 +4,7 @@
 #include <optional>
 #include <set>
 
-#include "fdt_io.h"
+#include "mk/fdt_io.h"
 
 namespace mk {
 

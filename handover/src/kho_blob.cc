@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kho_fdt.h"
+#include "mk/fdt_io.h"
 
 namespace mk::handover {
 namespace {
@@ -170,11 +170,6 @@ Result<void> validate_memory(const std::vector<PreservedRange>& memory) {
 
 // ---- parsing -----------------------------------------------------------------
 
-// Re-labels a reader error with the node path it happened at.
-Error at(const Error& e, const std::string& path) {
-  return MK_FAIL(e.code(), kWhat, "%s: %s", path.empty() ? "/" : path.c_str(), e.message());
-}
-
 Result<std::string> decode_string(std::span<const uint8_t> v, const std::string& path, std::string_view name) {
   const auto* d = reinterpret_cast<const char*>(v.data());
   if (v.empty() || d[v.size() - 1] != '\0' || std::memchr(d, '\0', v.size() - 1)) {
@@ -184,47 +179,43 @@ Result<std::string> decode_string(std::span<const uint8_t> v, const std::string&
   return std::string(d, v.size() - 1);
 }
 
-Result<std::vector<KhoProperty>> read_props(const fdt::KhoReader& r, int offset, const std::string& path,
-                                            std::string* compatible) {
-  auto raw = r.props(offset, kMaxProperties + (compatible ? 1 : 0));
-  if (!raw) return at(raw.error(), path);
+// The properties of `n` ("compatible" apart when asked for: a subsystem's).
+// Node::read has already refused duplicates and more than the cap.
+Result<std::vector<KhoProperty>> read_props(const fdt::Node& n, std::string* compatible) {
   std::vector<KhoProperty> out;
-  out.reserve(raw->size());
+  out.reserve(n.props().size());
   bool have_compat = false;
-  for (const fdt::RawProp& p : *raw) {
+  for (const fdt::Prop& p : n.props()) {
     if (compatible && p.name == "compatible") {
-      if (have_compat) return MK_FAIL(EINVAL, kWhat, "%s: duplicate property 'compatible'", path.c_str());
-      MK_TRY_ASSIGN(*compatible, decode_string(p.value, path, p.name));
+      MK_TRY_ASSIGN(*compatible, decode_string(p.data, n.path(), p.name));
       have_compat = true;
       continue;
     }
-    out.push_back(KhoProperty{std::string(p.name), std::vector<uint8_t>(p.value.begin(), p.value.end())});
+    out.push_back(KhoProperty{std::string(p.name), std::vector<uint8_t>(p.data.begin(), p.data.end())});
   }
   if (compatible && !have_compat) {
-    return MK_FAIL(EINVAL, kWhat, "%s: missing required property 'compatible'", path.c_str());
+    return MK_FAIL(EINVAL, kWhat, "%s: missing required property 'compatible'", n.path().c_str());
   }
   return out;
 }
 
-Result<std::vector<KhoNode>> read_children(const fdt::KhoReader& r, int offset, const std::string& path,
-                                           std::size_t depth) {
-  auto raw = r.children(offset, kMaxChildren);
-  if (!raw) return at(raw.error(), path);
+Result<std::vector<KhoNode>> read_children(const fdt::Tree& t, fdt::Node& n, std::size_t depth) {
+  MK_TRY(n.read_children(kMaxChildren));
   std::vector<KhoNode> out;
-  if (raw->empty()) return out;
+  if (n.children().empty()) return out;
   // Checked before descending: the recursion depth is bounded by kMaxDepth
   // whatever the blob says.
   if (depth >= kMaxDepth) {
-    return MK_FAIL(EINVAL, kWhat, "%s: child nodes below the maximum depth %zu", path.c_str(), kMaxDepth);
+    return MK_FAIL(EINVAL, kWhat, "%s: child nodes below the maximum depth %zu", n.path().c_str(), kMaxDepth);
   }
-  out.reserve(raw->size());
-  for (const fdt::RawChild& c : *raw) {
-    KhoNode n;
-    n.name = std::string(c.name);
-    std::string sub = path + "/" + printable(c.name);
-    MK_TRY_ASSIGN(n.properties, read_props(r, c.offset, sub, nullptr));
-    MK_TRY_ASSIGN(n.children, read_children(r, c.offset, sub, depth + 1));
-    out.push_back(std::move(n));
+  out.reserve(n.children().size());
+  for (const fdt::Child& c : n.children()) {
+    MK_TRY_ASSIGN(fdt::Node sub, fdt::Node::read(t, c.offset, n.child_path(c.name), kMaxProperties));
+    KhoNode k;
+    k.name = std::string(c.name);
+    MK_TRY_ASSIGN(k.properties, read_props(sub, nullptr));
+    MK_TRY_ASSIGN(k.children, read_children(t, sub, depth + 1));
+    out.push_back(std::move(k));
   }
   return out;
 }
@@ -253,12 +244,12 @@ Result<std::vector<PreservedRange>> decode_memory(std::span<const uint8_t> v) {
 
 // ---- emitting ----------------------------------------------------------------
 
-Result<void> write_props(fdt::KhoWriter& w, const std::vector<KhoProperty>& props) {
-  for (const KhoProperty& p : props) MK_TRY(w.prop(p.name.c_str(), p.value));
+Result<void> write_props(fdt::Writer& w, const std::vector<KhoProperty>& props) {
+  for (const KhoProperty& p : props) MK_TRY(w.prop_bytes(p.name.c_str(), p.value));
   return ok();
 }
 
-Result<void> write_children(fdt::KhoWriter& w, const std::vector<KhoNode>& children) {
+Result<void> write_children(fdt::Writer& w, const std::vector<KhoNode>& children) {
   for (const KhoNode& c : children) {
     MK_TRY(w.begin_node(c.name.c_str()));
     MK_TRY(write_props(w, c.properties));
@@ -373,8 +364,8 @@ Result<std::vector<uint8_t>> emit_kho_blob(const KhoBlob& blob) {
     Error e = v.error();
     return MK_FAIL(e.code(), kEmitWhat, "%s", e.message());
   }
-  MK_TRY_ASSIGN(fdt::KhoWriter w, fdt::KhoWriter::create(kMaxBlobBytes, kEmitWhat));
-  MK_TRY(w.prop("compatible", with_nul(kKhoCompatible)));
+  MK_TRY_ASSIGN(fdt::Writer w, fdt::Writer::create(kMaxBlobBytes, kEmitWhat));
+  MK_TRY(w.prop_string("compatible", kKhoCompatible));
   std::vector<uint8_t> map(blob.memory.size() * kRangeRecordBytes);
   for (std::size_t i = 0; i < blob.memory.size(); ++i) {
     uint8_t* p = map.data() + i * kRangeRecordBytes;
@@ -383,10 +374,10 @@ Result<std::vector<uint8_t>> emit_kho_blob(const KhoBlob& blob) {
     put_be(p + 8, blob.memory[i].offset, 8);
     put_be(p + 16, blob.memory[i].length, 8);
   }
-  MK_TRY(w.prop(kMemoryMapProperty, map));
+  MK_TRY(w.prop_bytes(kMemoryMapProperty, map));
   for (const Subsystem& s : blob.subsystems) {
     MK_TRY(w.begin_node(s.name.c_str()));
-    MK_TRY(w.prop("compatible", with_nul(s.compatible)));
+    MK_TRY(w.prop_string("compatible", s.compatible));
     MK_TRY(write_props(w, s.properties));
     MK_TRY(write_children(w, s.children));
     MK_TRY(w.end_node());
@@ -395,24 +386,22 @@ Result<std::vector<uint8_t>> emit_kho_blob(const KhoBlob& blob) {
 }
 
 Result<KhoBlob> parse_kho_blob(std::span<const uint8_t> bytes) {
-  MK_TRY_ASSIGN(fdt::KhoReader r, fdt::KhoReader::open(bytes, kMaxBlobBytes, kWhat));
-  const std::string root = "/";
+  MK_TRY_ASSIGN(fdt::Tree t, fdt::Tree::open(bytes, kMaxBlobBytes, kWhat));
 
   // Root: exactly compatible = "kho-v1" and the memory map.
-  auto props = r.props(0, 2);
-  if (!props) return at(props.error(), root);
+  MK_TRY_ASSIGN(fdt::Node root, fdt::Node::read(t, 0, "", 2));
   bool have_compat = false, have_map = false;
   KhoBlob blob;
-  for (const fdt::RawProp& p : *props) {
+  for (const fdt::Prop& p : root.props()) {
     if (p.name == "compatible") {
-      MK_TRY_ASSIGN(std::string c, decode_string(p.value, root, p.name));
+      MK_TRY_ASSIGN(std::string c, decode_string(p.data, "/", p.name));
       if (c != kKhoCompatible) {
         return MK_FAIL(EPROTONOSUPPORT, kWhat, "/: compatible is '%s', expected '%s'", printable(c).c_str(),
                        kKhoCompatible);
       }
       have_compat = true;
     } else if (p.name == kMemoryMapProperty) {
-      MK_TRY_ASSIGN(blob.memory, decode_memory(p.value));
+      MK_TRY_ASSIGN(blob.memory, decode_memory(p.data));
       have_map = true;
     } else {
       return MK_FAIL(EINVAL, kWhat, "/: unknown property '%s'", printable(p.name).c_str());
@@ -421,15 +410,14 @@ Result<KhoBlob> parse_kho_blob(std::span<const uint8_t> bytes) {
   if (!have_compat) return MK_FAIL(EINVAL, kWhat, "/: missing required property 'compatible'");
   if (!have_map) return MK_FAIL(EINVAL, kWhat, "/: missing required property '%s'", kMemoryMapProperty);
 
-  auto subs = r.children(0, kMaxSubsystems);
-  if (!subs) return at(subs.error(), root);
-  blob.subsystems.reserve(subs->size());
-  for (const fdt::RawChild& c : *subs) {
+  MK_TRY(root.read_children(kMaxSubsystems));
+  blob.subsystems.reserve(root.children().size());
+  for (const fdt::Child& c : root.children()) {
+    MK_TRY_ASSIGN(fdt::Node sub, fdt::Node::read(t, c.offset, root.child_path(c.name), kMaxProperties + 1));
     Subsystem s;
     s.name = std::string(c.name);
-    std::string path = "/" + printable(c.name);
-    MK_TRY_ASSIGN(s.properties, read_props(r, c.offset, path, &s.compatible));
-    MK_TRY_ASSIGN(s.children, read_children(r, c.offset, path, 1));
+    MK_TRY_ASSIGN(s.properties, read_props(sub, &s.compatible));
+    MK_TRY_ASSIGN(s.children, read_children(t, sub, 1));
     blob.subsystems.push_back(std::move(s));
   }
   // Names, compatibles, duplicates, the memory map's order and overlaps:

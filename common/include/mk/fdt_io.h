@@ -1,5 +1,7 @@
-// DOC: fdt_io — mkcommon's private RAII wrappers over libfdt (fdt_io.cc is
-// the only file of mkcommon that includes <libfdt.h>).
+// DOC: fdt_io — mkcommon's RAII wrappers over libfdt (fdt_io.cc is the only
+// file of mkcommon that includes <libfdt.h>; libfdt stays a private
+// dependency). Shared by every FDT codec of the project: the boot tree, the
+// pool tree (common/) and the KHO blob (handover/); not for images.
 //
 // What this is: a sequential writer over fdt_sw (growing its buffer up to a
 // cap) and a reader over fdt_ro that first copies an untrusted blob into an
@@ -7,7 +9,7 @@
 // (libfdt's FDT_RO_PROBE idea: probe once, then walk safely). Node and
 // property accessors return mk::Result with a detail that names the node
 // path and the property, e.g. "/cpus/cpu@3: 'numa-node-id' is 2 bytes,
-// expected 4". Used by boot_tree.cc and pool_tree.cc.
+// expected 4". Used by boot_tree.cc, pool_tree.cc and handover's kho_blob.cc.
 //
 // libfdt error translation (to_errno), done here and nowhere else:
 //   FDT_ERR_NOTFOUND -> ENOENT        FDT_ERR_EXISTS -> EEXIST
@@ -67,6 +69,8 @@ class Writer {
   Result<void> prop_string(const char* name, std::string_view v);  // v has no NUL
   Result<void> prop_u32_array(const char* name, std::span<const uint32_t> v);
   Result<void> prop_string_list(const char* name, std::span<const std::string> v);
+  // Raw bytes, stored as given (FDT values are untyped).
+  Result<void> prop_bytes(const char* name, std::span<const uint8_t> v);
 
   // Closes the root and returns exactly fdt_totalsize() bytes.
   Result<std::vector<uint8_t>> finish();
