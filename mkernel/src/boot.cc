@@ -5,6 +5,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +91,84 @@ bool pidfd_exited(int pidfd, int timeout_ms) {
   return r > 0;
 }
 
+
+// Everything an image's fd table is made of (manifest.h layout).
+struct ImageFds {
+  int devnull = -1;
+  int console_write = -1;
+  int console_read = -1;
+  int tree = -1;
+  std::vector<int> regions;  // in /memory@N order
+  std::vector<int> devices;  // one per device listed with fd >= 0 (console excluded), in order
+  const ipi::ChannelFds* host = nullptr;
+  const std::vector<PeerChannelFds>* peers = nullptr;
+  int handover = -1;  // a parked successor's end of the handover socket
+};
+
+// The child's complete fd table: 0 /dev/null, 1-2 console, 3 tree, then as
+// the tree lists them; and the record of every number the host takes back.
+Result<void> layout_fds(const BootTree& tree, const ImageFds& in, ConfineSpec& spec, RuntimeRecord& rec) {
+  if (in.regions.size() != tree.memory.size())
+    return MK_FAIL(EINVAL, "bad image fd table", "%zu region fds for %zu regions", in.regions.size(),
+                   tree.memory.size());
+  spec.fds.push_back({in.devnull, 0});
+  spec.fds.push_back({in.console_write, 1});
+  spec.fds.push_back({in.console_write, 2});
+  spec.fds.push_back({in.tree, kBootTreeFd});
+  for (std::size_t i = 0; i < tree.memory.size(); ++i) spec.fds.push_back({in.regions[i], tree.memory[i].fd});
+  std::size_t next_dev = 0;
+  for (const auto& d : tree.devices) {
+    if (d.kind == DeviceKind::kConsole) spec.fds.push_back({in.console_write, d.fd});
+    else if (d.fd >= 0) spec.fds.push_back({in.devices.at(next_dev++), d.fd});
+  }
+  const IpiChannel& hc = tree.ipi.channels.at(0);
+  spec.fds.push_back({in.host->memfd.get(), hc.fd});
+  spec.fds.push_back({in.host->eventfd[0].get(), hc.fd + 1});
+  spec.fds.push_back({in.host->eventfd[1].get(), hc.fd + 2});
+  rec.peers.clear();
+  for (std::size_t i = 0; i < in.peers->size(); ++i) {
+    const IpiChannel& pc = tree.ipi.channels.at(1 + i);
+    const PeerChannelFds& pf = (*in.peers)[i];
+    spec.fds.push_back({pf.memfd, pc.fd});
+    spec.fds.push_back({pf.eventfd[0], pc.fd + 1});
+    spec.fds.push_back({pf.eventfd[1], pc.fd + 2});
+    rec.peers.push_back({pc.peer_id, pc.fd, pc.side});
+  }
+  // The console's read end, held by the image so the console outlives us.
+  const int console_host_fd = std::atoi(tree.devices.front().properties.at("host-fd").c_str());
+  spec.fds.push_back({in.console_read, console_host_fd});
+  if (tree.handover_socket) spec.fds.push_back({in.handover, *tree.handover_socket});
+  rec.host_channel_fd = hc.fd;
+  rec.console_host_fd = console_host_fd;
+  rec.region_fds.clear();
+  for (const auto& m : tree.memory) rec.region_fds.push_back(m.fd);
+  return ok();
+}
+
+std::vector<std::string> image_argv(const ImageSpec& image) {
+  std::vector<std::string> argv{image.path};
+  for (auto& a : split_blanks(image.cmdline)) argv.push_back(std::move(a));
+  return argv;
+}
+
+std::vector<std::string> image_envp(const Instance& inst) {
+  return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "MKERNEL_INSTANCE=" + inst.name};
+}
+
+// True when process `pid` is in another `name` namespace than we are.
+Result<bool> other_namespace(const SysRoot& root, pid_t pid, const char* name) {
+  struct stat theirs{}, ours{};
+  std::string p = root.path("/proc/" + std::to_string(pid) + "/ns/" + name);
+  if (::stat(p.c_str(), &theirs) != 0) {
+    int e = errno;
+    return Error(e == ENOENT ? ESRCH : e, "cannot read the running image's namespaces")
+        .set_detail("%s: %s", p.c_str(), std::strerror(e));
+  }
+  std::string self = std::string("/proc/self/ns/") + name;
+  if (::stat(self.c_str(), &ours) != 0) return errno_error("stat /proc/self/ns");
+  return theirs.st_ino != ours.st_ino || theirs.st_dev != ours.st_dev;
+}
+
 }  // namespace
 
 Result<ipi::ChannelFds> fetch_channel_fds(int pidfd, int first_fd) {
@@ -116,6 +197,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   const Instance& inst = req.instance;
   std::unique_ptr<RunningInstance> run(new RunningInstance());
   run->inst_ = inst;
+  run->image_ = req.image;
 
   // 1. cgroups (optional: reported, never required).
   CpuSet mems = nodes_as_set(inst, topo);
@@ -161,8 +243,6 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   MK_TRY_ASSIGN(std::vector<uint8_t> blob, emit_boot_tree(tree));
   MK_TRY_ASSIGN(OwnedFd tree_fd, sealed_tree_memfd(blob, inst.name));
 
-  // The child's complete fd table: 0 /dev/null, 1-2 console, 3 tree, then
-  // regions, console, devices, channel (memfd + 2 eventfds).
   int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0) return errno_error("open /dev/null");
   OwnedFd null_fd(devnull);
@@ -172,38 +252,21 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   spec.hostname = inst.name;
   spec.uid = req.image.uid;
   spec.gid = req.image.gid;
-  spec.fds.push_back({null_fd.get(), 0});
-  spec.fds.push_back({console.write_end.get(), 1});
-  spec.fds.push_back({console.write_end.get(), 2});
-  spec.fds.push_back({tree_fd.get(), kBootTreeFd});
-  for (std::size_t i = 0; i < tree.memory.size(); ++i) spec.fds.push_back({run->regions_[i].fd(), tree.memory[i].fd});
-  std::size_t next_dev = 0;
-  for (const auto& d : tree.devices) {
-    if (d.kind == DeviceKind::kConsole) spec.fds.push_back({console.write_end.get(), d.fd});
-    else if (d.fd >= 0) spec.fds.push_back({device_fds.at(next_dev++).get(), d.fd});
-  }
-  const IpiChannel& hc = tree.ipi.channels.at(0);
-  spec.fds.push_back({ch_fds.memfd.get(), hc.fd});
-  spec.fds.push_back({ch_fds.eventfd[0].get(), hc.fd + 1});
-  spec.fds.push_back({ch_fds.eventfd[1].get(), hc.fd + 2});
-  for (std::size_t i = 0; i < req.peers.size(); ++i) {
-    const IpiChannel& pc = tree.ipi.channels.at(1 + i);
-    const PeerChannelFds& pf = req.peers[i];
-    spec.fds.push_back({pf.memfd, pc.fd});
-    spec.fds.push_back({pf.eventfd[0], pc.fd + 1});
-    spec.fds.push_back({pf.eventfd[1], pc.fd + 2});
-    run->record_.peers.push_back({pc.peer_id, pc.fd, pc.side});
-  }
-  // The console's read end, held by the image so the console outlives us.
-  const int console_host_fd = std::atoi(tree.devices.front().properties.at("host-fd").c_str());
-  spec.fds.push_back({console.read_end.get(), console_host_fd});
+  ImageFds in;
+  in.devnull = null_fd.get();
+  in.console_write = console.write_end.get();
+  in.console_read = console.read_end.get();
+  in.tree = tree_fd.get();
+  for (const auto& r : run->regions_) in.regions.push_back(r.fd());
+  for (const auto& d : device_fds) in.devices.push_back(d.get());
+  in.host = &ch_fds;
+  in.peers = &req.peers;
+  MK_TRY(layout_fds(tree, in, spec, run->record_));
   MK_TRY_ASSIGN(ConfinePlan plan, make_confine_plan(spec));
 
   // 7. spawn: the prepare gate joins the cgroup and takes the net devices in.
-  std::vector<std::string> argv{req.image.path};
-  for (auto& a : split_blanks(req.image.cmdline)) argv.push_back(std::move(a));
-  std::vector<std::string> envp{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                "MKERNEL_INSTANCE=" + inst.name};
+  std::vector<std::string> argv = image_argv(req.image);
+  std::vector<std::string> envp = image_envp(inst);
   SpawnOptions so;
   so.namespaces = req.namespaces;
   so.net_namespace = !net_links.empty();
@@ -230,14 +293,125 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   run->record_.pid = who.pid;
   run->record_.start_time = who.start_time;
   run->record_.started_unix_ms = unix_ms();
-  run->record_.host_channel_fd = hc.fd;
-  run->record_.console_host_fd = console_host_fd;
-  for (const auto& m : tree.memory) run->record_.region_fds.push_back(m.fd);
   for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(guarantee_line(g));
 
   // 8. the host's endpoint on the channel, watching the image.
   MK_TRY(run->add_host_endpoint(std::move(host_ch)));
   return run;
+}
+
+Result<Successor> boot_successor(const Topology& topo, RunningInstance& old, const SuccessorRequest& req) {
+  const Instance& inst = old.inst_;
+  std::vector<int> region_fds;
+  for (const auto& r : old.regions_) region_fds.push_back(r.fd());
+  for (const auto& r : old.adopted_regions_) region_fds.push_back(r.get());
+  if (region_fds.size() != inst.memory.size() || !old.console_ || req.console_write_fd < 0) {
+    return MK_FAIL(ENOTCONN, "nothing to boot a successor on",
+                   "instance '%s': the host holds %zu of %zu memory regions%s (detached or released?)",
+                   inst.name.c_str(), region_fds.size(), inst.memory.size(),
+                   !old.console_ || req.console_write_fd < 0 ? " and no console pipe" : "");
+  }
+  Successor out;
+  std::unique_ptr<RunningInstance> run(new RunningInstance());
+  run->inst_ = inst;
+  run->image_ = req.image;
+
+  // Devices: a parked successor gets them in the handoff package; a fresh
+  // boot opens them again (the image that held them is gone). Net devices
+  // are in the network namespace `old` holds (or the joined one).
+  std::vector<OwnedFd> device_fds;
+  if (!req.parked) {
+    for (const auto& d : inst.devices) {
+      if (d.kind == DeviceKind::kNet) continue;
+      MK_TRY_ASSIGN(OwnedFd fd, open_device(d));
+      device_fds.push_back(std::move(fd));
+    }
+  }
+  ipi::ChannelConfig cfg{kHostRingSlots, 256 * 1024};
+  MK_TRY_ASSIGN(ipi::Channel host_ch, ipi::Channel::create(cfg));
+  MK_TRY_ASSIGN(ipi::ChannelFds ch_fds, host_ch.export_fds());
+  OwnedFd image_sock;
+  if (req.parked) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+      return errno_error("socketpair for the handover socket");
+    out.handover_socket.reset(sv[0]);
+    image_sock.reset(sv[1]);
+  }
+
+  BootOptions bo;
+  bo.bootargs = req.image.cmdline;
+  bo.init = req.parked ? std::string() : req.image.init;
+  bo.device_fds = !req.parked;
+  bo.handover_socket = req.parked;
+  for (const auto& p : req.peers) bo.peers.push_back({p.peer_id, p.peer_name, p.side, kHostRingSlots});
+  MK_TRY_ASSIGN(BootTree tree, make_boot_tree(topo, inst, bo));
+  MK_TRY_ASSIGN(std::vector<uint8_t> blob, emit_boot_tree(tree));
+  MK_TRY_ASSIGN(OwnedFd tree_fd, sealed_tree_memfd(blob, inst.name));
+
+  int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (devnull < 0) return errno_error("open /dev/null");
+  OwnedFd null_fd(devnull);
+  ConfineSpec spec;
+  spec.cpus = inst.cpus;
+  for (uint32_t n : nodes_as_set(inst, topo)) spec.nodes.push_back(n);
+  spec.hostname = inst.name;
+  spec.uid = req.image.uid;
+  spec.gid = req.image.gid;
+  ImageFds in;
+  in.devnull = null_fd.get();
+  in.console_write = req.console_write_fd;
+  in.console_read = old.console_.get();
+  in.tree = tree_fd.get();
+  in.regions = region_fds;
+  for (const auto& d : device_fds) in.devices.push_back(d.get());
+  in.host = &ch_fds;
+  in.peers = &req.peers;
+  in.handover = image_sock.get();
+  MK_TRY(layout_fds(tree, in, spec, run->record_));
+  MK_TRY_ASSIGN(ConfinePlan plan, make_confine_plan(spec));
+
+  SpawnOptions so;
+  so.fallback_without_namespaces = true;
+  if (req.ns_pidfd >= 0) {
+    // Join what the running image has of its own; create nothing.
+    so.namespaces = false;
+    int child_ns = 0;
+    const std::pair<const char*, int> kinds[] = {
+        {"mnt", CLONE_NEWNS}, {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC}, {"net", CLONE_NEWNET}};
+    for (const auto& [name, flag] : kinds) {
+      MK_TRY_ASSIGN(bool other, other_namespace(req.root, req.ns_pid, name));
+      if (other) child_ns |= flag;
+    }
+    MK_TRY_ASSIGN(bool other_pid, other_namespace(req.root, req.ns_pid, "pid"));
+    if (other_pid) so.join_pid_ns = req.ns_pidfd;
+    if (child_ns) so.join.push_back({req.ns_pidfd, child_ns});
+  } else {
+    so.namespaces = req.namespaces;
+    // The interfaces stayed in the namespace the host holds: join it.
+    if (old.netns_) so.join.push_back({old.netns_.get(), CLONE_NEWNET});
+  }
+  const InstanceCgroup* cg = old.cgroup_ ? &*old.cgroup_ : nullptr;
+  so.prepare = [cg](pid_t pid) -> Result<void> {
+    if (cg) MK_TRY(cg->attach(pid));
+    return ok();
+  };
+  MK_TRY_ASSIGN(SpawnedProcess proc, spawn_confined(plan, image_argv(req.image), image_envp(inst), so));
+  run->pid_ = proc.pid;
+  run->pidfd_ = std::move(proc.pidfd);
+  // The shared resources' guarantees stay true for the successor.
+  if (old.cgroup_)
+    for (const auto& g : old.cgroup_->guarantees()) run->guarantees_.push_back(g);
+  for (const auto& r : old.regions_) run->guarantees_.push_back(r.guarantee());
+  for (auto& g : proc.guarantees) run->guarantees_.push_back(std::move(g));
+  MK_TRY_ASSIGN(ProcessIdentity who, read_identity(req.root, run->pid_));
+  run->record_.pid = who.pid;
+  run->record_.start_time = who.start_time;
+  run->record_.started_unix_ms = unix_ms();
+  for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(guarantee_line(g));
+  MK_TRY(run->add_host_endpoint(std::move(host_ch)));
+  out.run = std::move(run);
+  return out;
 }
 
 Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, const SysRoot& root) {
@@ -249,8 +423,20 @@ Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, co
   run->inst_ = inst;
   run->record_ = rec;
   run->child_ = false;
+  if (inst.image) {
+    run->image_.path = inst.image->path;
+    run->image_.cmdline = inst.image->cmdline;
+    run->image_.init = inst.image->init;
+    if (inst.image->uid) run->image_.uid = static_cast<uid_t>(*inst.image->uid);
+    if (inst.image->gid) run->image_.gid = static_cast<gid_t>(*inst.image->gid);
+  }
   MK_TRY_ASSIGN(run->pidfd_, open_identity(root, {rec.pid, rec.start_time}));
   run->pid_ = rec.pid;
+  if (rec.ns_init_pid != 0) {
+    // The reaper a live update left (instance.h): ended after the image.
+    MK_TRY_ASSIGN(run->ns_init_pidfd_, open_identity(root, {rec.ns_init_pid, rec.ns_init_start_time}));
+    run->ns_init_pid_ = rec.ns_init_pid;
+  }
   MK_TRY_ASSIGN(ipi::ChannelFds cf, fetch_channel_fds(run->pidfd_.get(), rec.host_channel_fd));
   MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::take_over(std::move(cf), 0));
   MK_TRY_ASSIGN(run->console_, fetch_fd(run->pidfd_.get(), rec.console_host_fd, "console"));
@@ -288,6 +474,8 @@ void RunningInstance::detach() {
   pid_ = -1;
   reaped_ = true;
   pidfd_.reset();
+  ns_init_pidfd_.reset();
+  ns_init_pid_ = -1;
   console_.reset();
   netns_.reset();
   cgroup_.reset();
@@ -354,6 +542,7 @@ Result<abi::ShutdownReply> RunningInstance::shutdown(std::chrono::milliseconds g
                                             timeout + grace));
   if (n != sizeof r) return MK_FAIL(EPROTO, "bad shutdown reply", "%zu bytes", n);
   MK_TRY(wait_exit(timeout));
+  end_ns_init();
   return r;
 }
 
@@ -377,8 +566,27 @@ Result<int> RunningInstance::wait_exit(std::chrono::milliseconds timeout) {
   }
 }
 
+void RunningInstance::end_ns_init() {
+  if (ns_init_pid_ <= 0 || !ns_init_pidfd_) return;
+  // PID 1 of the namespace: SIGKILL always lands, and takes every process
+  // left in the namespace with it.
+  (void)::syscall(SYS_pidfd_send_signal, ns_init_pidfd_.get(), SIGKILL, nullptr, 0);
+  if (ns_init_child_) {
+    int st = 0;
+    while (::waitpid(ns_init_pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+  } else {
+    (void)pidfd_exited(ns_init_pidfd_.get(), 5000);
+  }
+  ns_init_pidfd_.reset();
+  ns_init_pid_ = -1;
+}
+
 void RunningInstance::kill() {
-  if (pid_ <= 0 || reaped_) return;
+  if (pid_ <= 0 || reaped_) {
+    if (reaped_) end_ns_init();
+    return;
+  }
   // PID 1 of its namespace: only SIGKILL always lands. Through the pidfd, so
   // a recycled pid is never signalled.
   if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
@@ -392,9 +600,13 @@ void RunningInstance::kill() {
     (void)pidfd_exited(pidfd_.get(), 5000);
   }
   reaped_ = true;
+  end_ns_init();
 }
 
 Result<void> RunningInstance::release() {
+  // The reaper goes once the image is gone (never before: as PID 1 it would
+  // take the image with it).
+  if (reaped_ || pid_ <= 0) end_ns_init();
   regions_.clear();
   adopted_regions_.clear();
   if (netns_) {

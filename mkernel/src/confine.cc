@@ -183,6 +183,9 @@ int confine(const ConfinePlan& plan, int* keep_fd, ConfineStep* failed) noexcept
   if ((r = Sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&none), 0, sizeof none)) < 0)
     return fail(ConfineStep::kSignals, r);
   if ((r = Sys::call(SYS_setsid)) < 0) return fail(ConfineStep::kSetsid, r);
+  for (uint32_t i = 0; i < plan.njoin; ++i) {
+    if ((r = Sys::call(SYS_setns, plan.join_fd[i], plan.join_type[i])) < 0) return fail(ConfineStep::kJoinNs, r);
+  }
   if (plan.in_mount_ns) {
     // Keep the instance's mounts (its /proc) from propagating to the host.
     if ((r = Sys::call(SYS_mount, 0, reinterpret_cast<long>("/"), 0, MS_REC | MS_PRIVATE, 0)) < 0)
@@ -305,6 +308,7 @@ const char* to_string(ConfineStep s) {
     case ConfineStep::kNoNewPrivs: return "no_new_privs";
     case ConfineStep::kExec: return "execve";
     case ConfineStep::kGate: return "gate";
+    case ConfineStep::kJoinNs: return "setns";
   }
   return "unknown";
 }
@@ -378,6 +382,19 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
   for (const auto& e : envp) ev.push_back(const_cast<char*>(e.c_str()));
   ev.push_back(nullptr);
 
+  if (opts.join.size() > 4)
+    return MK_FAIL(EINVAL, "bad spawn request", "%zu namespaces to join, at most 4", opts.join.size());
+  uint64_t joined = 0;
+  for (const auto& j : opts.join) joined |= static_cast<uint64_t>(j.nstype);
+  // The PID namespace is joined by this thread for the clone (pid_for_children),
+  // then left again: opened first, so we can always come back.
+  OwnedFd own_pidns;
+  if (opts.join_pid_ns >= 0) {
+    int fd = ::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno_error("cannot open /proc/thread-self/ns/pid (our own PID namespace)");
+    own_pidns.reset(fd);
+    joined |= CLONE_NEWPID;
+  }
   const bool root = ::geteuid() == 0;
   uint64_t ns = 0;
   std::string ns_why;
@@ -408,6 +425,13 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
   // The child reads `local`, av, ev and the strings behind them until it
   // execs: they live in this frame, which outlives the child's use of them.
   ConfinePlan local = plan;  // trivially copyable; carries the namespace bits
+  ns &= ~joined;             // what is joined is never also created
+  local.njoin = 0;
+  for (const auto& j : opts.join) {
+    local.join_fd[local.njoin] = j.fd;
+    local.join_type[local.njoin] = j.nstype;
+    ++local.njoin;
+  }
   ChildArgs child_args{&local, wr.get(), gate_rd.get(), av[0], av.data(), ev.data()};
 #ifdef MK_SHARED_VM_SPAWN
   // Declared before anything that can return early after clone, so it is
@@ -427,6 +451,11 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
     // Block every signal so no parent handler runs in the child before
     // confinement resets them (what posix_spawn does).
     sigset_t all, old;
+    if (opts.join_pid_ns >= 0 && ::setns(opts.join_pid_ns, CLONE_NEWPID) != 0) {
+      int e = errno;
+      return MK_FAIL(e, "cannot join the PID namespace", "spawning '%s': setns(CLONE_NEWPID): %s%s", argv[0].c_str(),
+                     std::strerror(e), e == EPERM ? " (needs root)" : "");
+    }
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
 #ifdef MK_SHARED_VM_SPAWN
@@ -448,6 +477,19 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
 #endif
     int e = errno;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (own_pidns && ::setns(own_pidns.get(), CLONE_NEWPID) != 0) {
+      // Cannot happen for our own namespace; never leave this thread's
+      // later children in the instance's namespace silently.
+      int e2 = errno;
+      if (pid > 0) {
+        ::kill(static_cast<pid_t>(pid), SIGKILL);
+        int status = 0;
+        while (::waitpid(static_cast<pid_t>(pid), &status, 0) < 0 && errno == EINTR) {
+        }
+      }
+      return MK_FAIL(e2, "cannot return to our PID namespace", "after spawning '%s': setns: %s", argv[0].c_str(),
+                     std::strerror(e2));
+    }
     if (pid > 0) break;
     if (ns != 0 && (e == EPERM || e == EINVAL || e == ENOSPC || e == EUSERS) &&
         opts.fallback_without_namespaces) {
@@ -510,7 +552,8 @@ Result<SpawnedProcess> spawn_confined(const ConfinePlan& plan, const std::vector
                          " gid " + (plan.set_gid ? std::to_string(plan.gid) : std::string("-"))
                    : "no (runs as uid " + std::to_string(::geteuid()) + ")"});
   auto nsg = [&](const char* name, uint64_t flag, bool wanted) {
-    if (ns & flag) g.push_back({name, true, "yes"});
+    if (joined & flag) g.push_back({name, true, "yes (joined the running image's)"});
+    else if (ns & flag) g.push_back({name, true, "yes"});
     else g.push_back({name, false, wanted && !ns_why.empty() ? ns_why : "no (not requested)"});
   };
   nsg("pidns", CLONE_NEWPID, opts.namespaces);

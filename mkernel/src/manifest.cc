@@ -50,18 +50,18 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
         break;
       case DeviceKind::kBlock:
         b.name = d.target;
-        b.fd = fd++;
+        b.fd = opts.device_fds ? fd++ : -1;
         b.properties["path"] = "/dev/" + d.target;
         break;
       case DeviceKind::kFile:
         b.name = "file" + std::to_string(seq++);
-        b.fd = fd++;
+        b.fd = opts.device_fds ? fd++ : -1;
         b.properties["path"] = d.target;
         b.properties["ro"] = d.read_only ? "1" : "0";
         break;
       case DeviceKind::kListen:
         b.name = "listen" + std::to_string(seq++);
-        b.fd = fd++;
+        b.fd = opts.device_fds ? fd++ : -1;
         b.properties["address"] = d.target;
         b.properties["port"] = std::to_string(d.port);
         break;
@@ -83,6 +83,7 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
     fd += 3;
   }
   if (opts.console_host_fd) t.devices.front().properties["host-fd"] = std::to_string(fd++);
+  if (opts.handover_socket) t.handover_socket = fd++;
   MK_TRY(validate_boot_tree(t));
   return t;
 }

@@ -171,6 +171,37 @@ TEST_F(ManifestTest, RefusesChannelsTheBootTreeForbids) {
   }
 }
 
+TEST_F(ManifestTest, ParkedSuccessorDevicesWithoutFdsAndTheHandoverSocketLast) {
+  // A live update's successor: the file device comes in the handoff package
+  // (fd -1, no number taken), the handover socket follows the console's host end.
+  Instance i = web();
+  i.devices.push_back(*DeviceSpec::parse("listen:127.0.0.1:6379"));
+  BootOptions bo;
+  bo.device_fds = false;
+  bo.handover_socket = true;
+  auto t = make_boot_tree(topo, i, bo);
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(console_of(*t).fd, console_fd_of(i));
+  EXPECT_EQ(console_of(*t).fd, 5);
+  int listed = 0;
+  for (const auto &d : t->devices) {
+    if (d.kind == DeviceKind::kFile || d.kind == DeviceKind::kListen) {
+      EXPECT_EQ(d.fd, -1) << d.name;
+      ++listed;
+    }
+  }
+  EXPECT_EQ(listed, 2);
+  EXPECT_EQ(t->ipi.channels.at(0).fd, 6);  // right after the console
+  EXPECT_EQ(console_of(*t).properties.at("host-fd"), "9");
+  ASSERT_TRUE(t->handover_socket.has_value());
+  EXPECT_EQ(*t->handover_socket, 10);
+  // The normal layout has no handover socket.
+  auto n = make_boot_tree(topo, i, BootOptions{});
+  ASSERT_TRUE(n);
+  EXPECT_FALSE(n->handover_socket.has_value());
+  EXPECT_EQ(console_of(*n).fd, console_fd_of(i));
+}
+
 TEST_F(ManifestTest, RefusesACpuTheTopologyDoesNotKnow) {
   Instance i = web();
   i.cpus = CpuSet::of({4, 8000});

@@ -33,6 +33,12 @@
 // the image with pidfd_getfd, and the channel resumed where its rings are
 // (ipi::Channel::take_over). An adopted instance is not the host's child:
 // its exit is seen on the pidfd, without a wait status.
+//
+// boot_successor() is step 1 of a live update (mkernel/live_update.h): the
+// new image spawned next to the running one, sharing its resources (see
+// there). After an update, the earlier image may stay as the reaper (the
+// namespace init, RuntimeRecord::ns_init_pid): kill(), shutdown() and
+// release() end it too, after the image, so nothing is left behind.
 #pragma once
 
 #include <sys/types.h>
@@ -92,6 +98,39 @@ struct BootRequest {
   std::vector<PeerChannelFds> peers;
 };
 
+// A live update's successor (or the image booted again by a rollback),
+// spawned next to `old` and sharing what it has (mkernel/live_update.h):
+// the cgroup (the prepare gate attaches it), the memory regions, the console
+// pipe (the write end given as console_write_fd, the read end the host
+// holds), the held network namespace; plus a new host channel and the peer
+// channels (the same sides `old` has).
+struct SuccessorRequest {
+  ImageSpec image;
+  std::vector<PeerChannelFds> peers;
+  SysRoot root;
+  int console_write_fd = -1;  // borrowed: the console pipe's write end
+  // Namespaces: join those of the process behind ns_pidfd (pid ns_pid) that
+  // differ from the host's — PID by the spawning thread, mount/UTS/IPC/net
+  // by the child (confine.h SpawnOptions::join). ns_pidfd = -1: new
+  // namespaces (when `namespaces`; the network namespace `old` holds is
+  // joined), as a normal boot.
+  int ns_pidfd = -1;
+  pid_t ns_pid = -1;
+  bool namespaces = true;
+  // Parked: boot tree `mkernel,handover-socket`, file/listen/block devices
+  // listed with fd -1 (they come in the handoff package), no init (tenants
+  // are re-adopted). Not parked: a fresh boot with init and newly opened
+  // devices (a rollback when nothing was frozen).
+  bool parked = true;
+};
+
+class RunningInstance;
+
+struct Successor {
+  std::unique_ptr<RunningInstance> run;  // its own host channel and pidfd
+  OwnedFd handover_socket;               // the host's end (parked only)
+};
+
 // wait_exit()'s status for a process that is not the host's child.
 inline constexpr int kExitStatusUnknown = -1;
 
@@ -111,6 +150,10 @@ class RunningInstance {
   // What the host persists to re-adopt the instance (see above).
   const RuntimeRecord& record() const { return record_; }
   bool is_child() const { return child_; }
+  // What it runs (boot_instance's request, or the record of an adopted one).
+  const ImageSpec& image() const { return image_; }
+  // The reaper left by a live update (RuntimeRecord::ns_init_pid), -1: none.
+  pid_t ns_init_pid() const { return ns_init_pid_; }
   bool exited() const { return reaped_; }
   // Tenant exits the image reported (kMsgTenantExit), oldest first, at most 64.
   const std::vector<abi::TenantExitMsg>& tenant_exits() const { return tenant_exits_; }
@@ -150,8 +193,16 @@ class RunningInstance {
  private:
   friend Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology&, const BootRequest&);
   friend Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance&, const SysRoot&);
+  friend Result<Successor> boot_successor(const Topology&, RunningInstance&, const SuccessorRequest&);
+  friend struct UpdateAccess;  // live_update.cc: moves ownership old -> successor
   RunningInstance() = default;
   Result<void> add_host_endpoint(ipi::Channel&& ch);
+  // SIGKILL the reaper (after the image is gone) and wait for it.
+  void end_ns_init();
+  ImageSpec image_;
+  OwnedFd ns_init_pidfd_;
+  pid_t ns_init_pid_ = -1;
+  bool ns_init_child_ = false;
   Instance inst_;
   RuntimeRecord record_;
   pid_t pid_ = -1;
@@ -168,6 +219,13 @@ class RunningInstance {
 };
 
 Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, const BootRequest& req);
+
+// Spawns a live update's successor next to `old` (see SuccessorRequest).
+// `old` keeps owning the shared resources: live_update() moves them to the
+// successor on success. Returns: ENOTCONN (`old` holds no console read end
+// or regions), what the spawn and setns return (EPERM, EINVAL), what the
+// boot tree builder returns.
+Result<Successor> boot_successor(const Topology& topo, RunningInstance& old, const SuccessorRequest& req);
 
 // A copy of the channel whose memfd is fd `first_fd` (eventfds first_fd+1,
 // +2) in the process behind `pidfd` (pidfd_getfd; the manifest.h layout).

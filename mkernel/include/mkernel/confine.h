@@ -32,6 +32,9 @@
 //   1. signals: all dispositions to default, mask cleared (the parent blocks
 //      every signal around clone so no parent handler runs in the child).
 //   2. setsid (the instance outlives the daemon's session).
+//   2b. with SpawnOptions::join: setns into each listed namespace (a live
+//      update's successor joins the running image's mount, UTS, IPC and
+//      network namespaces; it was cloned into its PID namespace, below).
 //   3. with a mount namespace: "/" made recursively private; with a PID
 //      namespace too: a fresh /proc for it.
 //   4. sethostname (UTS namespace only).
@@ -54,7 +57,8 @@
 //      step name ("confined child failed: sched_setaffinity: Invalid argument").
 //
 // Returns: make_confine_plan: EINVAL, EBADF, E2BIG (more than kMaxPlanFds).
-// spawn_confined: EINVAL (empty argv), what prepare returned, the child's errno (ENOENT for a
+// spawn_confined: EINVAL (empty argv, more than 4 joins), setns's errno for
+// join_pid_ns (EPERM not root, EINVAL not a PID namespace), what prepare returned, the child's errno (ENOENT for a
 // missing image, EACCES, EINVAL, EPERM, ...), and errno of pipe/mmap/clone.
 #pragma once
 
@@ -109,6 +113,7 @@ enum class ConfineStep : int32_t {
   kNoNewPrivs,
   kExec,
   kGate,  // the parent's prepare step failed or went away
+  kJoinNs,  // setns into a namespace of SpawnOptions::join
 };
 const char* to_string(ConfineStep s);
 
@@ -133,6 +138,10 @@ struct ConfinePlan {
   bool in_uts_ns;
   bool in_mount_ns;
   bool in_pid_ns;
+  // Set by spawn_confined from SpawnOptions::join (step 2b).
+  int join_fd[4];
+  int join_type[4];
+  uint32_t njoin;
 };
 
 Result<ConfinePlan> make_confine_plan(const ConfineSpec& spec);
@@ -152,6 +161,25 @@ struct SpawnOptions {
   // instruction outside them. An error kills and reaps the child, and
   // spawn_confined returns that error.
   std::function<Result<void>(pid_t pid)> prepare;
+  // Joining existing namespaces instead of creating them (a live update's
+  // successor, mkernel/live_update.h). With join_pid_ns >= 0 (a pidfd, or an
+  // fd of /proc/PID/ns/pid), the calling thread setns()es its
+  // pid_for_children into that namespace right before clone and back to its
+  // own (/proc/thread-self/ns/pid, opened first) right after: the child is
+  // our child (wait status) inside the other namespace. `join` lists
+  // setns(fd, nstype) calls the child makes after setsid (a pidfd with
+  // CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET, or a namespace fd
+  // with its own type); at most 4. Namespaces joined are not also created:
+  // `namespaces`/`net_namespace` create only what is not joined (the caller
+  // clears them), and a joined mount namespace is not remounted (its /proc
+  // belongs to the joined PID namespace already). Needs root; a refused
+  // setns is the child's kJoinNs failure (never a silent fallback).
+  int join_pid_ns = -1;
+  struct JoinNs {
+    int fd = -1;
+    int nstype = 0;  // CLONE_NEW* bits
+  };
+  std::vector<JoinNs> join;
 };
 
 struct SpawnedProcess {

@@ -100,6 +100,13 @@ struct RuntimeRecord {
   std::vector<int32_t> region_fds;
   std::vector<PeerChannelRecord> peers;
   std::vector<std::string> guarantees;  // "name: detail" (+ " [not in force]")
+  // After a live update (mkernel/live_update.h): the earlier image that
+  // exec'd the reaper and stays as the tenants' parent — PID 1 of the
+  // instance's PID namespace (or, without one, the parent the tenants keep).
+  // 0 = none: the image itself is the init, or there is no such process.
+  // Ended (SIGKILL) after the image by kill()/shutdown()/release().
+  int32_t ns_init_pid = 0;
+  uint64_t ns_init_start_time = 0;
   bool operator==(const RuntimeRecord&) const = default;
 };
 

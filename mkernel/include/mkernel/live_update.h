@@ -60,10 +60,12 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mk/abi/handoff.h"
 #include "mk/result.h"
 #include "mkernel/boot.h"
 #include "mkernel/instance.h"
@@ -106,6 +108,36 @@ struct UpdateOutcome {
   uint64_t preserved_bytes = 0;        // sum of the blob's preserved-memory map
 };
 
+// The handoff package as the host read it from the old image's memfd
+// (mk/abi/handoff.h), checked: the old image is not trusted.
+struct HandoffPackage {
+  abi::HandoffHeader header{};
+  std::vector<int32_t> source_fds;  // fd numbers in the old image, transfer order
+  std::vector<uint8_t> bytes;       // the whole package
+  std::span<const uint8_t> blob() const;
+};
+
+// Checks a package: size at least a header, magic, version, reserved 0,
+// fd_count <= kMaxHandoffFds, blob 1..kMaxHandoffBlobBytes, the exact size
+// handoff_size(), every source fd in 0..65535, and the update id.
+// Returns: EBADMSG (short, wrong size, magic, reserved, blob size 0, fd
+// number out of range, another update's id), EPROTONOSUPPORT (version),
+// E2BIG (too many fds, blob above the cap).
+Result<HandoffPackage> parse_handoff_package(std::span<const uint8_t> bytes, uint32_t update_id);
+// Reads the package memfd (at most the largest valid size) and parses it.
+// Returns: parse_handoff_package's codes, E2BIG for a larger file, errno of
+// fstat/pread.
+Result<HandoffPackage> read_handoff_package(int memfd, uint32_t update_id);
+// A new sealed memfd with the package's bytes and the blob's first 8 bytes
+// flipped (FDT magic and size: a successor must refuse it). The source is
+// never modified. Returns: errno of memfd_create/write/fcntl.
+Result<OwnedFd> corrupted_package_copy(const HandoffPackage& pkg);
+// The socket protocol of mk/abi/handoff.h: message 0 {0, 1} + the package
+// memfd, then `fds` in chunks of kHandoffFdsPerMessage, each with its
+// HandoffChunk. Returns: EINVAL (more than kMaxHandoffFds), sendmsg's errno
+// (EPIPE: the successor closed its end, EAGAIN never: blocking socket).
+Result<void> send_handoff(int sock, int package_fd, std::span<const int> fds);
+
 // Updates `current` in place. On success `current` is the successor; on
 // rollback it is the old image (or the image booted again in its place).
 // `current` is null afterwards only if the instance could not be kept
@@ -116,8 +148,11 @@ UpdateOutcome live_update(std::unique_ptr<RunningInstance>& current, const Topol
 // A restarted host finishing what a dead one left mid-update: kills the
 // recorded successor (pid + start time, never a recycled pid) and tells the
 // old image kMsgUpdateCancel (an image that was not frozen answers 0 too).
-// Returns: what the cancel request returned (ETIMEDOUT, ECONNRESET).
+// update_id: the interrupted update's (UpdateStepMsg of the cancel).
+// Returns: what the cancel request returned (ETIMEDOUT, ECONNRESET, the
+// image's refusal), ETIMEDOUT (the successor outlived SIGKILL), what
+// open_identity returns other than ESRCH (a successor already gone is fine).
 Result<void> abort_update(RunningInstance& old, const RuntimeRecord& successor,
-                          std::chrono::milliseconds timeout);
+                          std::chrono::milliseconds timeout, uint32_t update_id = 0);
 
 }  // namespace mk

@@ -23,6 +23,12 @@
 //                              the image holds and never reads, so that the
 //                              console outlives a host restart (the restarted
 //                              mkerneld takes it back with pidfd_getfd)
+//   after it                   a live update's successor only: its end of the
+//                              handover socket (/chosen
+//                              `mkernel,handover-socket`); such a parked image
+//                              gets its file/listen/block devices in the
+//                              handoff package, so they are listed with fd -1
+//                              and take no number (BootOptions::device_fds)
 //
 // Returns: EINVAL if the instance cannot be described (e.g. a CPU the
 // topology does not know), or what validate_boot_tree() reports.
@@ -59,7 +65,15 @@ struct BootOptions {
   uint32_t host_ring_slots = kHostRingSlots;
   std::vector<PeerChannelSpec> peers;
   bool console_host_fd = true;  // hand the image the console's read end too
+  bool device_fds = true;       // false: file/listen/block devices get fd -1
+  bool handover_socket = false; // a parked successor: /chosen handover socket
 };
+
+// The console device's fd number in every image's layout (it follows the
+// memory regions, whatever the options).
+inline int console_fd_of(const Instance& inst) {
+  return kFirstResourceFd + static_cast<int>(inst.memory.size());
+}
 
 // The fd number of the first IPI channel in `tree` (after every other fd).
 int first_channel_fd(const BootTree& tree);

@@ -1,0 +1,638 @@
+// The host's side of an in-place live update (see live_update.h).
+#include "mkernel/live_update.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "handover/kho_blob.h"
+#include "mkernel/process_identity.h"
+
+namespace mk {
+
+// live_update's access to the handles' internals: moving the instance's
+// resources from the old image's handle to the successor's.
+struct UpdateAccess {
+  // The reaper a handle ends after its image (RuntimeRecord::ns_init_pid),
+  // while it moves from one handle to the next.
+  struct Init {
+    OwnedFd pidfd;
+    pid_t pid = -1;
+    bool child = false;
+    int32_t rec_pid = 0;
+    uint64_t rec_start = 0;
+    explicit operator bool() const { return pid > 0 && pidfd; }
+  };
+
+  static Init take_ns_init(RunningInstance& r) {
+    Init i;
+    if (r.ns_init_pid_ <= 0 || !r.ns_init_pidfd_) return i;
+    i.pidfd = std::move(r.ns_init_pidfd_);
+    i.pid = r.ns_init_pid_;
+    i.child = r.ns_init_child_;
+    i.rec_pid = r.record_.ns_init_pid;
+    i.rec_start = r.record_.ns_init_start_time;
+    r.ns_init_pid_ = -1;
+    r.record_.ns_init_pid = 0;
+    r.record_.ns_init_start_time = 0;
+    return i;
+  }
+
+  // The old image itself stays (as the reaper, PID 1 of the namespace).
+  static Init old_as_init(RunningInstance& old) {
+    Init i;
+    i.pidfd = std::move(old.pidfd_);
+    i.pid = old.pid_;
+    i.child = old.child_;
+    i.rec_pid = old.record_.pid;
+    i.rec_start = old.record_.start_time;
+    old.pid_ = -1;
+    old.reaped_ = true;
+    return i;
+  }
+
+  static void give_ns_init(RunningInstance& to, Init&& i) {
+    if (!i) return;
+    to.ns_init_pidfd_ = std::move(i.pidfd);
+    to.ns_init_pid_ = i.pid;
+    to.ns_init_child_ = i.child;
+    to.record_.ns_init_pid = i.rec_pid;
+    to.record_.ns_init_start_time = i.rec_start;
+    i.pid = -1;
+  }
+
+  // Cgroup, regions, network namespace, console read end: `to` owns them
+  // from now on; `from` is left inert (its process is gone or is the
+  // reaper; its host channel is closed).
+  static void move_resources(RunningInstance& from, RunningInstance& to) {
+    to.cgroup_ = std::move(from.cgroup_);
+    from.cgroup_.reset();
+    to.regions_ = std::move(from.regions_);
+    from.regions_.clear();
+    to.adopted_regions_ = std::move(from.adopted_regions_);
+    from.adopted_regions_.clear();
+    to.netns_ = std::move(from.netns_);
+    to.console_.reset(from.console_.release());
+    from.ep_.reset();
+    from.pid_ = -1;
+    from.reaped_ = true;
+    from.pidfd_.reset();
+  }
+
+  static void set_reaped(RunningInstance& r) { r.reaped_ = true; }
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+bool pidfd_gone(int pidfd, int timeout_ms) {
+  pollfd p{pidfd, POLLIN, 0};
+  int r;
+  while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
+}
+
+Result<OwnedFd> getfd(int pidfd, int target, const char* what) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
+  if (fd < 0) {
+    int e = errno;
+    return Error(e, "cannot copy an fd out of the old image")
+        .set_detail("%s (fd %d): pidfd_getfd: %s", what, target, std::strerror(e));
+  }
+  return OwnedFd(fd);
+}
+
+// One update step as a request; a negative status is the image's refusal,
+// returned as an error with its own errno and detail.
+Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* name, const void* payload,
+                              std::size_t size, std::chrono::milliseconds timeout) {
+  abi::UpdateReply r{};
+  auto n = ri.endpoint().request(ri.instance().id, type,
+                                 std::span<const std::byte>(static_cast<const std::byte*>(payload), size),
+                                 std::as_writable_bytes(std::span<abi::UpdateReply, 1>(&r, 1)), timeout);
+  if (!n) {
+    Error e = n.error();
+    return Error(e.code(), "update step failed")
+        .set_detail("%s to the image (pid %d): %s", name, ri.pid(), e.message());
+  }
+  if (*n != sizeof r) return MK_FAIL(EPROTO, "bad update reply", "%s: reply of %zu bytes, expected %zu", name, *n, sizeof r);
+  if (r.status < 0) {
+    r.detail[sizeof r.detail - 1] = '\0';
+    return Error(-r.status, "the image refused the update step")
+        .set_detail("%s (pid %d): %s: %s", name, ri.pid(), std::strerror(-r.status),
+                    r.detail[0] ? r.detail : "no detail");
+  }
+  return r;
+}
+
+Result<abi::UpdateReply> old_step(RunningInstance& ri, uint16_t type, const char* name, uint32_t id,
+                                  std::chrono::milliseconds timeout) {
+  abi::UpdateStepMsg m{id, 0};
+  return step(ri, type, name, &m, sizeof m, timeout);
+}
+
+// PID 1 of its (innermost) PID namespace? /proc/PID/status NSpid's last field.
+bool is_namespace_init(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("NSpid:", 0) != 0) continue;
+    std::istringstream in(line.substr(6));
+    std::vector<long> ids;
+    for (long v; in >> v;) ids.push_back(v);
+    return ids.size() > 1 && ids.back() == 1;
+  }
+  return false;
+}
+
+bool runs_reaper(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::size_t i = 0;
+  while (i < all.size()) {
+    std::size_t e = all.find('\0', i);
+    if (e == std::string::npos) e = all.size();
+    // "--reaper" or "--reaper=FD" (kernel/image/reaper.h).
+    if (all.compare(i, 8, "--reaper") == 0 && (e - i == 8 || all[i + 8] == '=')) return true;
+    i = e + 1;
+  }
+  return false;
+}
+
+uint64_t preserved_bytes_of(std::span<const uint8_t> blob, Error* why) {
+  auto parsed = handover::parse_kho_blob(blob);
+  if (!parsed) {
+    *why = parsed.error();
+    return 0;
+  }
+  uint64_t n = 0;
+  for (const auto& r : parsed->memory) n += r.length;
+  return n;
+}
+
+}  // namespace
+
+std::span<const uint8_t> HandoffPackage::blob() const {
+  const uint64_t off = abi::handoff_blob_offset(header.fd_count);
+  return std::span<const uint8_t>(bytes).subspan(off, header.blob_bytes);
+}
+
+Result<HandoffPackage> parse_handoff_package(std::span<const uint8_t> bytes, uint32_t update_id) {
+  HandoffPackage p;
+  if (bytes.size() < sizeof(abi::HandoffHeader)) {
+    return MK_FAIL(EBADMSG, "bad handoff package", "%zu bytes, shorter than its %zu-byte header", bytes.size(),
+                   sizeof(abi::HandoffHeader));
+  }
+  std::memcpy(&p.header, bytes.data(), sizeof p.header);
+  const abi::HandoffHeader& h = p.header;
+  if (std::memcmp(h.magic, abi::kHandoffMagic, sizeof h.magic) != 0)
+    return MK_FAIL(EBADMSG, "bad handoff package", "bad magic (expected \"mkhoff1\")");
+  if (h.version != abi::kHandoffVersion)
+    return MK_FAIL(EPROTONOSUPPORT, "bad handoff package", "version %u, this host speaks %u", h.version,
+                   abi::kHandoffVersion);
+  if (h.reserved != 0) return MK_FAIL(EBADMSG, "bad handoff package", "reserved field is %u, expected 0", h.reserved);
+  if (h.fd_count > abi::kMaxHandoffFds)
+    return MK_FAIL(E2BIG, "bad handoff package", "%u fds, at most %u", h.fd_count, abi::kMaxHandoffFds);
+  if (h.blob_bytes == 0) return MK_FAIL(EBADMSG, "bad handoff package", "empty handover blob");
+  if (h.blob_bytes > abi::kMaxHandoffBlobBytes)
+    return MK_FAIL(E2BIG, "bad handoff package", "blob of %llu bytes, at most %llu",
+                   static_cast<unsigned long long>(h.blob_bytes),
+                   static_cast<unsigned long long>(abi::kMaxHandoffBlobBytes));
+  const uint64_t want = abi::handoff_size(h.fd_count, h.blob_bytes);
+  if (bytes.size() != want)
+    return MK_FAIL(EBADMSG, "bad handoff package", "%zu bytes, the header says %llu (%u fds, %llu-byte blob)",
+                   bytes.size(), static_cast<unsigned long long>(want), h.fd_count,
+                   static_cast<unsigned long long>(h.blob_bytes));
+  if (h.update_id != update_id)
+    return MK_FAIL(EBADMSG, "bad handoff package", "written for update %u, this is update %u", h.update_id,
+                   update_id);
+  p.source_fds.resize(h.fd_count);
+  if (h.fd_count) std::memcpy(p.source_fds.data(), bytes.data() + sizeof h, 4 * std::size_t{h.fd_count});
+  for (std::size_t i = 0; i < p.source_fds.size(); ++i) {
+    if (p.source_fds[i] < 0 || p.source_fds[i] > 65535)
+      return MK_FAIL(EBADMSG, "bad handoff package", "fd %zu is number %d, expected 0..65535", i, p.source_fds[i]);
+  }
+  p.bytes.assign(bytes.begin(), bytes.end());
+  return p;
+}
+
+Result<HandoffPackage> read_handoff_package(int memfd, uint32_t update_id) {
+  struct stat st{};
+  if (::fstat(memfd, &st) != 0) return errno_error("fstat of the handoff package");
+  const uint64_t cap = abi::handoff_size(abi::kMaxHandoffFds, abi::kMaxHandoffBlobBytes);
+  if (st.st_size < 0 || static_cast<uint64_t>(st.st_size) > cap)
+    return MK_FAIL(E2BIG, "bad handoff package", "%lld bytes, at most %llu", static_cast<long long>(st.st_size),
+                   static_cast<unsigned long long>(cap));
+  std::vector<uint8_t> buf(static_cast<std::size_t>(st.st_size));
+  std::size_t off = 0;
+  while (off < buf.size()) {
+    ssize_t n = ::pread(memfd, buf.data() + off, buf.size() - off, static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("reading the handoff package");
+    if (n == 0) break;  // shrunk under us: the size check below says so
+    off += static_cast<std::size_t>(n);
+  }
+  buf.resize(off);
+  return parse_handoff_package(buf, update_id);
+}
+
+Result<OwnedFd> corrupted_package_copy(const HandoffPackage& pkg) {
+  std::vector<uint8_t> bytes = pkg.bytes;
+  const uint64_t off = abi::handoff_blob_offset(pkg.header.fd_count);
+  for (uint64_t i = 0; i < 8 && off + i < bytes.size(); ++i) bytes[off + i] ^= 0xff;
+  int fd = ::memfd_create("mk-handoff-corrupt", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return errno_error("memfd_create for the corrupted package");
+  OwnedFd owned(fd);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("writing the corrupted package");
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return errno_error("sealing the corrupted package");
+  return owned;
+}
+
+namespace {
+
+Result<void> send_chunk(int sock, uint32_t first, std::span<const int> fds) {
+  abi::HandoffChunk chunk{first, static_cast<uint32_t>(fds.size())};
+  iovec iov{&chunk, sizeof chunk};
+  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * fds.size()));
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl.data();
+  mh.msg_controllen = ctl.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  ssize_t n;
+  while ((n = ::sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  if (n < 0) {
+    int e = errno;
+    return Error(e, "cannot send on the handover socket")
+        .set_detail("fds %u..%zu: sendmsg: %s", first, first + fds.size() - 1, std::strerror(e));
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> send_handoff(int sock, int package_fd, std::span<const int> fds) {
+  if (fds.size() > abi::kMaxHandoffFds)
+    return MK_FAIL(EINVAL, "too many fds to hand over", "%zu, at most %u", fds.size(), abi::kMaxHandoffFds);
+  // Message 0: {first 0, count 1} and the package memfd.
+  MK_TRY(send_chunk(sock, 0, std::span<const int>(&package_fd, 1)));
+  for (std::size_t first = 0; first < fds.size(); first += abi::kHandoffFdsPerMessage) {
+    const std::size_t n = std::min<std::size_t>(abi::kHandoffFdsPerMessage, fds.size() - first);
+    MK_TRY(send_chunk(sock, static_cast<uint32_t>(first), fds.subspan(first, n)));
+  }
+  return ok();
+}
+
+namespace {
+
+// One update in progress: what the host holds between the steps.
+struct Update {
+  std::unique_ptr<RunningInstance>& current;
+  const Topology& topo;
+  const SysRoot& root;
+  const UpdateRequest& req;
+  UpdateOutcome out;
+  OwnedFd console_write;  // a copy of the console pipe's write end
+  std::optional<Successor> next;
+  std::optional<HandoffPackage> pkg;  // once the freeze completed
+  OwnedFd pkg_fd;                     // the old image's package memfd (copied)
+  std::vector<OwnedFd> held;          // the fds it lists (copied)
+  UpdateAccess::Init init;            // the reaper, between two handles
+  Clock::time_point freeze_sent{};
+
+  ~Update() {
+    // Nothing took the reaper (the instance could not be kept running).
+    if (init) {
+      (void)::syscall(SYS_pidfd_send_signal, init.pidfd.get(), SIGKILL, nullptr, 0);
+      if (init.child) {
+        int st = 0;
+        while (::waitpid(init.pid, &st, 0) < 0 && errno == EINTR) {
+        }
+      } else {
+        (void)pidfd_gone(init.pidfd.get(), 5000);
+      }
+    }
+  }
+
+  void phase(const char* name, Clock::time_point t0) {
+    const double ms = ms_since(t0);
+    out.phases.push_back({name, ms});
+    if (req.on_phase) req.on_phase(name, ms);
+  }
+
+  bool old_alive() const { return current && !current->exited() && !pidfd_gone(current->pidfd(), 0); }
+
+  void kill_successor() {
+    if (next && next->run) {
+      next->run->kill();
+      next.reset();
+    }
+  }
+
+  // Hands the package and fds to a parked image and asks it to restore.
+  Result<abi::UpdateReply> hand_over(Successor& s, int package_fd) {
+    std::vector<int> fds;
+    for (const auto& f : held) fds.push_back(f.get());
+    MK_TRY(send_handoff(s.handover_socket.get(), package_fd, fds));
+    abi::HandoverMsg m{req.update_id, static_cast<uint32_t>(fds.size())};
+    return step(*s.run, abi::kMsgHandover, "handover", &m, sizeof m, req.timeout);
+  }
+
+  // The successor (or the image booted again) takes the instance over,
+  // with the reaper held in `init`, if any.
+  void install(Successor& s) {
+    RunningInstance& nu = *s.run;
+    UpdateAccess::give_ns_init(nu, std::move(init));
+    UpdateAccess::move_resources(*current, nu);
+    current = std::move(s.run);
+  }
+
+  // Unhappy paths 2-4 (live_update.h): the successor goes, the old image is
+  // unfrozen; if it is gone, the old kernel is booted again.
+  void roll_back(Error cause) {
+    const auto t0 = Clock::now();
+    out.cause = cause;
+    kill_successor();
+    if (old_alive()) {
+      auto c = old_step(*current, abi::kMsgUpdateCancel, "cancel", req.update_id, req.timeout);
+      if (c) {
+        out.rollback = pkg ? "successor killed; old image unfrozen (cancel)" : "successor killed; update cancelled";
+        phase("rollback", t0);
+        return;
+      }
+      if (old_alive()) {
+        // It neither resumed nor died: it cannot be trusted with the
+        // instance any longer (its reaper, if any, stays).
+        init = UpdateAccess::take_ns_init(*current);
+        current->kill();
+      }
+      out.rollback = std::string("old image did not take the cancel (") + c.error().to_string() + "); ";
+    } else {
+      out.rollback = "old image gone; ";
+    }
+    reboot_old(t0);
+  }
+
+  void reboot_old(Clock::time_point t0) {
+    RunningInstance& old = *current;
+    // Reap it (our child) or see it gone; the reaper, if there is one,
+    // keeps the namespaces alive: the image booted again joins them.
+    if (!init) init = UpdateAccess::take_ns_init(old);
+    if (!old.exited()) {
+      if (old.is_child()) {
+        (void)old.wait_exit(std::chrono::milliseconds(1000));
+      } else {
+        UpdateAccess::set_reaped(old);
+      }
+    }
+    SuccessorRequest sr;
+    sr.image = old.image();
+    sr.peers = req.peers;
+    sr.root = root;
+    sr.console_write_fd = console_write.get();
+    if (init && !pidfd_gone(init.pidfd.get(), 0)) {
+      sr.ns_pidfd = init.pidfd.get();
+      sr.ns_pid = init.pid;
+    }
+    sr.parked = pkg.has_value();
+    auto s = boot_successor(topo, old, sr);
+    Result<abi::UpdateReply> done = s ? Result<abi::UpdateReply>(abi::UpdateReply{}) : Result<abi::UpdateReply>(s.error());
+    if (s) {
+      auto ready = s->run->wait_ready(req.timeout);
+      if (!ready) done = ready.error();
+      else if (pkg) done = hand_over(*s, pkg_fd.get());
+    }
+    if (!done) {
+      if (s) s->run->kill();
+      out.rollback += std::string("booting the old image again failed: ") + done.error().to_string();
+      phase("rollback", t0);
+      current.reset();  // nothing runs: the caller marks the instance failed
+      return;
+    }
+    out.rollback += pkg ? "old image booted again and restored from the held package"
+                        : "old image booted again on the same regions (nothing was frozen)";
+    install(*s);
+    phase("rollback", t0);
+  }
+
+  void run() {
+    if (!current) {
+      out.cause = MK_FAIL(EINVAL, "nothing to update", "no running image");
+      return;
+    }
+    RunningInstance& old = *current;
+    // The console pipe's write end, from where the manifest put it.
+    auto cw = getfd(old.pidfd(), console_fd_of(old.instance()), "console write end");
+    if (!cw) {
+      out.cause = cw.error();
+      out.rollback = "nothing started";
+      return;
+    }
+    console_write = std::move(*cw);
+
+    // 1. boot the successor, parked, in the instance's namespaces.
+    auto t0 = Clock::now();
+    SuccessorRequest sr;
+    sr.image = req.image;
+    sr.peers = req.peers;
+    sr.root = root;
+    sr.console_write_fd = console_write.get();
+    sr.ns_pidfd = old.pidfd();
+    sr.ns_pid = old.pid();
+    auto s = boot_successor(topo, old, sr);
+    if (!s) {
+      out.cause = s.error();
+      out.rollback = "successor did not start; old image untouched";
+      return;
+    }
+    next = std::move(*s);
+    auto ready = next->run->wait_ready(req.timeout);
+    if (!ready) {
+      out.cause = ready.error();
+      kill_successor();
+      out.rollback = "successor failed to boot and was killed; old image untouched";
+      return;
+    }
+    phase("boot", t0);
+    if (req.on_successor) req.on_successor(next->run->record());
+
+    // 2. prepare.
+    t0 = Clock::now();
+    if (auto r = old_step(old, abi::kMsgUpdatePrepare, "prepare", req.update_id, req.timeout); !r) {
+      roll_back(r.error());
+      return;
+    }
+    phase("prepare", t0);
+
+    // 3. freeze: the blackout starts now.
+    t0 = freeze_sent = Clock::now();
+    auto fr = old_step(old, abi::kMsgUpdateFreeze, "freeze", req.update_id, req.timeout);
+    if (!fr) {
+      roll_back(fr.error());
+      return;
+    }
+    if (req.after_freeze) req.after_freeze();
+    phase("freeze", t0);
+
+    // 4. transfer: the host takes the package and every fd it lists.
+    t0 = Clock::now();
+    if (auto r = transfer(fr->fd); !r) {
+      roll_back(r.error());
+      return;
+    }
+    phase("transfer", t0);
+
+    // 5. restore.
+    t0 = Clock::now();
+    OwnedFd corrupt;
+    int send_fd = pkg_fd.get();
+    if (req.corrupt_package) {
+      auto c = corrupted_package_copy(*pkg);
+      if (!c) {
+        roll_back(c.error());
+        return;
+      }
+      corrupt = std::move(*c);
+      send_fd = corrupt.get();
+    }
+    auto restored = hand_over(*next, send_fd);
+    if (!restored) {
+      roll_back(restored.error());
+      return;
+    }
+    out.blackout_ms = ms_since(freeze_sent);
+    phase("restore", t0);
+
+    // 6. finish: the old image exits or stays as the reaper.
+    t0 = Clock::now();
+    if (!finish()) return;
+    phase("finish", t0);
+    out.updated = true;
+  }
+
+  Result<void> transfer(int fd_in_old) {
+    RunningInstance& old = *current;
+    MK_TRY_ASSIGN(pkg_fd, getfd(old.pidfd(), fd_in_old, "handoff package"));
+    MK_TRY_ASSIGN(HandoffPackage p, read_handoff_package(pkg_fd.get(), req.update_id));
+    Error bad;
+    out.preserved_bytes = preserved_bytes_of(p.blob(), &bad);
+    if (bad.code() != 0) {
+      return Error(bad.code(), "the old image wrote a bad handover blob").set_detail("%s", bad.message());
+    }
+    for (int32_t src : p.source_fds) {
+      MK_TRY_ASSIGN(OwnedFd f, getfd(old.pidfd(), src, "preserved fd"));
+      held.push_back(std::move(f));
+    }
+    out.fds = p.header.fd_count;
+    out.blob_bytes = p.header.blob_bytes;
+    pkg = std::move(p);
+    return ok();
+  }
+
+  // False: the successor did not survive the old image (rolled back).
+  bool finish() {
+    RunningInstance& old = *current;
+    const bool pid1 = is_namespace_init(old.pid());
+    init = UpdateAccess::take_ns_init(old);  // an earlier reaper stays the init
+    // The image replies, then exits or execs the reaper; a lost reply is
+    // not a failure (the successor serves already): what it becomes counts.
+    (void)old_step(old, abi::kMsgUpdateFinish, "finish", req.update_id, req.timeout);
+    const auto end = Clock::now() + req.timeout;
+    bool gone = false, reaper = false;
+    while (Clock::now() < end) {
+      if (pidfd_gone(old.pidfd(), 0)) {
+        gone = true;
+        break;
+      }
+      if (runs_reaper(old.pid())) {
+        reaper = true;
+        break;
+      }
+      ::usleep(2000);
+    }
+    if (gone) {
+      if (old.is_child()) (void)old.wait_exit(std::chrono::milliseconds(1000));
+    } else if ((reaper || pid1) && !init) {
+      // PID 1 of the namespace must stay (its end would take the successor
+      // and the tenants with it), reaper or not; so does the reaper the
+      // tenants were left to.
+      init = UpdateAccess::old_as_init(old);
+    } else {
+      // Neither exited nor needed: everything it had is handed over.
+      old.kill();
+    }
+    if (pidfd_gone(next->run->pidfd(), 0)) {
+      // E.g. PID 1 of the namespace exited instead of becoming the reaper,
+      // and the namespace took the successor with it.
+      const auto t1 = Clock::now();
+      out.cause = MK_FAIL(ESRCH, "successor died at finish",
+                          "the successor (pid %d) ended when the old image (pid %d) %s", next->run->pid(),
+                          old.pid(), gone ? "exited" : "was stopped");
+      kill_successor();
+      out.rollback = "successor gone after finish; ";
+      reboot_old(t1);
+      return false;
+    }
+    install(*next);
+    next.reset();
+    return true;
+  }
+};
+
+}  // namespace
+
+UpdateOutcome live_update(std::unique_ptr<RunningInstance>& current, const Topology& topo, const SysRoot& root,
+                          const UpdateRequest& req) {
+  Update u{current, topo, root, req, {}, {}, {}, {}, {}, {}, {}};
+  u.run();
+  return std::move(u.out);
+}
+
+Result<void> abort_update(RunningInstance& old, const RuntimeRecord& successor, std::chrono::milliseconds timeout,
+                          uint32_t update_id) {
+  if (successor.pid > 0) {
+    auto fd = open_identity(SysRoot(), {successor.pid, successor.start_time});
+    if (fd) {
+      if (::syscall(SYS_pidfd_send_signal, fd->get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH)
+        return errno_error("cannot kill the successor of an interrupted update");
+      if (!pidfd_gone(fd->get(), static_cast<int>(timeout.count())))
+        return MK_FAIL(ETIMEDOUT, "successor did not die", "pid %d still runs %lld ms after SIGKILL",
+                       successor.pid, static_cast<long long>(timeout.count()));
+    } else if (fd.error().code() != ESRCH) {
+      return fd.error();
+    }
+  }
+  MK_TRY(old_step(old, abi::kMsgUpdateCancel, "cancel", update_id, timeout));
+  return ok();
+}
+
+}  // namespace mk
