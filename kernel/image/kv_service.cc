@@ -67,6 +67,7 @@ struct KvService::Impl {
   explicit Impl(sdk::KvStore s) : store(s) {}
 
   void run();
+  Result<void> add_conn(KvConnState st);
   void accept_all(int lfd);
   void on_conn(int fd, std::uint32_t ev);
   void process(int fd, Conn& c);
@@ -84,6 +85,12 @@ void KvService::Impl::run() {
   if (::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) != 0) {
     con->print("mk-kernel: kv: cannot pin to cpu %u, running unpinned\n", cpu);
   }
+  // Connections carried over (a restored or resumed service): execute what
+  // is already buffered and write what is pending before waiting.
+  for (std::size_t fd = 0; fd < conns.size(); ++fd) {
+    if (conns[fd]) process(static_cast<int>(fd), *conns[fd]);
+  }
+  used.store(store.used_bytes(), std::memory_order_relaxed);
   epoll_event evs[kMaxEvents];
   for (;;) {
     int n = ::epoll_wait(ep, evs, kMaxEvents, -1);
@@ -138,6 +145,26 @@ void KvService::Impl::accept_all(int lfd) {
     conns[static_cast<std::size_t>(fd)]->events = EPOLLIN;
     nconns.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+Result<void> KvService::Impl::add_conn(KvConnState st) {
+  const int fd = st.fd;
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return MK_FAIL(EINVAL, "kv: restored connection not open", "fd %d", fd);
+  if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("kv: O_NONBLOCK on a restored connection");
+  auto c = std::make_unique<Conn>();
+  c->in = std::move(st.in);
+  c->out = std::move(st.out);
+  c->closing = st.closing;
+  c->events = EPOLLIN;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) return errno_error("kv: epoll_ctl of a restored connection");
+  if (conns.size() <= static_cast<std::size_t>(fd)) conns.resize(static_cast<std::size_t>(fd) + 1);
+  conns[static_cast<std::size_t>(fd)] = std::move(c);
+  nconns.fetch_add(1, std::memory_order_relaxed);
+  return {};
 }
 
 void KvService::Impl::close_conn(int fd) {
@@ -409,7 +436,19 @@ void KvService::Impl::execute(Conn& c) {
 }
 
 Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vector<int> listen_fds,
-                                                    std::uint32_t cpu, sdk::Console* con) {
+                                                    std::uint32_t cpu, sdk::Console* con,
+                                                    std::vector<KvConnState> restored) {
+  // Owned from here on: closed on any error below.
+  struct Closer {
+    std::vector<KvConnState>* v;
+    bool armed = true;
+    ~Closer() {
+      if (!armed) return;
+      for (auto& c : *v) {
+        if (c.fd >= 0) ::close(c.fd);
+      }
+    }
+  } closer{&restored};
   std::unique_ptr<KvService> self(new KvService());
   self->capacity_ = store.capacity_bytes();
   self->impl_ = std::make_unique<Impl>(store);
@@ -439,6 +478,15 @@ Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vec
     ev.data.fd = l;
     if (::epoll_ctl(im.ep, EPOLL_CTL_ADD, l, &ev) != 0) return errno_error("kv: epoll_ctl of a listen fd");
   }
+  for (auto& c : restored) {
+    const int fd = c.fd;
+    c.fd = -1;  // the service owns it now (closed by stop() or on error below)
+    if (auto r = im.add_conn(KvConnState{fd, std::move(c.in), std::move(c.out), c.closing}); !r) {
+      ::close(fd);
+      return r.error();
+    }
+  }
+  closer.armed = false;
   try {
     im.thread = std::thread([&im] { im.run(); });
   } catch (const std::system_error& e) {
@@ -447,14 +495,49 @@ Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vec
   return self;
 }
 
-void KvService::stop() {
+void KvService::pause() {
   if (!impl_) return;
   Impl& im = *impl_;
   if (im.thread.joinable()) {
     const std::uint64_t one = 1;
     (void)!::write(im.stop_fd, &one, sizeof one);
     im.thread.join();
+    std::uint64_t v = 0;
+    (void)!::read(im.stop_fd, &v, sizeof v);  // level-triggered: clear it for resume()
   }
+  if (!stopped_) paused_ = true;
+}
+
+Result<void> KvService::resume() {
+  if (!impl_ || stopped_) return MK_FAIL(EINVAL, "kv: service stopped", "resume() after stop()");
+  Impl& im = *impl_;
+  if (im.thread.joinable()) return {};
+  try {
+    im.thread = std::thread([&im] { im.run(); });
+  } catch (const std::system_error& e) {
+    return MK_FAIL(e.code().value(), "kv: cannot restart the service thread", "%s", e.what());
+  }
+  paused_ = false;
+  return {};
+}
+
+std::vector<KvConnState> KvService::connection_states() const {
+  std::vector<KvConnState> out;
+  if (!impl_) return out;
+  for (std::size_t fd = 0; fd < impl_->conns.size(); ++fd) {
+    const auto& c = impl_->conns[fd];
+    if (!c) continue;
+    out.push_back(KvConnState{static_cast<int>(fd), c->in.substr(c->in_off), c->out.substr(c->out_off), c->closing});
+  }
+  return out;
+}
+
+void KvService::stop() {
+  if (!impl_) return;
+  Impl& im = *impl_;
+  pause();
+  stopped_ = true;
+  paused_ = false;
   for (std::size_t fd = 0; fd < im.conns.size(); ++fd) {
     if (im.conns[fd]) im.close_conn(static_cast<int>(fd));
   }

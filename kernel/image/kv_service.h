@@ -17,6 +17,14 @@
 // bytes of a partial request not yet parsed and the reply bytes not yet
 // written (both plain buffers); no state lives between requests otherwise.
 //
+// Live update (docs/sdk.md "Live update"): pause() stops the thread at a
+// request boundary (between two epoll batches: every request parsed so far
+// was executed and its reply queued); the connections, their unparsed input
+// and unwritten output stay. connection_states() lists them for the
+// handoff; resume() restarts the same loop (a cancelled update); start()
+// with `restored` connections is the successor's side: it serves them first
+// (pending complete requests are executed, pending replies written).
+//
 // Flow control: a connection whose pending replies exceed 4 MiB is not read
 // until they drain (pipelined GETs of big values cannot grow memory without
 // bound); requests are capped by mksdk/resp.h's limits.
@@ -24,6 +32,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "mk/result.h"
@@ -32,12 +41,26 @@
 
 namespace mk::image {
 
+// One client connection's state between two requests.
+struct KvConnState {
+  int fd = -1;
+  std::string in;   // received, not yet parsed
+  std::string out;  // replies not yet written
+  bool closing = false;  // QUIT or protocol error: close once `out` is written
+};
+
 class KvService {
  public:
+  // Per connection and direction, the most a live update carries.
+  static constexpr std::size_t kMaxHandoverBytes = 8u << 20;
+
   // Serves `store` on `listen_fds` (set non-blocking here) from a thread
-  // pinned to `cpu`. Returns: epoll/eventfd/thread errno.
+  // pinned to `cpu`, plus the `restored` connections of a previous image
+  // (owned by the service from here on, even on error).
+  // Returns: epoll/eventfd/thread errno; EINVAL (a restored fd not open).
   static Result<std::unique_ptr<KvService>> start(sdk::KvStore store, std::vector<int> listen_fds,
-                                                  std::uint32_t cpu, sdk::Console* con);
+                                                  std::uint32_t cpu, sdk::Console* con,
+                                                  std::vector<KvConnState> restored = {});
   ~KvService();  // stop()
   KvService(const KvService&) = delete;
   KvService& operator=(const KvService&) = delete;
@@ -45,6 +68,15 @@ class KvService {
   // Stops the loop, joins the thread, closes the connections (the listen
   // fds stay open: they belong to the boot tree).
   void stop();
+
+  // Stops the thread, keeping every connection and its buffers (idempotent).
+  void pause();
+  // Restarts the thread after pause(). Returns: EINVAL (stopped, not
+  // paused), thread errno.
+  Result<void> resume();
+  // After pause(): each connection's state (fds still owned by the service).
+  std::vector<KvConnState> connection_states() const;
+  bool paused() const { return paused_; }
 
   // Store bytes in use (header, buckets, live blocks) and the whole store,
   // refreshed by the service thread after every batch of requests.
@@ -58,6 +90,8 @@ class KvService {
   KvService() = default;
   std::unique_ptr<Impl> impl_;
   std::uint64_t capacity_ = 0;
+  bool paused_ = false;
+  bool stopped_ = false;
 };
 
 }  // namespace mk::image

@@ -15,7 +15,15 @@
 //   --services=LIST   comma-separated image services; known: kv (a Redis-protocol
 //                     KV store in /memory@0 served on every listen device,
 //                     kernel/image/kv_service.h, docs/sdk.md "KV service")
+//   --fault=STEP      live-update fault injection (docs/sdk.md "Live update"):
+//                     exit-at-boot, hang-at-handover, refuse-handover (a
+//                     successor), die-in-prepare (an old image)
+//   --reaper=FD       not an image: the reaper an old image execs (reaper.h)
 //   --help
+// Live update (docs/sdk.md "Live update"): a tree with
+// mkernel,handover-socket makes this a parked successor: it boots without
+// tenants, services or peer channels, sends READY and waits for
+// kMsgHandover; any image answers kMsgUpdatePrepare/Freeze/Cancel/Finish.
 // Exit codes: mk::sdk::exit_code (0 shutdown requested, 1 internal, 2 usage,
 // 3 bad boot tree, 4 missing resource, 5 host link, 6 host down, 7 tenant).
 #include <fcntl.h>
@@ -29,22 +37,57 @@
 #include <string>
 #include <string_view>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <optional>
+#include <thread>
+
+#include "files_handler.h"
+#include "handoff_package.h"
+#include "handover/kho_blob.h"
+#include "handover/update.h"
+#include "kv_handler.h"
+#include "kv_service.h"
+#include "memory_handler.h"
 #include "mk/abi/control_messages.h"
 #include "mksdk/boot_info.h"
 #include "mksdk/devices.h"
-#include "kv_service.h"
+#include "reaper.h"
+#include "tenants_handler.h"
 #include "mksdk/host_link.h"
 #include "mksdk/kv_store.h"
 #include "mksdk/percpu.h"
 #include "mksdk/regions.h"
 #include "mksdk/tenants.h"
 
+extern char** environ;
+
 namespace {
 
 using namespace mk;
 using namespace mk::sdk;
 
+enum class Fault { kNone, kExitAtBoot, kHangAtHandover, kRefuseHandover, kDieInPrepare };
+
+bool parse_fault(std::string_view s, Fault* f) {
+  if (s == "exit-at-boot") {
+    *f = Fault::kExitAtBoot;
+  } else if (s == "hang-at-handover") {
+    *f = Fault::kHangAtHandover;
+  } else if (s == "refuse-handover") {
+    *f = Fault::kRefuseHandover;
+  } else if (s == "die-in-prepare") {
+    *f = Fault::kDieInPrepare;
+  } else {
+    return false;
+  }
+  return true;
+}
+
 struct Args {
+  Fault fault = Fault::kNone;
+  int reaper_fd = -1;  // --reaper=FD
   std::string init;
   bool init_set = false;
   ipi::WaitMode mode = ipi::WaitMode::kAdaptive;
@@ -55,7 +98,8 @@ struct Args {
 
 constexpr char kUsage[] =
     "usage: mk-kernel [--init=CMD] [--wait-mode=poll|adaptive|block] [--tick-ms=N] [--grace-ms=N]\n"
-    "                 [--services=kv]\n"
+    "                 [--services=kv] [--fault=exit-at-boot|hang-at-handover|refuse-handover|die-in-prepare]\n"
+    "       mk-kernel --reaper=FD   (exec'ed by a retiring image, see docs/sdk.md)\n"
     "The host starts it with the boot tree on fd 3 (see docs/sdk.md).\n";
 
 bool parse_uint(std::string_view s, unsigned* out) {
@@ -102,6 +146,7 @@ int parse_args(int argc, char** argv, Args* a) {
       return false;
     };
     std::string_view v;
+    unsigned u = 0;
     if (s == "--help" || s == "-h") {
       std::fputs(kUsage, stdout);
       return exit_code::kOk;
@@ -112,6 +157,9 @@ int parse_args(int argc, char** argv, Args* a) {
     } else if (value("--tick-ms", &v) && parse_uint(v, &a->tick_ms) && a->tick_ms > 0) {
     } else if (value("--grace-ms", &v) && parse_uint(v, &a->grace_ms)) {
     } else if (value("--services", &v) && parse_services(v, a)) {
+    } else if (value("--fault", &v) && parse_fault(v, &a->fault)) {
+    } else if (value("--reaper", &v) && parse_uint(v, &u) && u >= 3 && u <= 65535) {
+      a->reaper_fd = static_cast<int>(u);
     } else {
       std::fprintf(stderr, "mk-kernel: bad argument '%s'\n%s", argv[i], kUsage);
       return exit_code::kUsage;
@@ -139,13 +187,28 @@ int fail(Console& con, int code, const Error& e) {
 struct Image {
   BootTree tree;
   Console con;
+  const Args* args = nullptr;
   std::unique_ptr<PerCpu> loops;
   std::unique_ptr<Regions> regions;
   std::unique_ptr<image::KvService> kv;  // --services=kv; stopped before regions unmap
+  std::optional<PageRange> kv_range;     // the store's allocation (all of /memory@0)
   Tenants tenants;
   std::unique_ptr<HostLink> link;
   std::uint64_t t0 = 0;
+  // Live update. The handler objects serve both sides: restore as a
+  // successor, preserve when this image is updated in turn.
+  bool parked = false;  // a successor waiting for kMsgHandover
+  std::unique_ptr<image::FilesHandler> files;
+  std::unique_ptr<image::MemoryHandler> memory;
+  std::unique_ptr<image::TenantsHandler> tenants_h;
+  std::unique_ptr<image::KvHandler> kv_h;
+  handover::UpdateMachine machine;  // outgoing order: memory, tenants, kv, files
+  handover::KhoBlob blob;
+  handover::OwnedFd package;  // the sealed handoff package, until finish/cancel
 };
+
+abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m);
+abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m);
 
 HostServices services(Image& im) {
   HostServices s;
@@ -173,10 +236,243 @@ HostServices services(Image& im) {
     }
     return abi::ShutdownReply{0, r.killed};
   };
+  s.update = [&im](std::uint16_t type, const abi::UpdateStepMsg& m) { return on_update(im, type, m); };
+  s.handover = [&im](const abi::HandoverMsg& m) { return on_handover(im, m); };
   return s;
 }
 
+// ---- live update (docs/sdk.md "Live update") ----
+
+void set_detail(abi::UpdateReply* r, const Error& e) {
+  std::snprintf(r->detail, sizeof r->detail, "%s", e.to_string().c_str());
+}
+
+// Handlers in the outgoing order: memory, tenants, kv, files (files last:
+// its freeze describes the session after kv added the connections).
+Result<void> setup_update(Image& im) {
+  im.files = std::make_unique<image::FilesHandler>(&im.tree);
+  im.memory = std::make_unique<image::MemoryHandler>(im.regions.get(), &im.kv_range);
+  im.tenants_h = std::make_unique<image::TenantsHandler>(&im.tenants, im.files.get());
+  MK_TRY(im.machine.add_handler(im.memory.get()));
+  MK_TRY(im.machine.add_handler(im.tenants_h.get()));
+  if (im.args->kv) {
+    im.kv_h = std::make_unique<image::KvHandler>(
+        image::KvContext{&im.kv, &im.kv_range, im.regions.get(), &im.tree, &im.con}, im.files.get());
+    MK_TRY(im.machine.add_handler(im.kv_h.get()));
+  }
+  MK_TRY(im.machine.add_handler(im.files.get()));
+  im.machine.set_observer([&im](handover::UpdateState from, handover::UpdateState to) {
+    im.con.print("mk-kernel: update: %s -> %s\n", handover::to_string(from).data(), handover::to_string(to).data());
+  });
+  return {};
+}
+
+void reattach_peers(Image& im) {
+  if (im.link->peers_attached()) return;
+  if (auto r = im.link->attach_peers(); !r) {
+    im.con.print("mk-kernel: update: re-attaching the peer channels failed: %s\n", r.error().to_string().c_str());
+  }
+}
+
+// Freeze: detach the peer sides, handlers freeze (kv pauses), emit the blob,
+// write the sealed package. Any failure leaves the image serving: prepared
+// (a handler's freeze failed; the machine unwound the others) or normal
+// (emit/package failed after every handler froze: cancelled here).
+Result<void> freeze(Image& im, std::uint32_t update_id) {
+  if (im.machine.state() != handover::UpdateState::kPrepared) {
+    return MK_FAIL(EINVAL, "freeze refused", "the update is %s: send kMsgUpdatePrepare first",
+                   handover::to_string(im.machine.state()).data());
+  }
+  if (im.link->peers_attached()) MK_TRY(im.link->detach_peers());
+  im.blob = {};
+  if (auto r = im.machine.freeze(im.blob); !r) {
+    reattach_peers(im);
+    return r.error();
+  }
+  auto undo = [&](const Error& e) -> Error {
+    (void)im.machine.cancel();
+    reattach_peers(im);
+    im.blob = {};
+    return e;
+  };
+  auto bytes = handover::emit_kho_blob(im.blob);
+  if (!bytes) return undo(bytes.error());
+  const std::vector<int> fds = im.files->transfer_fds();
+  auto pkg = image::write_handoff_package(update_id, fds, *bytes);
+  if (!pkg) return undo(pkg.error());
+  im.package = std::move(*pkg);
+  im.con.print("mk-kernel: update %u: frozen, package fd %d: %zu fds, %zu blob bytes\n", update_id, im.package.get(),
+               fds.size(), bytes->size());
+  return {};
+}
+
+abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m) {
+  const std::uint64_t t0 = monotonic_ns();
+  abi::UpdateReply r{};
+  r.fd = -1;
+  auto fail = [&](const Error& e) {
+    r.status = -e.code();
+    set_detail(&r, e);
+    im.con.print("mk-kernel: update %u: step 0x%x refused: %s\n", m.update_id, type, e.to_string().c_str());
+  };
+  const handover::UpdateState st = im.machine.state();
+  if (im.parked) {
+    fail(MK_FAIL(EBUSY, "a parked successor cannot be updated", "it has not been handed anything yet"));
+  } else if (type == abi::kMsgUpdatePrepare) {
+    if (im.args->fault == Fault::kDieInPrepare) {
+      im.con.print("mk-kernel: --fault=die-in-prepare: exiting on kMsgUpdatePrepare\n");
+      ::_exit(1);
+    }
+    im.blob = {};
+    if (auto x = im.machine.prepare(im.blob); !x) fail(x.error());
+  } else if (type == abi::kMsgUpdateFreeze) {
+    if (auto x = freeze(im, m.update_id); !x) {
+      fail(x.error());
+    } else {
+      r.fd = im.package.get();
+    }
+  } else if (type == abi::kMsgUpdateCancel) {
+    if (st != handover::UpdateState::kNormal) {
+      if (auto x = im.machine.cancel(); !x) {
+        fail(x.error());
+      } else {
+        reattach_peers(im);
+        im.package.reset();
+        im.blob = {};
+        im.con.print("mk-kernel: update %u cancelled, serving as before\n", m.update_id);
+      }
+    }
+  } else if (type == abi::kMsgUpdateFinish) {
+    if (st != handover::UpdateState::kFrozen || !im.package.valid()) {
+      fail(MK_FAIL(EINVAL, "finish refused", "the update is %s, not frozen with a package",
+                   handover::to_string(st).data()));
+    }
+  }
+  r.image_ns = monotonic_ns() - t0;
+  return r;
+}
+
+// The incoming side walks an UpdateMachine normal -> prepared -> frozen with
+// nothing to preserve (a parked successor holds no state of its own), so
+// that retrieve() is a legal transition (handover/update.h has no entry
+// point for an incoming image), then retrieve -> finish. A failed retrieve
+// is unwound with cancel(), which reaches each handler's cancel().
+class Incoming final : public handover::Handler {
+ public:
+  explicit Incoming(handover::Handler* h) : h_(h) {}
+  std::string_view name() const override { return h_->name(); }
+  Result<void> preserve(handover::KhoBlob&) override { return {}; }
+  void cancel() override { h_->cancel(); }
+  Result<void> freeze(handover::KhoBlob&) override { return {}; }
+  void unfreeze() override {}
+  Result<void> retrieve(const handover::KhoBlob& blob) override { return h_->retrieve(blob); }
+  Result<void> finish() override { return h_->finish(); }
+
+ private:
+  handover::Handler* h_;
+};
+
+Result<void> restore(Image& im, const abi::HandoverMsg& m) {
+  MK_TRY_ASSIGN(image::ReceivedHandoff got,
+                image::receive_handoff(*im.tree.handover_socket, m.fds, std::chrono::seconds(5)));
+  MK_TRY_ASSIGN(image::HandoffContents pkg, image::read_handoff_package(got.package.get(), m.fds));
+  MK_TRY_ASSIGN(handover::KhoBlob blob, handover::parse_kho_blob(pkg.blob));
+  if (!im.args->kv && handover::find_subsystem(blob, "kv")) {
+    return MK_FAIL(EINVAL, "the predecessor ran the kv service", "start the successor with --services=kv");
+  }
+  im.files->set_received(std::move(got.fds));
+  // Incoming order: files first (restores the session the others take from).
+  std::vector<std::unique_ptr<Incoming>> wrap;
+  wrap.push_back(std::make_unique<Incoming>(im.files.get()));
+  wrap.push_back(std::make_unique<Incoming>(im.memory.get()));
+  wrap.push_back(std::make_unique<Incoming>(im.tenants_h.get()));
+  if (im.kv_h) wrap.push_back(std::make_unique<Incoming>(im.kv_h.get()));
+  handover::UpdateMachine in;
+  for (auto& w : wrap) MK_TRY(in.add_handler(w.get()));
+  handover::KhoBlob scratch;
+  MK_TRY(in.prepare(scratch));
+  MK_TRY(in.freeze(scratch));
+  if (auto r = in.retrieve(blob); !r) {
+    (void)in.cancel();
+    return r.error();
+  }
+  if (auto r = in.finish(); !r) {
+    // Updated but not finished (e.g. a token nobody took): undo every retrieve.
+    for (auto it = wrap.rbegin(); it != wrap.rend(); ++it) (*it)->cancel();
+    return r.error();
+  }
+  MK_TRY(im.link->attach_peers());
+  return {};
+}
+
+abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m) {
+  const std::uint64_t t0 = monotonic_ns();
+  abi::UpdateReply r{};
+  r.fd = -1;
+  if (!im.parked) {
+    r.status = -EALREADY;
+    std::snprintf(r.detail, sizeof r.detail, "not a parked successor (restored already, or booted normally)");
+    return r;
+  }
+  if (im.args->fault == Fault::kHangAtHandover) {
+    im.con.print("mk-kernel: --fault=hang-at-handover: never answering kMsgHandover\n");
+    for (;;) ::pause();
+  }
+  if (im.args->fault == Fault::kRefuseHandover) {
+    r.status = -EPROTONOSUPPORT;
+    std::snprintf(r.detail, sizeof r.detail, "refused by --fault");
+    im.con.print("mk-kernel: --fault=refuse-handover: refusing update %u\n", m.update_id);
+    return r;
+  }
+  if (auto x = restore(im, m); !x) {
+    r.status = -x.error().code();
+    set_detail(&r, x.error());
+    im.con.print("mk-kernel: handover %u refused: %s\n", m.update_id, x.error().to_string().c_str());
+  } else {
+    im.parked = false;
+    im.con.print("mk-kernel: handover %u: restored, %u tenants adopted, serving\n", m.update_id,
+                 im.tenants.running());
+  }
+  r.image_ns = monotonic_ns() - t0;
+  return r;
+}
+
+// After kMsgUpdateFinish (replied): leave. As PID 1 of the namespace, or
+// still the parent of tenants, exec the reaper instead (reaper.h).
+int retire(Image& im) {
+  bool children = false;
+  for (const auto& t : im.tenants.running_tenants()) children |= !t.adopted;
+  const bool pid1 = ::getpid() == 1;
+  if (!pid1 && !children) {
+    im.con.print("mk-kernel: instance %u handed over, exiting\n", im.tree.instance.id);
+    return exit_code::kOk;
+  }
+  int wfd = im.tenants_h ? im.tenants_h->reaper_write_fd() : -1;
+  if (wfd < 0) {  // PID 1 without tenants: a pipe nobody reads (records are dropped)
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      im.con.print("mk-kernel: retire: pipe2: %s\n", std::strerror(errno));
+      return exit_code::kInternal;
+    }
+    ::close(p[0]);
+    wfd = p[1];
+  }
+  im.con.print("mk-kernel: instance %u handed over; becoming the reaper (%s)\n", im.tree.instance.id,
+               pid1 ? "PID 1 of the namespace" : "tenants are our children");
+  const int fl = ::fcntl(wfd, F_GETFD);
+  if (fl >= 0) ::fcntl(wfd, F_SETFD, fl & ~FD_CLOEXEC);
+  std::string arg = "--reaper=" + std::to_string(wfd);
+  std::string arg0 = "mk-kernel";
+  char* argv[] = {arg0.data(), arg.data(), nullptr};
+  ::execve("/proc/self/exe", argv, environ);
+  im.con.print("mk-kernel: exec of the reaper failed (%s): reaping in this process\n", std::strerror(errno));
+  return image::run_reaper(wfd);
+}
+
 void report_exits(Image& im) {
+  // Frozen for an update: exits stay with the kernel, for the reaper (and
+  // the successor) or for us again after a cancel.
+  if (im.tenants_h && im.tenants_h->frozen()) return;
   for (const auto& e : im.tenants.reap()) {
     im.con.print("mk-kernel: tenant %u (pid %d) exited, status 0x%x\n", e.index, e.pid, e.status);
     (void)im.link->send_tenant_exit(abi::TenantExitMsg{e.pid, e.status, e.index, 0});
@@ -191,6 +487,7 @@ int serve(Image& im, const Args& args) {
   }
   im.loops->stop();
   if (im.kv) im.kv->stop();
+  if (st == HostLink::State::kRetired) return retire(im);
   if (st == HostLink::State::kShutdown) {
     im.con.print("mk-kernel: instance %u down\n", im.tree.instance.id);
     return exit_code::kOk;
@@ -219,6 +516,7 @@ Result<void> start_kv(Image& im) {
     (void)im.regions->release(range);
     return MK_FAIL(EBUSY, "kv service: /memory@0 is not free", "the store needs all of region 0");
   }
+  im.kv_range = range;
   std::byte* base = im.regions->at(range);
   auto store = KvStore::attach(base, m0.size);
   if (!store && store.error().code() == ENOENT) {
@@ -260,16 +558,28 @@ int boot(Image& im, const Args& args) {
   auto regions = Regions::map(im.tree.memory);
   if (!regions) return fail(im.con, exit_code::kMissingResource, regions.error());
   im.regions = std::move(*regions);
-  if (args.kv) {
+  if (im.tree.handover_socket) {
+    // A successor: boot parked (no tenants, services or peer channels).
+    const int hs = *im.tree.handover_socket;
+    const int fl = ::fcntl(hs, F_GETFD);
+    if (fl < 0 || ::fcntl(hs, F_SETFD, fl | FD_CLOEXEC) != 0) {
+      return fail(im.con, exit_code::kMissingResource,
+                  MK_FAIL(EBADF, "handover socket not open", "/chosen lists fd %d, which is not open", hs));
+    }
+    im.parked = true;
+  }
+  if (args.kv && !im.parked) {
     if (auto r = start_kv(im); !r) return fail(im.con, exit_code::kMissingResource, r.error());
   }
+  if (auto r = setup_update(im); !r) return fail(im.con, exit_code::kInternal, r.error());
   HostLinkOptions lo;
   lo.mode = args.mode;
+  lo.attach_peers = !im.parked;
   auto link = HostLink::open(im.tree, services(im), lo);
   if (!link) return fail(im.con, exit_code::kHostLink, link.error());
   im.link = std::move(*link);
   const std::string init = args.init_set ? args.init : im.tree.init;
-  if (!init.empty()) {
+  if (!init.empty() && !im.parked) {
     auto t = im.tenants.start(init, im.con.fd());
     if (!t) return fail(im.con, exit_code::kTenantStart, t.error());
     im.con.print("mk-kernel: tenant 0: %s\n", init.c_str());
@@ -277,7 +587,12 @@ int boot(Image& im, const Args& args) {
   const abi::ReadyMsg ready{abi::kControlVersion, im.tree.instance.id,
                             static_cast<std::uint32_t>(im.loops->size()), im.tenants.started(),
                             monotonic_ns() - im.t0};
+  if (im.parked && args.fault == Fault::kExitAtBoot) {
+    im.con.print("mk-kernel: --fault=exit-at-boot: exiting before READY\n");
+    return exit_code::kInternal;
+  }
   if (auto r = im.link->send_ready(ready); !r) return fail(im.con, exit_code::kHostLink, r.error());
+  if (im.parked) im.con.print("mk-kernel: successor parked, waiting for the handover\n");
   im.con.print("mk-kernel: ready in %llu us\n", static_cast<unsigned long long>(ready.boot_ns / 1000));
   return serve(im, args);
 }
@@ -291,5 +606,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   Args args;
   if (int rc = parse_args(argc, argv, &args); rc >= 0) return rc;
+  if (args.reaper_fd >= 0) return image::run_reaper(args.reaper_fd);
+  im.args = &args;
   return boot(im, args);
 }

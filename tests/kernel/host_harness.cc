@@ -12,7 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+
+#include "mk/abi/handoff.h"
 #include <fstream>
 #include <sstream>
 
@@ -76,9 +79,15 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     MK_TRY_ASSIGN(peer_ch, ipi::Channel::create(cfg));
     MK_TRY_ASSIGN(peer_fds, peer_ch->export_fds());
   }
-  MK_TRY_ASSIGN(int region, region_memfd());
+  int region = -1;
+  if (spec.region_fd >= 0) {
+    region = ::fcntl(spec.region_fd, F_DUPFD_CLOEXEC, 0);
+    if (region < 0) return errno_error("dup of the region memfd");
+  } else {
+    MK_TRY_ASSIGN(region, region_memfd());
+  }
   int listen_fd = -1;
-  if (spec.listen_device) {
+  if (spec.listen_device && !spec.successor) {
     listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -90,7 +99,11 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     }
     run->listen_port_ = ntohs(sa.sin_port);
   }
-  const int dev_fds = spec.listen_device ? 1 : 0;
+  const int dev_fds = spec.listen_device && !spec.successor ? 1 : 0;
+  int hsock[2] = {-1, -1};
+  if (spec.successor && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hsock) != 0) {
+    return errno_error("socketpair for the handover socket");
+  }
   int con[2], err[2];
   if (::pipe2(con, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return errno_error("pipe2");
   ::fcntl(con[0], F_SETFL, O_NONBLOCK);
@@ -103,7 +116,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   t.memory = {BootMemory{0, kRegionBytes, 0, 4, 0}};
   t.devices = {BootDevice{"console", DeviceKind::kConsole, 5, {}}};
   if (spec.listen_device) {
-    t.devices.push_back(BootDevice{"kv", DeviceKind::kListen, 6,
+    t.devices.push_back(BootDevice{"kv", DeviceKind::kListen, spec.successor ? -1 : 6,
                                    {{"address", "127.0.0.1"}, {"port", std::to_string(run->listen_port_)}}});
   }
   t.ipi.host_id = abi::kHostId;
@@ -112,6 +125,9 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   if (spec.peer_channel) {
     t.ipi.channels.push_back(IpiChannel{kPeerId, "peer", 9 + dev_fds, cfg.slot_count * 64, ChannelRole::kBidirectional});
   }
+  // The handover socket takes the fd after the channels.
+  const int hs_target = 3 + 3 + dev_fds + (spec.no_host_channel ? 3 : 3) + (spec.peer_channel ? 3 : 0);
+  if (spec.successor) t.handover_socket = hs_target;
   MK_TRY_ASSIGN(std::vector<std::uint8_t> blob, emit_boot_tree(t));
   if (spec.corrupt_tree) {
     for (std::size_t i = 0; i < blob.size(); i += 7) blob[i] ^= 0xa5;
@@ -120,7 +136,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
 
   // Source fd for each target fd; -1 = leave closed.
   std::vector<int> src = {tree_fd, region, con[1]};
-  if (spec.listen_device) src.push_back(listen_fd);
+  if (dev_fds) src.push_back(listen_fd);
   src.insert(src.end(), {spec.no_host_channel ? -1 : host_fds.memfd.get(),
                           spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[0].get(),
                           spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[1].get()});
@@ -129,6 +145,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     src.push_back(peer_fds.eventfd[0].get());
     src.push_back(peer_fds.eventfd[1].get());
   }
+  if (spec.successor) src.push_back(hsock[1]);
   const std::string path = std::string(MK_BIN_DIR) + "/" + spec.image;
   std::vector<std::string> args = {path};
   args.insert(args.end(), spec.args.begin(), spec.args.end());
@@ -162,6 +179,10 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   run->pid_ = pid;
   ::close(tree_fd);
   run->region_fd_ = region;  // kept: a second attach reads the same memfd
+  if (spec.successor) {
+    ::close(hsock[1]);
+    run->handover_fd_ = hsock[0];
+  }
   if (listen_fd >= 0) ::close(listen_fd);
   ::close(con[1]);
   ::close(err[1]);
@@ -189,6 +210,7 @@ ImageRun::~ImageRun() {
     ::waitpid(pid_, &st, 0);
   }
   if (region_fd_ >= 0) ::close(region_fd_);
+  if (handover_fd_ >= 0) ::close(handover_fd_);
   if (console_rd_ >= 0) ::close(console_rd_);
   if (stderr_rd_ >= 0) ::close(stderr_rd_);
 }
@@ -224,6 +246,74 @@ std::string ImageRun::console() {
 std::string ImageRun::stderr_text() {
   drain(stderr_rd_, &stderr_buf_);
   return stderr_buf_;
+}
+
+Handoff::~Handoff() {
+  if (package >= 0) ::close(package);
+  for (int fd : fds) ::close(fd);
+}
+
+Result<Handoff> fetch_handoff(pid_t pid, int package_fd) {
+  Handoff h;
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno_error("pidfd_open of the old image");
+  auto getfd = [&](int fd) -> Result<int> {
+    int r = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+    if (r < 0) return errno_error("pidfd_getfd");
+    return r;
+  };
+  auto pkg = getfd(package_fd);
+  if (!pkg) {
+    ::close(pidfd);
+    return pkg.error();
+  }
+  h.package = *pkg;
+  abi::HandoffHeader hdr{};
+  if (::pread(h.package, &hdr, sizeof hdr, 0) != static_cast<ssize_t>(sizeof hdr)) {
+    ::close(pidfd);
+    return MK_FAIL(EBADMSG, "short package", "header unreadable");
+  }
+  for (std::uint32_t i = 0; i < hdr.fd_count; ++i) {
+    std::int32_t src = -1;
+    if (::pread(h.package, &src, 4, static_cast<off_t>(sizeof hdr + 4 * i)) != 4) {
+      ::close(pidfd);
+      return MK_FAIL(EBADMSG, "short package", "fd table unreadable");
+    }
+    auto fd = getfd(src);
+    if (!fd) {
+      ::close(pidfd);
+      return fd.error();
+    }
+    h.fds.push_back(*fd);
+  }
+  ::close(pidfd);
+  return h;
+}
+
+Result<void> send_handoff(int sock, int package, const std::vector<int>& fds) {
+  auto send_chunk = [&](std::uint32_t first, const int* f, std::uint32_t count) -> Result<void> {
+    abi::HandoffChunk chunk{first, count};
+    iovec iov{&chunk, sizeof chunk};
+    std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * count));
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.data();
+    msg.msg_controllen = cbuf.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    std::memcpy(CMSG_DATA(c), f, sizeof(int) * count);
+    if (::sendmsg(sock, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof chunk)) return errno_error("sendmsg");
+    return {};
+  };
+  MK_TRY(send_chunk(0, &package, 1));
+  for (std::uint32_t first = 0; first < fds.size(); first += abi::kHandoffFdsPerMessage) {
+    const auto count = std::min<std::uint32_t>(abi::kHandoffFdsPerMessage, static_cast<std::uint32_t>(fds.size()) - first);
+    MK_TRY(send_chunk(first, fds.data() + first, count));
+  }
+  return {};
 }
 
 std::vector<std::string> cpus_allowed_of_tasks(pid_t pid) {

@@ -37,7 +37,28 @@ struct LaunchSpec {
   // A listen device "kv" on 127.0.0.1, ephemeral port (ImageRun::listen_port),
   // at fd 6; the channels then move up by one (host 7-9, peer 10-12).
   bool listen_device = false;
+  // A live update's successor: /chosen mkernel,handover-socket names one
+  // end of a SOCK_SEQPACKET socketpair (the last fd; the harness keeps the
+  // other end, ImageRun::handover_fd()), and the listen device (if any) is
+  // listed with fd -1 (its fd arrives in the package).
+  bool successor = false;
+  int region_fd = -1;  // reuse this region memfd (dup'ed), e.g. the old image's
 };
+
+// The handoff package an old image wrote at freeze, copied out of it as the
+// host does (pidfd_getfd of the package and of every fd it lists).
+struct Handoff {
+  int package = -1;
+  std::vector<int> fds;
+  ~Handoff();
+  Handoff() = default;
+  Handoff(Handoff&& o) noexcept : package(o.package), fds(std::move(o.fds)) { o.package = -1; o.fds.clear(); }
+  Handoff(const Handoff&) = delete;
+};
+Result<Handoff> fetch_handoff(pid_t pid, int package_fd);
+// Sends a package and fds on a handover socket exactly as mk/abi/handoff.h
+// says (message 0: the package; then chunks of at most 250 fds).
+Result<void> send_handoff(int sock, int package, const std::vector<int>& fds);
 
 // The instance's CPU: the highest CPU this process may use (1 on the 2-CPU VM).
 std::uint32_t instance_cpu();
@@ -87,6 +108,12 @@ class ImageRun {
   // open by the harness, like the host keeps it for a live update).
   std::uint16_t listen_port() const { return listen_port_; }
   int region_fd() const { return region_fd_; }
+  int handover_fd() const { return handover_fd_; }  // successor only
+  // One update step to this image; the reply.
+  Result<abi::UpdateReply> step(std::uint16_t type, std::uint32_t update_id = 1,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    return request<abi::UpdateStepMsg, abi::UpdateReply>(type, abi::UpdateStepMsg{update_id, 0}, timeout);
+  }
 
  private:
   ImageRun() = default;
@@ -94,6 +121,7 @@ class ImageRun {
   bool reaped_ = false;
   int console_rd_ = -1, stderr_rd_ = -1;
   int region_fd_ = -1;
+  int handover_fd_ = -1;
   std::uint16_t listen_port_ = 0;
   std::string console_buf_, stderr_buf_;
   std::unique_ptr<ipi::Endpoint> ep_;

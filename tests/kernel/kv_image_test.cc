@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "host_harness.h"
+#include "resp_client.h"
 #include "mksdk/boot_info.h"
 #include "mksdk/kv_store.h"
 #include "mksdk/resp.h"
@@ -23,91 +24,6 @@ namespace mk::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Parses one RESP2 reply at buf[*pos]; returns a flat text form ("+OK",
-// "-ERR x", ":5", "$v", "$nil", "*2[$a,$b]") or nullopt if incomplete.
-std::optional<std::string> parse_reply(const std::string& buf, std::size_t* pos) {
-  const std::size_t nl = buf.find("\r\n", *pos);
-  if (nl == std::string::npos) return std::nullopt;
-  const char t = buf[*pos];
-  const std::string line = buf.substr(*pos + 1, nl - *pos - 1);
-  std::size_t p = nl + 2;
-  if (t == '+' || t == '-' || t == ':') {
-    *pos = p;
-    return std::string(1, t) + line;
-  }
-  const long long n = std::stoll(line);
-  if (t == '$') {
-    if (n < 0) {
-      *pos = p;
-      return std::string("$nil");
-    }
-    if (buf.size() < p + static_cast<std::size_t>(n) + 2) return std::nullopt;
-    *pos = p + static_cast<std::size_t>(n) + 2;
-    return "$" + buf.substr(p, static_cast<std::size_t>(n));
-  }
-  if (t == '*') {
-    std::string out = "*" + line + "[";
-    for (long long i = 0; i < n; ++i) {
-      auto e = parse_reply(buf, &p);
-      if (!e) return std::nullopt;
-      out += (i ? "," : "") + *e;
-    }
-    *pos = p;
-    return out + "]";
-  }
-  return "?" + line;
-}
-
-class Client {
- public:
-  explicit Client(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-  }
-  ~Client() { ::close(fd_); }
-  bool ok() const { return ok_; }
-  void send_raw(const std::string& s) {
-    std::size_t off = 0;
-    while (off < s.size()) {
-      ssize_t n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      off += static_cast<std::size_t>(n);
-    }
-  }
-  // Next reply; "EOF" when the server closed, "TIMEOUT" after 10 s.
-  std::string reply() {
-    for (;;) {
-      std::size_t pos = pos_;
-      if (pos < buf_.size()) {
-        if (auto r = parse_reply(buf_, &pos)) {
-          pos_ = pos;
-          return *r;
-        }
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 10000) <= 0) return "TIMEOUT";
-      char tmp[65536];
-      ssize_t n = ::read(fd_, tmp, sizeof tmp);
-      if (n <= 0) return "EOF";
-      buf_.append(tmp, static_cast<std::size_t>(n));
-    }
-  }
-  std::string cmd(std::initializer_list<std::string_view> args) {
-    send_raw(sdk::resp::encode_command(args));
-    return reply();
-  }
-
- private:
-  int fd_ = -1;
-  bool ok_ = false;
-  std::string buf_;
-  std::size_t pos_ = 0;
-};
 
 std::unique_ptr<ImageRun> launch_kv() {
   LaunchSpec spec;

@@ -17,6 +17,7 @@ const char* to_string(HostLink::State s) {
     case HostLink::State::kRunning: return "running";
     case HostLink::State::kShutdown: return "shutdown";
     case HostLink::State::kHostDown: return "host-down";
+    case HostLink::State::kRetired: return "retired";
   }
   return "?";
 }
@@ -29,6 +30,10 @@ namespace {
 // ipi::Channel::take_over) and the conversation resumes where the rings
 // are. Only a host that closes its side on purpose is "down".
 }  // namespace
+
+struct HostLink::ParkedPeers {
+  std::vector<PeerLink::Side> sides;
+};
 
 Result<std::unique_ptr<HostLink>> HostLink::open(const BootTree& tree, HostServices services,
                                                  const HostLinkOptions& opts) {
@@ -57,19 +62,35 @@ Result<std::unique_ptr<HostLink>> HostLink::open(const BootTree& tree, HostServi
   MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::attach(std::move(cf), co));
   MK_TRY(self->ep_->add_peer(self->host_id_, std::move(ch), 0));
   MK_TRY(self->register_handlers());
-  PeerLink::Options po;
-  po.mode = opts.mode;
-  po.ping_timeout = opts.peer_ping_timeout;
-  po.ping_deadline = opts.peer_ping_deadline;
-  MK_TRY_ASSIGN(self->peers_, PeerLink::open(tree, po));
+  self->parked_ = std::make_unique<ParkedPeers>();
+  self->parked_->sides = PeerLink::sides_of(tree);
+  if (opts.attach_peers) MK_TRY(self->attach_peers());
   return self;
 }
 
 HostLink::~HostLink() = default;
 
+Result<void> HostLink::attach_peers() {
+  if (peers_) return MK_FAIL(EALREADY, "peer channels already attached", "attach_peers() twice");
+  PeerLink::Options po;
+  po.mode = opts_.mode;
+  po.ping_timeout = opts_.peer_ping_timeout;
+  po.ping_deadline = opts_.peer_ping_deadline;
+  MK_TRY_ASSIGN(peers_, PeerLink::open(std::move(parked_->sides), po));
+  parked_->sides.clear();
+  return {};
+}
+
+Result<void> HostLink::detach_peers() {
+  if (!peers_) return MK_FAIL(EALREADY, "peer channels not attached", "detach_peers() twice");
+  MK_TRY_ASSIGN(parked_->sides, peers_->detach());
+  peers_.reset();
+  return {};
+}
+
 void HostLink::set_state(State s) {
   if (s == state_) return;
-  // Legal: running -> shutdown | host-down. Terminal states stay.
+  // Legal: running -> shutdown | host-down | retired. Terminal states stay.
   if (state_ != State::kRunning) return;
   std::fprintf(stderr, "mksdk: host link %s -> %s\n", to_string(state_), to_string(s));
   state_ = s;
@@ -103,6 +124,36 @@ Result<void> HostLink::register_handlers() {
     rx_.fetch_add(1, std::memory_order_relaxed);
     handle_ping_peer(m, in);
   }));
+  for (std::uint16_t type : {abi::kMsgUpdatePrepare, abi::kMsgUpdateFreeze, abi::kMsgUpdateCancel,
+                             abi::kMsgUpdateFinish}) {
+    MK_TRY(ep->on_value<abi::UpdateStepMsg>(type, [this, type](const abi::UpdateStepMsg& m, ipi::Incoming& in) {
+      rx_.fetch_add(1, std::memory_order_relaxed);
+      abi::UpdateReply r{};
+      r.fd = -1;
+      if (services_.update) {
+        r = services_.update(type, m);
+      } else {
+        r.status = -EOPNOTSUPP;
+        std::snprintf(r.detail, sizeof r.detail, "this image does not support live update");
+      }
+      if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+      ep_->flush();
+      if (type == abi::kMsgUpdateFinish && r.status == 0) set_state(State::kRetired);
+    }));
+  }
+  MK_TRY(ep->on_value<abi::HandoverMsg>(abi::kMsgHandover, [this](const abi::HandoverMsg& m, ipi::Incoming& in) {
+    rx_.fetch_add(1, std::memory_order_relaxed);
+    abi::UpdateReply r{};
+    r.fd = -1;
+    if (services_.handover) {
+      r = services_.handover(m);
+    } else {
+      r.status = -EOPNOTSUPP;
+      std::snprintf(r.detail, sizeof r.detail, "this image is not a parked successor");
+    }
+    if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+    ep_->flush();
+  }));
   ep->on_peer_down([this](ipi::PeerId peer, const Error& why) {
     if (peer != host_id_) return;
     std::fprintf(stderr, "mksdk: host down: %s\n", why.to_string().c_str());
@@ -114,7 +165,12 @@ Result<void> HostLink::register_handlers() {
 void HostLink::handle_ping_peer(const abi::PingPeerMsg& m, ipi::Incoming& in) {
   // Blocks this (the host) thread for the series; the peer thread keeps
   // answering other instances meanwhile.
-  abi::PingPeerReply r = peers_->ping(m.peer_id, m.count, m.size);
+  abi::PingPeerReply r{};
+  if (peers_) {
+    r = peers_->ping(m.peer_id, m.count, m.size);
+  } else {
+    r.status = -ESHUTDOWN;  // detached for a live update, or a successor not restored yet
+  }
   if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -11,41 +11,58 @@
 
 namespace mk::sdk {
 
-Result<std::unique_ptr<PeerLink>> PeerLink::open(const BootTree& tree, const Options& opts) {
+std::vector<PeerLink::Side> PeerLink::sides_of(const BootTree& tree) {
+  std::vector<Side> out;
+  for (const auto& ch : tree.ipi.channels) {
+    if (ch.peer_id == tree.ipi.host_id) continue;
+    auto fds = channel_fds(ch);
+    Side s;
+    s.peer_id = ch.peer_id;
+    s.side = ch.side;
+    s.name = ch.peer_name;
+    s.fds.memfd.reset(fds[0]);
+    s.fds.eventfd[0].reset(fds[1]);
+    s.fds.eventfd[1].reset(fds[2]);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<PeerLink>> PeerLink::open(std::vector<Side> sides, const Options& opts) {
   std::unique_ptr<PeerLink> self(new PeerLink());
   self->opts_ = opts;
   ipi::EndpointOptions eo;
   eo.mode = opts.mode;
   MK_TRY_ASSIGN(self->ep_, ipi::Endpoint::create(eo));
-  for (const auto& ch : tree.ipi.channels) {
-    if (ch.peer_id == tree.ipi.host_id) continue;
-    auto fds = channel_fds(ch);
-    ipi::ChannelFds cf;
-    cf.memfd.reset(fds[0]);
-    cf.eventfd[0].reset(fds[1]);
-    cf.eventfd[1].reset(fds[2]);
+  std::map<std::uint32_t, std::string> names;
+  for (auto& sd : sides) {
+    names[sd.peer_id] = sd.name;
     ipi::ChannelOptions co;
     co.mode = opts.mode;
-    // Side A: the host created the region for this pair and we are the
-    // first of the two to start (docs/boot-tree.md mkernel,side).
-    auto c = ipi::Channel::take_over(std::move(cf), ch.side, co);
+    Side kept{sd.peer_id, sd.side, sd.name, {}};
+    self->sides_.push_back(std::move(kept));
+    if (!sd.fds.memfd.valid()) {  // failed to attach before a detach(): still failed
+      self->attach_error_[sd.peer_id] = EBADF;
+      continue;
+    }
+    // The side the tree names (docs/boot-tree.md mkernel,side); take_over
+    // claims a never-attached side like attach and resumes a detached one.
+    auto c = ipi::Channel::take_over(std::move(sd.fds), sd.side, co);
     if (!c) {
-      std::fprintf(stderr, "mksdk: channel to peer %u: %s\n", ch.peer_id, c.error().to_string().c_str());
-      self->attach_error_[ch.peer_id] = c.error().code();
+      std::fprintf(stderr, "mksdk: channel to peer %u: %s\n", sd.peer_id, c.error().to_string().c_str());
+      self->attach_error_[sd.peer_id] = c.error().code();
       continue;
     }
-    if (auto r = self->ep_->add_peer(ch.peer_id, std::move(*c), 0); !r) {
-      self->attach_error_[ch.peer_id] = r.error().code();
+    if (auto r = self->ep_->add_peer(sd.peer_id, std::move(*c), 0); !r) {
+      self->attach_error_[sd.peer_id] = r.error().code();
       continue;
     }
-    self->attach_error_[ch.peer_id] = 0;
+    self->attach_error_[sd.peer_id] = 0;
   }
   PeerLink* raw = self.get();
   // A peer instance that stops or dies: its side is closed (by itself, or by
   // the host on its behalf), pending requests to it fail with ECONNRESET.
   // Said on the console so operators see it.
-  std::map<std::uint32_t, std::string> names;
-  for (const auto& ch : tree.ipi.channels) names[ch.peer_id] = ch.peer_name;
   self->ep_->on_peer_down([names](ipi::PeerId peer, const Error& why) {
     auto it = names.find(peer);
     std::fprintf(stderr, "mksdk: peer %u '%s' down: %s\n", peer, it == names.end() ? "?" : it->second.c_str(),
@@ -58,6 +75,32 @@ Result<std::unique_ptr<PeerLink>> PeerLink::open(const BootTree& tree, const Opt
   // No peer channels: no thread (ping() answers ENOENT inline).
   if (!self->attach_error_.empty()) self->thread_ = std::thread([raw] { raw->run(); });
   return self;
+}
+
+Result<std::vector<PeerLink::Side>> PeerLink::detach() {
+  {
+    std::lock_guard g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::vector<Side> out;
+  for (const auto& sd : sides_) {
+    Side s{sd.peer_id, sd.side, sd.name, {}};
+    auto it = attach_error_.find(sd.peer_id);
+    if (it != attach_error_.end() && it->second == 0) {
+      ipi::Channel* ch = ep_->channel(sd.peer_id);
+      if (ch) {
+        MK_TRY_ASSIGN(s.fds, ch->export_fds());
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  for (const auto& s : out) {
+    if (!s.fds.memfd.valid()) continue;
+    if (ipi::Channel* ch = ep_->channel(s.peer_id)) ch->detach();
+  }
+  return out;
 }
 
 PeerLink::~PeerLink() {

@@ -7,6 +7,11 @@
 // host thread waits for the result. Channels that fail to attach are kept
 // as an error per peer, so PingPeer reports why.
 //
+// Live update: detach() stops the thread and leaves every attached side
+// with ipi::Channel::detach (the peer sees nothing), returning duplicates of
+// each channel's fds, so a later open_sides() (a cancelled update) or the
+// successor (the tree's fds) resumes the side with take_over.
+//
 // No peer channels: no thread; ping() answers -ENOENT inline.
 // Happy path: 1. PeerLink::open(tree, opts); 2. ping(peer, count, size) from
 // the host thread; 3. destruction stops and joins the thread.
@@ -22,6 +27,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 #include <optional>
 #include <thread>
 
@@ -39,9 +46,22 @@ class PeerLink {
     std::chrono::milliseconds ping_timeout{1000};
     std::chrono::milliseconds ping_deadline{30000};
   };
+  struct Side {
+    std::uint32_t peer_id = 0;
+    std::uint32_t side = 0;
+    std::string name;
+    ipi::ChannelFds fds;
+  };
+  // The tree's non-host channels (takes ownership of their fd numbers).
+  static std::vector<Side> sides_of(const BootTree& tree);
   // Never fails as a whole: channels that fail to attach are recorded.
-  static Result<std::unique_ptr<PeerLink>> open(const BootTree& tree, const Options& opts);
+  static Result<std::unique_ptr<PeerLink>> open(std::vector<Side> sides, const Options& opts);
   ~PeerLink();
+
+  // Stops the thread and detaches every attached side; returns the sides
+  // (with dup'ed fds) for a later open(). Sides that failed to attach are
+  // returned without fds. Returns: dup errno (EMFILE); nothing is detached then.
+  Result<std::vector<Side>> detach();
 
   // Blocking: runs on the peer thread, returns when done.
   abi::PingPeerReply ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size);
@@ -62,6 +82,7 @@ class PeerLink {
   Options opts_;
   std::unique_ptr<ipi::Endpoint> ep_;
   std::map<std::uint32_t, int> attach_error_;  // peer -> errno (0 = attached)
+  std::vector<Side> sides_;                     // fds moved out; peer_id/side/name kept
   std::mutex mu_;
   std::condition_variable cv_;
   Job* job_ = nullptr;  // guarded by mu_

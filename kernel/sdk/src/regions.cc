@@ -96,6 +96,39 @@ Result<void> Regions::release(const PageRange& range) {
   return {};
 }
 
+Result<void> Regions::reserve(const PageRange& range) {
+  std::lock_guard g(mu_);
+  if (range.pages == 0 || range.region >= regions_.size() || range.offset % kPageSize != 0) {
+    return MK_FAIL(EINVAL, "bad page range to reserve", "region %u offset %llu pages %llu (%zu regions)",
+                   range.region, static_cast<unsigned long long>(range.offset),
+                   static_cast<unsigned long long>(range.pages), regions_.size());
+  }
+  Region& r = regions_[range.region];
+  const std::uint64_t total = r.size / kPageSize, first = range.offset / kPageSize;
+  if (first >= total || range.pages > total - first) {
+    return MK_FAIL(EINVAL, "page range past the region's end", "region %u offset %llu pages %llu: the region has %llu pages",
+                   range.region, static_cast<unsigned long long>(range.offset),
+                   static_cast<unsigned long long>(range.pages), static_cast<unsigned long long>(total));
+  }
+  for (std::uint64_t i = first; i < first + range.pages; ++i) {
+    if (r.bitmap[i / 64] & (1ull << (i % 64))) {
+      return MK_FAIL(EBUSY, "page range already allocated", "region %u page %llu is in use", range.region,
+                     static_cast<unsigned long long>(i));
+    }
+  }
+  mark(r, first, range.pages, true);
+  used_pages_ += range.pages;
+  live_[{range.region, range.offset}] = range.pages;
+  return {};
+}
+
+std::vector<PageRange> Regions::live() const {
+  std::lock_guard g(mu_);
+  std::vector<PageRange> out;
+  for (const auto& [k, pages] : live_) out.push_back(PageRange{k.first, k.second, pages});
+  return out;
+}
+
 std::byte* Regions::at(const PageRange& range) const {
   return regions_.at(range.region).base + range.offset;
 }

@@ -7,7 +7,12 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
+
+#include "mk/abi/control_messages.h"
 
 extern char** environ;
 
@@ -49,15 +54,67 @@ Result<std::uint32_t> Tenants::start(const std::string& command, int out_fd) {
   if (rc != 0) {
     return MK_FAIL(rc, "starting a tenant", "posix_spawn /bin/sh -c '%s': %s", command.c_str(), std::strerror(rc));
   }
-  const auto index = static_cast<std::uint32_t>(all_.size());
-  all_.push_back(Tenant{pid, index, true});
+  std::uint32_t index = 0;  // after every index in use (adopted tenants keep theirs)
+  for (const auto& t : all_) index = std::max(index, t.index + 1);
+  all_.push_back(Tenant{pid, index, true, pid, command, false});
   return index;
+}
+
+Result<void> Tenants::adopt(pid_t pid, pid_t pgid, std::uint32_t index, const std::string& command) {
+  if (pid <= 0 || pgid <= 0) return MK_FAIL(EINVAL, "bad tenant to adopt", "pid %d pgid %d", pid, pgid);
+  for (const auto& t : all_) {
+    if (t.pid == pid || t.index == index) {
+      return MK_FAIL(EEXIST, "tenant already known", "pid %d / index %u is already a tenant", pid, index);
+    }
+  }
+  all_.push_back(Tenant{pid, index, true, pgid, command, true});
+  return {};
+}
+
+Result<void> Tenants::set_reaper_fd(int fd) {
+  if (fd < 0) {  // forget it (the owner closes it)
+    reaper_fd_ = -1;
+    reaper_buf_.clear();
+    return {};
+  }
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return MK_FAIL(EBADF, "reaper pipe not open", "fd %d", fd);
+  if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("fcntl(O_NONBLOCK) on the reaper pipe");
+  reaper_fd_ = fd;
+  return {};
+}
+
+void Tenants::read_reaper(std::vector<TenantExit>* out) {
+  if (reaper_fd_ < 0) return;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(reaper_fd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EAGAIN (nothing more) or EOF (no reaper any more)
+    reaper_buf_.append(buf, static_cast<std::size_t>(n));
+  }
+  constexpr std::size_t kRec = sizeof(abi::TenantExitMsg);
+  std::size_t off = 0;
+  for (; off + kRec <= reaper_buf_.size(); off += kRec) {
+    abi::TenantExitMsg m{};
+    std::memcpy(&m, reaper_buf_.data() + off, kRec);
+    for (auto& t : all_) {
+      // Records of processes that are not our tenants (orphans reparented
+      // to a reaper that is PID 1) are dropped.
+      if (t.adopted && t.running && t.pid == m.pid) {
+        t.running = false;
+        out->push_back(TenantExit{t.pid, m.status, t.index});
+      }
+    }
+  }
+  reaper_buf_.erase(0, off);
 }
 
 std::vector<TenantExit> Tenants::reap() {
   std::vector<TenantExit> out;
+  read_reaper(&out);
   for (auto& t : all_) {
-    if (!t.running) continue;
+    if (!t.running || t.adopted) continue;
     int status = 0;
     pid_t r = ::waitpid(t.pid, &status, WNOHANG);
     if (r == t.pid || (r < 0 && errno == ECHILD)) {
@@ -83,17 +140,36 @@ bool exited(pid_t pid) {
 Tenants::StopResult Tenants::stop(std::chrono::milliseconds grace) {
   StopResult res;
   for (auto& t : all_) {
-    if (t.running) ::kill(-t.pid, SIGTERM);
+    if (t.running) ::kill(-t.pgid, SIGTERM);
   }
-  const auto deadline = std::chrono::steady_clock::now() + grace;
-  for (;;) {
-    bool all_done = true;
-    for (auto& t : all_) {
-      if (t.running && !exited(t.pid)) all_done = false;
+  auto wait_adopted = [&](std::chrono::steady_clock::time_point until) {
+    for (;;) {
+      read_reaper(&res.exits);
+      bool all_done = true;
+      for (auto& t : all_) {
+        if (t.running && (t.adopted || !exited(t.pid))) all_done = false;
+      }
+      if (all_done || std::chrono::steady_clock::now() >= until) return;
+      timespec ts{0, 5'000'000};
+      ::nanosleep(&ts, nullptr);
     }
-    if (all_done || std::chrono::steady_clock::now() >= deadline) break;
-    timespec ts{0, 5'000'000};
-    ::nanosleep(&ts, nullptr);
+  };
+  wait_adopted(std::chrono::steady_clock::now() + grace);
+  bool any_adopted = false;
+  for (auto& t : all_) {
+    if (!t.running || !t.adopted) continue;
+    // Not our child: no zombie holds the group id; the reaper reaps it.
+    ++res.killed;
+    ::kill(-t.pgid, SIGKILL);
+    any_adopted = true;
+  }
+  if (any_adopted) {
+    wait_adopted(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    for (auto& t : all_) {
+      if (!t.running || !t.adopted) continue;
+      t.running = false;  // no record from the reaper: report the SIGKILL we sent
+      res.exits.push_back(TenantExit{t.pid, SIGKILL, t.index});
+    }
   }
   for (auto& t : all_) {
     if (!t.running) continue;
@@ -115,7 +191,7 @@ Tenants::StopResult Tenants::stop(std::chrono::milliseconds grace) {
 
 Tenants::~Tenants() {
   for (auto& t : all_) {
-    if (!t.running) continue;
+    if (!t.running || t.adopted) continue;  // adopted: not ours to end or reap here
     ::kill(-t.pid, SIGKILL);
     int status;
     while (::waitpid(t.pid, &status, 0) < 0 && errno == EINTR) {
@@ -127,6 +203,14 @@ std::uint32_t Tenants::running() const {
   std::uint32_t n = 0;
   for (const auto& t : all_) n += t.running ? 1 : 0;
   return n;
+}
+
+std::vector<Tenants::Info> Tenants::running_tenants() const {
+  std::vector<Info> out;
+  for (const auto& t : all_) {
+    if (t.running) out.push_back(Info{t.pid, t.pgid, t.index, t.command, t.adopted});
+  }
+  return out;
 }
 
 std::vector<pid_t> Tenants::pids() const {

@@ -41,12 +41,25 @@
 //   4. Malformed control messages (wrong payload size) are answered with
 //      EBADMSG by the endpoint and counted.
 //
+// Live update (docs/sdk.md "Live update"): kMsgUpdatePrepare/Freeze/Cancel/
+// Finish and kMsgHandover are answered by HostServices::update / handover
+// (UpdateReply; no callback: -EOPNOTSUPP). After a Finish answered with
+// status 0 the state becomes kRetired (the reply is flushed first). A
+// successor image opens the link with attach_peers = false (its peer channel
+// sides are still the old image's) and calls attach_peers() once restored;
+// the old image calls detach_peers() at freeze (ipi::Channel::detach, the
+// peers see nothing) and attach_peers() again when the update is cancelled.
+// While the peer channels are detached, PingPeer answers -ESHUTDOWN.
+//
 // Thread safety: open/send_*/serve_once/state from one thread (the image's
 // main thread). rx()/tx() may be read anywhere.
 //
 // Returns:
 //   open:             ENOENT, ipi attach codes, Endpoint::create codes.
 //   send_ready / send_tenant_exit: ECONNRESET (host down), channel codes.
+//   attach_peers:     EALREADY (attached); Endpoint::create codes (a side that
+//                     fails to attach is recorded per peer, as at open).
+//   detach_peers:     EALREADY (not attached); dup errno (nothing detached).
 #pragma once
 
 #include <atomic>
@@ -68,6 +81,10 @@ struct HostServices {
   // Stops the tenants (SIGTERM -> grace -> SIGKILL) and reports their exits
   // (the callback may call send_tenant_exit); returns the reply to send.
   std::function<abi::ShutdownReply(std::uint32_t grace_ms)> shutdown;
+  // Live update steps (type = kMsgUpdatePrepare/Freeze/Cancel/Finish).
+  std::function<abi::UpdateReply(std::uint16_t type, const abi::UpdateStepMsg&)> update;
+  // kMsgHandover (a parked successor).
+  std::function<abi::UpdateReply(const abi::HandoverMsg&)> handover;
 };
 
 struct HostLinkOptions {
@@ -75,13 +92,15 @@ struct HostLinkOptions {
   std::chrono::nanoseconds liveness_interval = std::chrono::milliseconds(100);
   std::chrono::milliseconds peer_ping_timeout{1000};    // one round trip
   std::chrono::milliseconds peer_ping_deadline{30000};  // a whole PingPeer
+  bool attach_peers = true;  // false: a parked successor (attach_peers() later)
 };
 
 class PeerLink;
 
 class HostLink {
  public:
-  enum class State : std::uint8_t { kRunning, kShutdown, kHostDown };
+  // kRetired: a live update finished; this (old) image leaves.
+  enum class State : std::uint8_t { kRunning, kShutdown, kHostDown, kRetired };
 
   static Result<std::unique_ptr<HostLink>> open(const BootTree& tree, HostServices services,
                                                 const HostLinkOptions& opts = {});
@@ -96,6 +115,10 @@ class HostLink {
   State serve_once(std::chrono::nanoseconds timeout);
   State state() const { return state_; }
 
+  Result<void> attach_peers();
+  Result<void> detach_peers();
+  bool peers_attached() const { return peers_ != nullptr; }
+
   std::uint64_t rx() const;
   std::uint64_t tx() const;
   std::uint32_t host_id() const { return host_id_; }
@@ -108,7 +131,9 @@ class HostLink {
   void set_state(State s);
 
   std::unique_ptr<ipi::Endpoint> ep_;
+  struct ParkedPeers;  // detached peer sides (their fds), or not yet attached
   std::unique_ptr<PeerLink> peers_;
+  std::unique_ptr<ParkedPeers> parked_;
   HostServices services_;
   HostLinkOptions opts_;
   std::uint32_t host_id_ = abi::kHostId;

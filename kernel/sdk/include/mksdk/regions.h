@@ -21,6 +21,9 @@
 //      Regions already mapped are unmapped; nothing is left behind.
 //   3. alloc(0): EINVAL; no run of free pages long enough: ENOMEM.
 //   4. release() of a range that is not exactly a live allocation's: EINVAL.
+//   5. reserve() (a live update's successor marking the allocations its
+//      predecessor handed over, listed by live()): a range outside a region
+//      or of 0 pages: EINVAL; overlapping a live allocation: EBUSY.
 //
 // Thread safety: all members may be called from any thread (one mutex).
 //
@@ -28,6 +31,7 @@
 //   map:     EINVAL, fstat/mmap errno.
 //   alloc:   EINVAL, ENOMEM.
 //   release: EINVAL.
+//   reserve: EINVAL, EBUSY.
 #pragma once
 
 #include <cstddef>
@@ -61,6 +65,14 @@ class Regions {
 
   Result<PageRange> alloc(std::uint64_t pages);
   Result<void> release(const PageRange& range);
+  // Marks exactly `range` allocated (a live allocation afterwards, as if
+  // alloc() had returned it). For a live update's successor: the
+  // predecessor's allocations (live()) are reserved before anything else
+  // allocates. Returns: EINVAL (0 pages, unknown region, unaligned or past
+  // the end), EBUSY (overlaps a live allocation).
+  Result<void> reserve(const PageRange& range);
+  // The live allocations, sorted by (region, offset).
+  std::vector<PageRange> live() const;
   // Address of an allocation in this process (valid until destruction).
   std::byte* at(const PageRange& range) const;
 

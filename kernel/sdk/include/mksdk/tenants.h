@@ -28,8 +28,20 @@
 //   4. A tenant's children outlive it: the group SIGKILL at stop() ends
 //      them; before that they are the tenant's business.
 //
+// Adopted tenants (live update, docs/sdk.md "Live update"): a successor
+// image is not its tenants' parent (the previous image, or the reaper it
+// became, is). adopt() records such a tenant; its exit is not seen by
+// waitpid but read from the reaper pipe (set_reaper_fd: records of
+// abi::TenantExitMsg {pid, status}, written by `mk-kernel --reaper=FD`).
+// reap() reads that pipe without blocking; stop() SIGTERMs an adopted
+// tenant's process group, waits for its record until the grace period
+// ends, then SIGKILLs the group and waits (up to 1 s more) for the record;
+// a record that never comes is reported with status SIGKILL.
+//
 // Returns:
 //   start: EINVAL, posix_spawn errno.
+//   adopt: EINVAL (pid or pgid <= 0), EEXIST (pid or index already known).
+//   set_reaper_fd: EBADF (not open), fcntl errno.
 #pragma once
 
 #include <sys/types.h>
@@ -59,6 +71,14 @@ class Tenants {
   // Starts `/bin/sh -c command`; stdout/stderr go to `out_fd` (-1: /dev/null).
   Result<std::uint32_t> start(const std::string& command, int out_fd);
 
+  // A tenant started by a previous image (see above). `pgid` is its process
+  // group (its own pid for tenants mk-kernel starts).
+  Result<void> adopt(pid_t pid, pid_t pgid, std::uint32_t index, const std::string& command);
+  // The reaper pipe's read end (made non-blocking; the caller keeps owning
+  // it); -1 forgets it.
+  Result<void> set_reaper_fd(int fd);
+  int reaper_fd() const { return reaper_fd_; }
+
   // Non-blocking: the tenants that exited since the last call.
   std::vector<TenantExit> reap();
 
@@ -72,13 +92,30 @@ class Tenants {
   std::uint32_t started() const { return static_cast<std::uint32_t>(all_.size()); }
   std::vector<pid_t> pids() const;  // running tenants
 
+  struct Info {
+    pid_t pid = 0;
+    pid_t pgid = 0;
+    std::uint32_t index = 0;
+    std::string command;
+    bool adopted = false;  // exits come through the reaper pipe
+  };
+  std::vector<Info> running_tenants() const;
+
  private:
   struct Tenant {
     pid_t pid = 0;
     std::uint32_t index = 0;
     bool running = true;
+    pid_t pgid = 0;
+    std::string command;
+    bool adopted = false;
   };
+  // Reads every complete record from the reaper pipe; marks adopted
+  // tenants exited and appends them to `out`.
+  void read_reaper(std::vector<TenantExit>* out);
   std::vector<Tenant> all_;
+  int reaper_fd_ = -1;
+  std::string reaper_buf_;  // a partial record
 };
 
 }  // namespace mk::sdk

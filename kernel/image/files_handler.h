@@ -1,0 +1,79 @@
+// The "files" handler of a live update: one handover::Session named
+// "mk-kernel" holding every fd the image hands over.
+//
+// Role in the handover flow (docs/sdk.md "Live update"): on the old image it
+// is the last handler. Others add their fds while they preserve/freeze
+// (add()); its own preserve adds the boot tree's file/listen/block devices
+// (token kDeviceToken | device index), its freeze writes the session's
+// "mkernel,files-v1" subtree into the blob; transfer_fds() is the package's
+// fd order. On the successor it is the first handler: retrieve restores the
+// session from the subtree and the received fds and installs each device fd
+// into the boot tree (whose file/listen/block devices say fd = -1); the
+// other handlers then take their tokens (take()); finish() closes the
+// session, refusing (EBUSY) if a token was never taken.
+//
+// Tokens: kDeviceToken | tree device index, kConnToken | connection id,
+// kReaperToken (the reaper pipe's read end).
+//
+// Returns (beyond the handover::Handler contract):
+//   add:  Session::preserve codes (EBADF, ENOENT, EEXIST, EMFILE).
+//   take: ENOENT (no restored session / unknown token), EALREADY.
+//   retrieve: ENOENT (no "mk-kernel" subsystem), EPROTONOSUPPORT (not
+//         files-v1), Session::restore codes, EINVAL (a device token naming
+//         no file/listen/block device waiting for its fd), ENOENT (such a
+//         device got no fd).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "handover/session.h"
+#include "handover/update.h"
+#include "mk/boot_tree.h"
+
+namespace mk::image {
+
+inline constexpr std::uint64_t kDeviceToken = 0x1'0000'0000ull;
+inline constexpr std::uint64_t kConnToken = 0x2'0000'0000ull;
+inline constexpr std::uint64_t kReaperToken = 0x3'0000'0000ull;
+inline constexpr const char* kSessionName = "mk-kernel";
+
+class FilesHandler final : public handover::Handler {
+ public:
+  explicit FilesHandler(BootTree* tree) : tree_(tree) {}
+  ~FilesHandler() override;
+
+  std::string_view name() const override { return "files"; }
+  Result<void> preserve(handover::KhoBlob& blob) override;
+  void cancel() override;
+  Result<void> freeze(handover::KhoBlob& blob) override;
+  void unfreeze() override {}
+  Result<void> retrieve(const handover::KhoBlob& blob) override;
+  Result<void> finish() override;
+
+  // Old side: hold a dup of `fd` under `token` (the session is created on
+  // the first add of an update).
+  Result<void> add(int fd, std::uint64_t token);
+  // Old side: take back what add() held (a cancelled freeze); the dup closes.
+  void drop(std::uint64_t token);
+  // The held fds in package order (valid after freeze).
+  std::vector<int> transfer_fds() const;
+
+  // New side, before retrieve: the fds received with the package (index order).
+  void set_received(std::vector<handover::OwnedFd> fds) { received_ = std::move(fds); }
+  // New side: the fd preserved under `token` (once).
+  Result<handover::OwnedFd> take(std::uint64_t token);
+  bool has(std::uint64_t token) const;
+
+ private:
+  Result<handover::Session*> session();
+  BootTree* tree_;
+  std::unique_ptr<handover::SessionRegistry> registry_;
+  handover::Session* session_ = nullptr;
+  std::vector<handover::OwnedFd> received_;
+  std::vector<std::size_t> installed_;  // new side: device indexes given an fd
+};
+
+}  // namespace mk::image

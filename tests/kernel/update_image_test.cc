@@ -1,0 +1,518 @@
+// Live update of mk-kernel, end to end: the harness plays the host (boot a
+// parked successor on the same region, prepare, freeze, copy the package and
+// its fds out of the old image with pidfd_getfd, send them on the handover
+// socket, kMsgHandover, finish), and the rollbacks (cancel from prepared /
+// frozen, refusals, fault flags). docs/sdk.md "Live update".
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "handover/kho_blob.h"
+#include "host_harness.h"
+#include "mk/abi/handoff.h"
+#include "mksdk/boot_info.h"
+#include "resp_client.h"
+
+namespace mk::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::unique_ptr<ImageRun> launch_old(std::vector<std::string> args, bool listen, std::string init = "") {
+  LaunchSpec spec;
+  spec.args = std::move(args);
+  spec.listen_device = listen;
+  spec.init = std::move(init);
+  auto r = ImageRun::launch(spec);
+  EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().to_string());
+  if (!r) return nullptr;
+  EXPECT_TRUE((*r)->wait_ready()) << (*r)->stderr_text() << (*r)->console();
+  return std::move(*r);
+}
+
+std::unique_ptr<ImageRun> launch_successor(const ImageRun& old, std::vector<std::string> args, bool listen) {
+  LaunchSpec spec;
+  spec.args = std::move(args);
+  spec.listen_device = listen;
+  spec.successor = true;
+  spec.region_fd = old.region_fd();
+  auto r = ImageRun::launch(spec);
+  EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().to_string());
+  return r ? std::move(*r) : nullptr;
+}
+
+std::string detail(const abi::UpdateReply& r) {
+  return std::string(r.detail, strnlen(r.detail, sizeof r.detail));
+}
+
+void expect_step_ok(ImageRun& run, std::uint16_t type) {
+  auto r = run.step(type);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  EXPECT_EQ(r->status, 0) << detail(*r) << run.console();
+}
+
+// prepare + freeze of `old`; the package and fds copied out.
+Handoff freeze_and_fetch(ImageRun& old) {
+  expect_step_ok(old, abi::kMsgUpdatePrepare);
+  auto fr = old.step(abi::kMsgUpdateFreeze);
+  EXPECT_TRUE(fr.has_value());
+  if (!fr) return {};
+  EXPECT_EQ(fr->status, 0) << detail(*fr) << old.console();
+  EXPECT_GE(fr->fd, 0);
+  auto h = fetch_handoff(old.pid(), fr->fd);
+  EXPECT_TRUE(h.has_value()) << (h ? "" : h.error().to_string());
+  return h ? std::move(*h) : Handoff{};
+}
+
+Result<abi::UpdateReply> hand_over(ImageRun& succ, const Handoff& h, std::chrono::milliseconds timeout = 30s) {
+  MK_TRY(send_handoff(succ.handover_fd(), h.package, h.fds));
+  return succ.request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgHandover, abi::HandoverMsg{1, static_cast<std::uint32_t>(h.fds.size())}, timeout);
+}
+
+void shutdown(ImageRun& run) {
+  auto rep = run.request<abi::ShutdownMsg, abi::ShutdownReply>(abi::kMsgShutdown, abi::ShutdownMsg{2000, 0});
+  ASSERT_TRUE(rep.has_value()) << rep.error().to_string();
+  auto st = run.wait_exit();
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 0) << run.stderr_text() << run.console();
+}
+
+bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+std::string cmdline_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  for (auto& c : s) c = c ? c : ' ';
+  return s;
+}
+
+TEST(MkKernelUpdate, KvConnectionAndDataSurviveTheUpdate) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_TRUE(c.ok());
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(c.cmd({"SET", "k" + std::to_string(i), "v" + std::to_string(i)}), "+OK");
+  }
+  ASSERT_EQ(c.cmd({"LPUSH", "l", "a", "b"}), ":2");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready()) << (succ ? succ->stderr_text() + succ->console() : "");
+  EXPECT_EQ(succ->ready()->tenants, 0u);
+  // Parked: it answers pings but refuses update steps.
+  auto parked = succ->step(abi::kMsgUpdatePrepare);
+  ASSERT_TRUE(parked.has_value());
+  EXPECT_EQ(parked->status, -EBUSY) << detail(*parked);
+
+  expect_step_ok(*old, abi::kMsgUpdatePrepare);
+  // Half a request, read by the old image before the freeze: it travels in
+  // the connection's pending input.
+  const std::string req = sdk::resp::encode_command({"GET", "k7"});
+  c.send_raw(req.substr(0, 9));
+  std::this_thread::sleep_for(200ms);
+  auto fr = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr.has_value());
+  ASSERT_EQ(fr->status, 0) << detail(*fr) << old->console();
+  auto h = fetch_handoff(old->pid(), fr->fd);
+  ASSERT_TRUE(h.has_value()) << h.error().to_string();
+  EXPECT_EQ(h->fds.size(), 2u);  // the listen socket, the client connection
+  // The package is sealed.
+  EXPECT_EQ(::fcntl(h->package, F_GET_SEALS) & (F_SEAL_WRITE | F_SEAL_SEAL), F_SEAL_WRITE | F_SEAL_SEAL);
+
+  auto rep = hand_over(*succ, *h);
+  ASSERT_TRUE(rep.has_value()) << rep.error().to_string();
+  ASSERT_EQ(rep->status, 0) << detail(*rep) << succ->console();
+  expect_step_ok(*old, abi::kMsgUpdateFinish);
+  auto st = old->wait_exit(10s);
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st)) << old->console();
+  EXPECT_EQ(WEXITSTATUS(*st), 0);
+
+  // The same connection: the rest of the request, then everything reads back.
+  c.send_raw(req.substr(9));
+  EXPECT_EQ(c.reply(), "$v7");
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(c.cmd({"GET", "k" + std::to_string(i)}), "$v" + std::to_string(i));
+  EXPECT_EQ(c.cmd({"LRANGE", "l", "0", "-1"}), "*2[$b,$a]");
+  EXPECT_EQ(c.cmd({"SET", "after", "1"}), "+OK");
+  // The listen socket too.
+  Client d(succ->listen_port() ? succ->listen_port() : old->listen_port());
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.cmd({"DBSIZE"}), ":202");
+  EXPECT_NE(succ->console().find("restored the store in /memory@0 (201 keys) and 1 connections"), std::string::npos)
+      << succ->console();
+  // A second handover is refused: it is not parked any more.
+  auto again = succ->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgHandover, abi::HandoverMsg{2, 0});
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, -EALREADY);
+  shutdown(*succ);
+}
+
+TEST(MkKernelUpdate, TheSuccessorCanBeUpdatedInTurn) {
+  auto a = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(a);
+  Client c(a->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "gen", "1"}), "+OK");
+  auto b = launch_successor(*a, {"--services=kv"}, true);
+  ASSERT_TRUE(b && b->wait_ready());
+  {
+    Handoff h = freeze_and_fetch(*a);
+    auto rep = hand_over(*b, h);
+    ASSERT_TRUE(rep.has_value() && rep->status == 0) << (rep ? detail(*rep) : rep.error().to_string());
+    expect_step_ok(*a, abi::kMsgUpdateFinish);
+    ASSERT_TRUE(a->wait_exit(10s).has_value());
+  }
+  ASSERT_EQ(c.cmd({"INCR", "gen"}), ":2");
+  auto c2 = launch_successor(*b, {"--services=kv"}, true);
+  ASSERT_TRUE(c2 && c2->wait_ready());
+  {
+    Handoff h = freeze_and_fetch(*b);
+    auto rep = hand_over(*c2, h);
+    ASSERT_TRUE(rep.has_value() && rep->status == 0) << (rep ? detail(*rep) : rep.error().to_string());
+    expect_step_ok(*b, abi::kMsgUpdateFinish);
+    ASSERT_TRUE(b->wait_exit(10s).has_value());
+  }
+  EXPECT_EQ(c.cmd({"INCR", "gen"}), ":3");
+  shutdown(*c2);
+}
+
+TEST(MkKernelUpdate, CancelFromPreparedAndFrozenKeepsServing) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  // Cancel from normal: nothing to do.
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  // Finish without a freeze: refused.
+  auto fin = old->step(abi::kMsgUpdateFinish);
+  ASSERT_TRUE(fin.has_value());
+  EXPECT_EQ(fin->status, -EINVAL) << detail(*fin);
+  // Freeze without a prepare: refused.
+  auto fz = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fz.has_value());
+  EXPECT_EQ(fz->status, -EINVAL) << detail(*fz);
+  EXPECT_NE(detail(*fz).find("kMsgUpdatePrepare first"), std::string::npos) << "[" << detail(*fz) << "]";
+
+  expect_step_ok(*old, abi::kMsgUpdatePrepare);
+  EXPECT_EQ(c.cmd({"INCR", "x"}), ":2");  // prepared: still serving
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(c.cmd({"INCR", "x"}), ":3");
+
+  expect_step_ok(*old, abi::kMsgUpdatePrepare);
+  auto fr = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr.has_value());
+  ASSERT_EQ(fr->status, 0) << detail(*fr);
+  // Frozen: a request waits (nothing is lost), then the cancel unfreezes.
+  c.send_raw(sdk::resp::encode_command({"INCR", "x"}));
+  std::this_thread::sleep_for(200ms);
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(c.reply(), ":4");
+  Client d(old->listen_port());
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.cmd({"GET", "x"}), "$4");
+  // And a full update still works after the cancels.
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  EXPECT_EQ(h.fds.size(), 3u);  // listen + two connections
+  auto rep = hand_over(*succ, h);
+  ASSERT_TRUE(rep.has_value() && rep->status == 0) << (rep ? detail(*rep) : rep.error().to_string());
+  expect_step_ok(*old, abi::kMsgUpdateFinish);
+  EXPECT_EQ(c.cmd({"INCR", "x"}), ":5");
+  EXPECT_EQ(d.cmd({"INCR", "x"}), ":6");
+  shutdown(*succ);
+}
+
+// Builds a package with the same fd table as `h` and another blob.
+Result<int> repackage(const Handoff& h, const std::vector<std::uint8_t>& blob) {
+  abi::HandoffHeader hdr{};
+  if (::pread(h.package, &hdr, sizeof hdr, 0) != static_cast<ssize_t>(sizeof hdr)) return errno_error("pread");
+  std::vector<std::uint8_t> head(abi::handoff_blob_offset(hdr.fd_count));
+  if (::pread(h.package, head.data(), head.size(), 0) != static_cast<ssize_t>(head.size())) return errno_error("pread");
+  hdr.blob_bytes = blob.size();
+  std::memcpy(head.data(), &hdr, sizeof hdr);
+  int fd = ::memfd_create("test-package", MFD_CLOEXEC);
+  if (fd < 0) return errno_error("memfd_create");
+  if (::write(fd, head.data(), head.size()) != static_cast<ssize_t>(head.size()) ||
+      ::write(fd, blob.data(), blob.size()) != static_cast<ssize_t>(blob.size())) {
+    ::close(fd);
+    return errno_error("write");
+  }
+  return fd;
+}
+
+std::vector<std::uint8_t> blob_of(const Handoff& h) {
+  abi::HandoffHeader hdr{};
+  EXPECT_EQ(::pread(h.package, &hdr, sizeof hdr, 0), static_cast<ssize_t>(sizeof hdr));
+  std::vector<std::uint8_t> blob(hdr.blob_bytes);
+  EXPECT_EQ(::pread(h.package, blob.data(), blob.size(), static_cast<off_t>(abi::handoff_blob_offset(hdr.fd_count))),
+            static_cast<ssize_t>(blob.size()));
+  return blob;
+}
+
+// A refused handover leaves the old image frozen; its cancel brings it back.
+void refuse_then_cancel(ImageRun& old, ImageRun& succ, Client& c, const Handoff& h, int package, int want_status,
+                        const std::string& want_detail) {
+  ASSERT_TRUE(send_handoff(succ.handover_fd(), package, h.fds).has_value());
+  auto rep = succ.request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgHandover, abi::HandoverMsg{1, static_cast<std::uint32_t>(h.fds.size())});
+  ASSERT_TRUE(rep.has_value()) << rep.error().to_string();
+  EXPECT_EQ(rep->status, want_status) << detail(*rep);
+  EXPECT_NE(detail(*rep).find(want_detail), std::string::npos) << detail(*rep);
+  // Still parked (the host kills it); the old image unfreezes.
+  EXPECT_TRUE(alive(succ.pid()));
+  expect_step_ok(old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(c.cmd({"GET", "x"}), "$1");
+}
+
+TEST(MkKernelUpdate, ACorruptPackageIsRefused) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  std::vector<std::uint8_t> blob = blob_of(h);
+  for (std::size_t i = 40; i < blob.size(); i += 13) blob[i] ^= 0x5a;
+  auto bad = repackage(h, blob);
+  ASSERT_TRUE(bad.has_value());
+  refuse_then_cancel(*old, *succ, c, h, *bad, -EBADMSG, "");
+  ::close(*bad);
+}
+
+TEST(MkKernelUpdate, ANewerKvSchemaIsRefused) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  auto parsed = handover::parse_kho_blob(blob_of(h));
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().to_string();
+  bool found = false;
+  for (auto& s : parsed->subsystems) {
+    if (s.name == "kv") {
+      EXPECT_EQ(s.compatible, "mkernel,kv-v1");
+      s.compatible = "mkernel,kv-v2";
+      found = true;
+    }
+  }
+  ASSERT_TRUE(found);
+  auto bytes = handover::emit_kho_blob(*parsed);
+  ASSERT_TRUE(bytes.has_value());
+  auto pkg = repackage(h, *bytes);
+  ASSERT_TRUE(pkg.has_value());
+  refuse_then_cancel(*old, *succ, c, h, *pkg, -EPROTONOSUPPORT, "kv");
+  ::close(*pkg);
+}
+
+TEST(MkKernelUpdate, AnFdCountMismatchIsRefused) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  ASSERT_EQ(h.fds.size(), 2u);
+  // One fd fewer than the package lists (and announced so).
+  std::vector<int> fewer = {h.fds[0]};
+  ASSERT_TRUE(send_handoff(succ->handover_fd(), h.package, fewer).has_value());
+  auto rep = succ->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgHandover, abi::HandoverMsg{1, 1});
+  ASSERT_TRUE(rep.has_value());
+  EXPECT_EQ(rep->status, -EPROTO) << detail(*rep);
+  EXPECT_NE(detail(*rep).find("fd count mismatch"), std::string::npos) << detail(*rep);
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(c.cmd({"GET", "x"}), "$1");
+}
+
+TEST(MkKernelUpdate, ATenantSurvivesAndIsReportedByTheSuccessor) {
+  auto old = launch_old({}, false, "sleep 1000");
+  ASSERT_TRUE(old);
+  std::vector<pid_t> kids;
+  ASSERT_TRUE(old->serve_until([&] { return !(kids = children_of(old->pid())).empty(); }, 5s));
+  const pid_t tenant = kids.front();
+  auto succ = launch_successor(*old, {}, false);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  EXPECT_EQ(h.fds.size(), 1u);  // the reaper pipe's read end
+  auto rep = hand_over(*succ, h);
+  ASSERT_TRUE(rep.has_value() && rep->status == 0) << (rep ? detail(*rep) : rep.error().to_string()) << succ->console();
+  expect_step_ok(*old, abi::kMsgUpdateFinish);
+  // The old image became the reaper (same pid, still the tenant's parent).
+  ASSERT_TRUE(old->serve_until([&] { return cmdline_of(old->pid()).find("--reaper=") != std::string::npos; }, 5s))
+      << cmdline_of(old->pid()) << old->console();
+  EXPECT_TRUE(alive(tenant));
+  auto st = succ->request<abi::StatsMsg, abi::StatsMsg>(abi::kMsgStats, abi::StatsMsg{});
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->tenants_running, 1u);
+  ::kill(-tenant, SIGKILL);
+  ASSERT_TRUE(succ->serve_until([&] { return !succ->tenant_exits().empty(); }, 10s)) << succ->console();
+  EXPECT_EQ(succ->tenant_exits()[0].pid, tenant);
+  EXPECT_TRUE(WIFSIGNALED(succ->tenant_exits()[0].status));
+  EXPECT_EQ(WTERMSIG(succ->tenant_exits()[0].status), SIGKILL);
+  EXPECT_EQ(succ->tenant_exits()[0].index, 0u);
+  // No children left and not PID 1: the reaper exits 0.
+  auto rst = old->wait_exit(10s);
+  ASSERT_TRUE(rst.has_value() && WIFEXITED(*rst));
+  EXPECT_EQ(WEXITSTATUS(*rst), 0);
+  shutdown(*succ);
+}
+
+TEST(MkKernelUpdate, TheSuccessorsShutdownEndsAdoptedTenants) {
+  auto old = launch_old({}, false, "sleep 1000");
+  ASSERT_TRUE(old);
+  std::vector<pid_t> kids;
+  ASSERT_TRUE(old->serve_until([&] { return !(kids = children_of(old->pid())).empty(); }, 5s));
+  const pid_t tenant = kids.front();
+  auto succ = launch_successor(*old, {}, false);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  auto rep = hand_over(*succ, h);
+  ASSERT_TRUE(rep.has_value() && rep->status == 0);
+  expect_step_ok(*old, abi::kMsgUpdateFinish);
+  ASSERT_TRUE(old->serve_until([&] { return cmdline_of(old->pid()).find("--reaper=") != std::string::npos; }, 5s));
+  auto sd = succ->request<abi::ShutdownMsg, abi::ShutdownReply>(abi::kMsgShutdown, abi::ShutdownMsg{2000, 0});
+  ASSERT_TRUE(sd.has_value());
+  EXPECT_EQ(sd->status, 0);
+  EXPECT_EQ(sd->tenants_killed, 0u);  // sh ends on SIGTERM
+  ASSERT_TRUE(succ->serve_until([&] { return !succ->tenant_exits().empty(); }, 5s));
+  EXPECT_EQ(succ->tenant_exits()[0].pid, tenant);
+  EXPECT_TRUE(WIFSIGNALED(succ->tenant_exits()[0].status));
+  EXPECT_EQ(WTERMSIG(succ->tenant_exits()[0].status), SIGTERM);
+  auto st = succ->wait_exit();
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 0);
+  auto rst = old->wait_exit(10s);
+  ASSERT_TRUE(rst.has_value() && WIFEXITED(*rst));
+  EXPECT_FALSE(alive(tenant));
+}
+
+// ---- fault flags ----
+
+TEST(MkKernelUpdate, FaultExitAtBoot) {
+  auto old = launch_old({}, false);
+  ASSERT_TRUE(old);
+  auto succ = launch_successor(*old, {"--fault=exit-at-boot"}, false);
+  ASSERT_TRUE(succ);
+  auto st = succ->wait_exit();
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 1);
+  EXPECT_FALSE(succ->ready().has_value());
+  // Without a handover socket the flag does nothing.
+  auto plain = launch_old({"--fault=exit-at-boot"}, false);
+  ASSERT_TRUE(plain && plain->ready().has_value());
+  shutdown(*plain);
+  shutdown(*old);
+}
+
+TEST(MkKernelUpdate, FaultRefuseAndHangAtHandover) {
+  auto old = launch_old({}, false);
+  ASSERT_TRUE(old);
+  auto refuse = launch_successor(*old, {"--fault=refuse-handover"}, false);
+  ASSERT_TRUE(refuse && refuse->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  auto rep = hand_over(*refuse, h);
+  ASSERT_TRUE(rep.has_value());
+  EXPECT_EQ(rep->status, -EPROTONOSUPPORT);
+  EXPECT_EQ(detail(*rep), "refused by --fault");
+  auto hang = launch_successor(*old, {"--fault=hang-at-handover"}, false);
+  ASSERT_TRUE(hang && hang->wait_ready());
+  auto none = hand_over(*hang, h, 1s);
+  ASSERT_FALSE(none.has_value());
+  EXPECT_EQ(none.error().code(), ETIMEDOUT);
+  EXPECT_TRUE(alive(hang->pid()));
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  shutdown(*old);
+}
+
+TEST(MkKernelUpdate, FaultDieInPrepare) {
+  auto old = launch_old({"--fault=die-in-prepare"}, false);
+  ASSERT_TRUE(old);
+  auto r = old->step(abi::kMsgUpdatePrepare, 1, 3s);
+  EXPECT_FALSE(r.has_value());
+  auto st = old->wait_exit(10s);
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 1);
+}
+
+TEST(MkKernelUpdate, UnknownFaultIsAUsageError) {
+  LaunchSpec spec;
+  spec.args = {"--fault=explode"};
+  auto run = ImageRun::launch(spec);
+  ASSERT_TRUE(run.has_value());
+  auto st = (*run)->wait_exit();
+  ASSERT_TRUE(st.has_value() && WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), sdk::exit_code::kUsage);
+}
+
+// ---- reaper mode alone ----
+
+TEST(MkKernelReaper, ReportsEveryChildThenExits) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const std::string image = std::string(MK_BIN_DIR) + "/mk-kernel";
+  pid_t reaper = ::fork();
+  ASSERT_GE(reaper, 0);
+  if (reaper == 0) {
+    // Two children that the exec'ed reaper inherits.
+    if (::fork() == 0) ::_exit(7);
+    if (::fork() == 0) {
+      ::usleep(200'000);
+      ::raise(SIGTERM);
+      ::_exit(0);
+    }
+    ::dup2(p[1], 9);  // no CLOEXEC on 9
+    std::string arg = "--reaper=9";
+    char* argv[] = {const_cast<char*>("mk-kernel"), arg.data(), nullptr};
+    ::execv(image.c_str(), argv);
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  std::vector<abi::TenantExitMsg> recs;
+  abi::TenantExitMsg m{};
+  while (::read(p[0], &m, sizeof m) == static_cast<ssize_t>(sizeof m)) recs.push_back(m);
+  ::close(p[0]);
+  int st = 0;
+  ASSERT_EQ(::waitpid(reaper, &st, 0), reaper);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  ASSERT_EQ(recs.size(), 2u);
+  int exited7 = 0, termed = 0;
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.index, 0u);
+    exited7 += WIFEXITED(r.status) && WEXITSTATUS(r.status) == 7;
+    termed += WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGTERM;
+  }
+  EXPECT_EQ(exited7, 1);
+  EXPECT_EQ(termed, 1);
+}
+
+TEST(MkKernelReaper, ABadFdIsRefused) {
+  const std::string image = std::string(MK_BIN_DIR) + "/mk-kernel";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(40);
+    char* argv[] = {const_cast<char*>("mk-kernel"), const_cast<char*>("--reaper=40"), nullptr};
+    ::execv(image.c_str(), argv);
+    ::_exit(127);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 2);
+}
+
+}  // namespace
+}  // namespace mk::test
