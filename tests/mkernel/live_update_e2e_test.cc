@@ -1,0 +1,490 @@
+// live_update() end to end with the real mk-kernel: an instance serving the
+// KV service on a listen device with a `sleep` tenant is updated in place
+// while a TCP client stays connected; then every fault the image and the
+// host can inject, each ending with the instance serving every key; an
+// interrupted update finished by abort_update() from a "restarted host";
+// two updates in a row and the adoption of the result.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "mk/units.h"
+#include "mkernel/live_update.h"
+
+namespace mk {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string encode(const std::vector<std::string>& args) {
+  std::string s = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return s;
+}
+
+// A RESP client for the simple replies the tests use (+, -, :, $).
+class Client {
+ public:
+  explicit Client(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  }
+  ~Client() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  // "+OK", "$value", "$nil", ":1", "-ERR ...", "EOF", "TIMEOUT".
+  std::string cmd(const std::vector<std::string>& args) {
+    std::string out = encode(args);
+    if (::send(fd_, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) return "EOF";
+    for (;;) {
+      if (auto r = parse()) return *r;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 10000) <= 0) return "TIMEOUT";
+      char tmp[4096];
+      ssize_t n = ::read(fd_, tmp, sizeof tmp);
+      if (n <= 0) return "EOF";
+      buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  std::optional<std::string> parse() {
+    const std::size_t nl = buf_.find("\r\n");
+    if (nl == std::string::npos) return std::nullopt;
+    const char t = buf_[0];
+    std::string line = buf_.substr(1, nl - 1);
+    if (t == '$') {
+      long n = std::stol(line);
+      if (n < 0) {
+        buf_.erase(0, nl + 2);
+        return std::string("$nil");
+      }
+      if (buf_.size() < nl + 2 + static_cast<std::size_t>(n) + 2) return std::nullopt;
+      std::string v = buf_.substr(nl + 2, static_cast<std::size_t>(n));
+      buf_.erase(0, nl + 2 + static_cast<std::size_t>(n) + 2);
+      return "$" + v;
+    }
+    buf_.erase(0, nl + 2);
+    return std::string(1, t) + line;
+  }
+  int fd_ = -1;
+  bool ok_ = false;
+  std::string buf_;
+};
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+std::string ns_link(pid_t pid, const char* ns) {
+  char buf[128] = {};
+  std::string p = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+  ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+std::string status_line(pid_t pid, const char* key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind(key, 0) == 0) return line.substr(line.find_first_not_of(" \t", std::strlen(key)));
+  return "?";
+}
+
+std::string drain(int fd) {
+  std::string s;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<std::size_t>(n));
+  return s;
+}
+
+// The tenant: the `sleep` below the image (host pid), once it runs.
+pid_t find_tenant_once(pid_t parent, int depth) {
+  std::string kids = file_text("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+  std::istringstream in(kids);
+  for (pid_t p; in >> p;) {
+    std::string comm = file_text("/proc/" + std::to_string(p) + "/comm");
+    if (comm.rfind("sleep", 0) == 0) return p;
+    if (depth > 0) {
+      if (pid_t q = find_tenant_once(p, depth - 1); q > 0) return q;
+    }
+  }
+  return -1;
+}
+
+pid_t find_tenant(pid_t image) {
+  for (int i = 0; i < 200; ++i) {
+    if (pid_t p = find_tenant_once(image, 1); p > 0) return p;
+    ::usleep(10'000);
+  }
+  return -1;
+}
+
+bool alive(pid_t pid) {
+  std::string st = file_text("/proc/" + std::to_string(pid) + "/stat");
+  if (st.empty()) return false;
+  std::size_t rp = st.rfind(')');
+  return rp != std::string::npos && rp + 2 < st.size() && st[rp + 2] != 'Z';
+}
+
+class LiveUpdate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto t = load_topology_live();
+    ASSERT_TRUE(t) << t.error().to_string();
+    topo = *t;
+    port = free_port();
+    req.instance.id = 12;
+    req.instance.name = "lu-e2e-" + std::to_string(::getpid());
+    req.instance.cpus = CpuSet::of({topo.pus.back().os_index});
+    req.instance.memory = {{topo.numa_nodes.front().os_index, 16 * kMiB}};
+    req.instance.devices = {*DeviceSpec::parse("listen:127.0.0.1:" + std::to_string(port))};
+    req.image.path = std::string(MK_BIN_DIR) + "/mk-kernel";
+    req.image.cmdline = "--services=kv";
+    req.image.init = "sleep 1000";
+    req.root = SysRoot();
+  }
+  void TearDown() override {
+    if (run) {
+      run->kill();
+      (void)run->release();
+    }
+  }
+
+  void boot() {
+    auto r = boot_instance(topo, req);
+    ASSERT_TRUE(r) << r.error().to_string();
+    run = std::move(*r);
+    auto ready = run->wait_ready(10s);
+    ASSERT_TRUE(ready) << ready.error().to_string() << "\nconsole: " << drain(run->console_fd());
+  }
+
+  void write_keys(Client& c, int n, const std::string& prefix = "k") {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_EQ(c.cmd({"SET", prefix + std::to_string(i), "v" + std::to_string(i)}), "+OK");
+    }
+  }
+  void expect_keys(Client& c, int n, const std::string& prefix = "k") {
+    for (int i = 0; i < n; ++i)
+      ASSERT_EQ(c.cmd({"GET", prefix + std::to_string(i)}), "$v" + std::to_string(i)) << "key " << prefix << i;
+  }
+
+  UpdateRequest update_request(const std::string& cmdline = "--services=kv") {
+    UpdateRequest u;
+    u.image.path = req.image.path;
+    u.image.cmdline = cmdline;
+    u.timeout = 5s;
+    u.on_phase = [this](std::string_view p, double ms) { phases[std::string(p)] = ms; };
+    return u;
+  }
+
+  // The instance serves: ping, and a connection reads back every key.
+  void expect_serving(int keys) {
+    ASSERT_TRUE(run) << "no instance left";
+    ASSERT_TRUE(run->ping(64, 2s)) << drain(run->console_fd());
+    Client c(port);
+    ASSERT_TRUE(c.ok());
+    expect_keys(c, keys);
+  }
+
+  Topology topo;
+  BootRequest req;
+  uint16_t port = 0;
+  std::unique_ptr<RunningInstance> run;
+  std::map<std::string, double> phases;
+};
+
+TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 200);
+  const pid_t old_pid = run->pid();
+  const pid_t tenant = find_tenant(old_pid);
+  ASSERT_GT(tenant, 0);
+  std::map<std::string, std::string> ns;
+  for (const char* n : {"pid", "mnt", "uts", "ipc", "net"}) ns[n] = ns_link(old_pid, n);
+  const std::string cgroup = file_text("/proc/" + std::to_string(old_pid) + "/cgroup");
+  RuntimeRecord successor;
+  auto u = update_request();
+  u.update_id = 41;
+  u.on_successor = [&](const RuntimeRecord& r) { successor = r; };
+  UpdateOutcome out = live_update(run, topo, req.root, u);
+  ASSERT_TRUE(out.updated) << (out.cause ? out.cause->to_string() : "") << " / " << out.rollback
+                           << "\nconsole: " << (run ? drain(run->console_fd()) : "");
+  ASSERT_TRUE(run);
+  EXPECT_FALSE(out.cause);
+  EXPECT_EQ(out.rollback, "");
+  // Phases and blackout.
+  for (const char* p : {"boot", "prepare", "freeze", "transfer", "restore", "finish"}) {
+    EXPECT_TRUE(phases.count(p)) << p;
+  }
+  EXPECT_EQ(out.phases.size(), 6u);
+  ASSERT_TRUE(out.blackout_ms);
+  EXPECT_GT(*out.blackout_ms, 0.0);
+  EXPECT_LT(*out.blackout_ms, 5000.0);
+  EXPECT_GE(*out.blackout_ms, phases["freeze"] + phases["transfer"]);
+  EXPECT_GE(out.fds, 2u);  // the listen socket and the client's connection at least
+  EXPECT_GT(out.blob_bytes, 0u);
+  // The successor is the instance now, our child, in the same namespaces,
+  // cgroup and CPUs; the old image (PID 1 there) stays as the reaper.
+  EXPECT_NE(run->pid(), old_pid);
+  EXPECT_EQ(run->pid(), successor.pid);
+  EXPECT_EQ(run->record().pid, successor.pid);
+  EXPECT_TRUE(run->is_child());
+  for (const auto& [n, link] : ns) EXPECT_EQ(ns_link(run->pid(), n.c_str()), link) << n;
+  EXPECT_EQ(file_text("/proc/" + std::to_string(run->pid()) + "/cgroup"), cgroup);
+  EXPECT_EQ(status_line(run->pid(), "Cpus_allowed_list:"), req.instance.cpus.to_string());
+  if (::geteuid() == 0) {
+    EXPECT_EQ(run->ns_init_pid(), old_pid);
+    EXPECT_EQ(run->record().ns_init_pid, old_pid);
+    EXPECT_NE(file_text("/proc/" + std::to_string(old_pid) + "/cmdline").find("--reaper"), std::string::npos);
+  }
+  // The same connection reads every key back and writes more.
+  expect_keys(c, 200);
+  ASSERT_EQ(c.cmd({"SET", "after", "update"}), "+OK");
+  // The tenant kept its pid and runs.
+  EXPECT_TRUE(alive(tenant));
+  auto st = run->stats(2s);
+  ASSERT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(st->tenants_running, 1u);
+  expect_serving(200);
+  // stop leaves nothing behind: image, reaper, tenant.
+  auto bye = run->shutdown(500ms, 5s);
+  ASSERT_TRUE(bye) << bye.error().to_string();
+  EXPECT_FALSE(alive(old_pid));
+  EXPECT_FALSE(alive(tenant));
+  auto rel = run->release();
+  EXPECT_TRUE(rel) << rel.error().to_string();
+  run.reset();
+}
+
+TEST_F(LiveUpdate, TwiceInARowThenAdoptedByARestartedHost) {
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 50);
+  const pid_t first = run->pid();
+  const pid_t tenant = find_tenant(first);
+  UpdateOutcome one = live_update(run, topo, req.root, update_request());
+  ASSERT_TRUE(one.updated) << (one.cause ? one.cause->to_string() : "") << " " << one.rollback;
+  const pid_t second = run->pid();
+  auto u2 = update_request();
+  u2.update_id = 2;
+  UpdateOutcome two = live_update(run, topo, req.root, u2);
+  ASSERT_TRUE(two.updated) << (two.cause ? two.cause->to_string() : "") << " " << two.rollback
+                           << "\nconsole: " << (run ? drain(run->console_fd()) : "");
+  // The second old image was not PID 1: it exited (and was reaped).
+  EXPECT_FALSE(alive(second));
+  EXPECT_NE(run->pid(), second);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(run->ns_init_pid(), first);
+  }
+  expect_keys(c, 50);
+  EXPECT_TRUE(alive(tenant));
+
+  // A restarted host takes the successor back from its record.
+  Instance inst = req.instance;
+  inst.runtime = run->record();
+  const pid_t image = run->pid();
+  run->detach();
+  run.reset();
+  auto back = adopt_instance(inst, req.root);
+  ASSERT_TRUE(back) << back.error().to_string();
+  run = std::move(*back);
+  EXPECT_EQ(run->pid(), image);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(run->ns_init_pid(), first);
+  }
+  expect_serving(50);
+  expect_keys(c, 50);
+  // This test process is still the image's parent (a real restarted host
+  // is not): reap it as its parent would, or the dying namespace init
+  // waits for that zombie.
+  int ws = 0;
+  std::thread parent([&] { ::waitpid(image, &ws, 0); });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto bye = run->shutdown(500ms, 5s);
+  parent.join();
+  ASSERT_TRUE(bye) << bye.error().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_FALSE(alive(first));
+  EXPECT_FALSE(alive(tenant));
+  EXPECT_TRUE(run->release());
+  run.reset();
+  ::waitpid(first, &ws, 0);
+}
+
+struct FaultCase {
+  const char* name;
+  const char* successor_cmdline;
+  bool corrupt;
+  int code;  // the cause's errno
+};
+
+class LiveUpdateFault : public LiveUpdate, public ::testing::WithParamInterface<FaultCase> {};
+
+TEST_P(LiveUpdateFault, RollsBackToTheOldImageWithEveryKey) {
+  const FaultCase& f = GetParam();
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 100);
+  const pid_t old_pid = run->pid();
+  const pid_t tenant = find_tenant(old_pid);
+  auto u = update_request(f.successor_cmdline);
+  u.timeout = 2s;
+  u.corrupt_package = f.corrupt;
+  RuntimeRecord successor;
+  u.on_successor = [&](const RuntimeRecord& r) { successor = r; };
+  UpdateOutcome out = live_update(run, topo, req.root, u);
+  EXPECT_FALSE(out.updated);
+  ASSERT_TRUE(out.cause);
+  EXPECT_EQ(out.cause->code(), f.code) << out.cause->to_string();
+  EXPECT_NE(out.rollback, "");
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->pid(), old_pid) << out.rollback;
+  EXPECT_EQ(run->ns_init_pid(), -1);
+  if (successor.pid > 0) {
+    EXPECT_FALSE(alive(successor.pid));
+  }
+  // Untouched or unfrozen: the same connection, every key, the tenant.
+  expect_keys(c, 100);
+  ASSERT_EQ(c.cmd({"SET", "k100", "v100"}), "+OK");
+  EXPECT_TRUE(alive(tenant));
+  expect_serving(101);
+  // And the instance can still be updated.
+  UpdateOutcome again = live_update(run, topo, req.root, update_request());
+  EXPECT_TRUE(again.updated) << (again.cause ? again.cause->to_string() : "") << " " << again.rollback;
+  expect_keys(c, 101);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, LiveUpdateFault,
+    ::testing::Values(FaultCase{"ExitAtBoot", "--services=kv --fault=exit-at-boot", false, ECHILD},
+                      FaultCase{"HangAtHandover", "--services=kv --fault=hang-at-handover", false, ETIMEDOUT},
+                      FaultCase{"RefuseHandover", "--services=kv --fault=refuse-handover", false, EPROTONOSUPPORT},
+                      FaultCase{"CorruptPackage", "--services=kv", true, EBADMSG}),
+    [](const ::testing::TestParamInfo<FaultCase>& i) { return std::string(i.param.name); });
+
+TEST_F(LiveUpdate, OldImageDyingInPrepareIsBootedAgainOnTheSameRegions) {
+  req.image.cmdline = "--services=kv --fault=die-in-prepare";
+  boot();
+  {
+    Client c(port);
+    ASSERT_TRUE(c.ok());
+    write_keys(c, 100);
+  }
+  const pid_t old_pid = run->pid();
+  UpdateOutcome out = live_update(run, topo, req.root, update_request());
+  EXPECT_FALSE(out.updated);
+  ASSERT_TRUE(out.cause);
+  EXPECT_NE(out.rollback.find("booted again"), std::string::npos) << out.rollback;
+  ASSERT_TRUE(run) << out.rollback;
+  EXPECT_NE(run->pid(), old_pid);
+  EXPECT_TRUE(phases.count("rollback"));
+  // The store lives in the region the host kept: every key is there.
+  expect_serving(100);
+  auto st = run->stats(2s);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->tenants_running, 1u);  // the init was started again
+}
+
+TEST_F(LiveUpdate, AbortUpdateFromARestartedHostUnfreezesTheOldImage) {
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 100);
+  const pid_t old_pid = run->pid();
+  Instance inst = req.instance;
+  inst.runtime = run->record();
+  inst.image = LoadedImage{req.image.path, "", 0, "", req.image.cmdline, req.image.init, {}, {}};
+  run->detach();
+  run.reset();
+  int rec_pipe[2];
+  ASSERT_EQ(::pipe(rec_pipe), 0);
+  pid_t host = ::fork();
+  ASSERT_GE(host, 0);
+  if (host == 0) {
+    // The first host: takes the instance, updates, dies right after the freeze.
+    ::close(rec_pipe[0]);
+    auto mine = adopt_instance(inst, SysRoot());
+    if (!mine) ::_exit(10);
+    std::unique_ptr<RunningInstance> cur = std::move(*mine);
+    UpdateRequest u;
+    u.image = req.image;
+    u.timeout = 5s;
+    u.update_id = 77;
+    u.on_successor = [&](const RuntimeRecord& r) {
+      int64_t v[2] = {r.pid, static_cast<int64_t>(r.start_time)};
+      (void)!::write(rec_pipe[1], v, sizeof v);
+    };
+    u.after_freeze = [] { ::_exit(0); };
+    (void)live_update(cur, topo, SysRoot(), u);
+    ::_exit(11);
+  }
+  ::close(rec_pipe[1]);
+  int ws = 0;
+  ASSERT_EQ(::waitpid(host, &ws, 0), host);
+  ASSERT_TRUE(WIFEXITED(ws));
+  ASSERT_EQ(WEXITSTATUS(ws), 0) << "the first host did not reach the freeze";
+  int64_t v[2] = {};
+  ASSERT_EQ(::read(rec_pipe[0], v, sizeof v), static_cast<ssize_t>(sizeof v));
+  ::close(rec_pipe[0]);
+  RuntimeRecord successor;
+  successor.pid = static_cast<int32_t>(v[0]);
+  successor.start_time = static_cast<uint64_t>(v[1]);
+  EXPECT_TRUE(alive(successor.pid)) << "the successor should outlive the dead host";
+  // Frozen: the client's request waits (no reply within 300 ms).
+  // The restarted host.
+  auto back = adopt_instance(inst, req.root);
+  ASSERT_TRUE(back) << back.error().to_string();
+  run = std::move(*back);
+  auto ab = abort_update(*run, successor, 5s, 77);
+  ASSERT_TRUE(ab) << ab.error().to_string();
+  EXPECT_FALSE(alive(successor.pid));
+  EXPECT_EQ(run->pid(), old_pid);
+  expect_keys(c, 100);
+  ASSERT_EQ(c.cmd({"SET", "k100", "v100"}), "+OK");
+  expect_serving(101);
+  // Aborting again (nothing frozen any more) is harmless.
+  EXPECT_TRUE(abort_update(*run, successor, 2s, 77));
+  auto bye = run->shutdown(500ms, 5s);
+  ASSERT_TRUE(bye) << bye.error().to_string();
+  EXPECT_TRUE(run->release());
+  run.reset();
+  ::waitpid(old_pid, &ws, 0);
+}
+
+}  // namespace
+}  // namespace mk
