@@ -137,7 +137,7 @@ Result<ReceivedHandoff> receive_handoff(int sock, std::uint32_t fd_count, std::c
   return out;
 }
 
-Result<HandoffContents> read_handoff_package(int memfd, std::uint32_t expected_fds) {
+Result<HandoffContents> read_handoff_package(int memfd, std::uint32_t expected_fds, std::uint32_t update_id) {
   struct stat st {};
   if (::fstat(memfd, &st) != 0) return errno_error("fstat of the handoff package");
   auto pread_all = [&](void* dst, std::size_t n, std::uint64_t off) -> Result<void> {
@@ -171,6 +171,10 @@ Result<HandoffContents> read_handoff_package(int memfd, std::uint32_t expected_f
       h.blob_bytes > abi::kMaxHandoffBlobBytes) {
     return MK_FAIL(EBADMSG, "bad handoff package header", "fd_count %u blob_bytes %llu reserved %u", h.fd_count,
                    static_cast<unsigned long long>(h.blob_bytes), h.reserved);
+  }
+  if (h.update_id != update_id) {
+    return MK_FAIL(EBADMSG, "handoff package of another update", "written for update %u, this is update %u",
+                   h.update_id, update_id);
   }
   if (h.fd_count != expected_fds) {
     return MK_FAIL(EPROTO, "handoff fd count mismatch", "the package lists %u fds, kMsgHandover announced %u",

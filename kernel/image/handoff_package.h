@@ -19,8 +19,9 @@
 //                          SCM_RIGHTS, MSG_CTRUNC: fds were dropped, short
 //                          message), ECONNRESET (socket closed), recvmsg errno.
 //   read_handoff_package:  EBADMSG (bad magic, version, reserved, sizes,
-//                          memfd size != handoff_size), EPROTO (fd_count !=
-//                          the fds announced), fstat/pread errno.
+//                          memfd size != handoff_size, written for another
+//                          update_id), EPROTO (fd_count != the fds
+//                          announced), fstat/pread errno.
 #pragma once
 
 #include <chrono>
@@ -51,6 +52,7 @@ struct HandoffContents {
   std::vector<std::int32_t> source_fds;
   std::vector<std::uint8_t> blob;
 };
-Result<HandoffContents> read_handoff_package(int memfd, std::uint32_t expected_fds);
+// `update_id`: kMsgHandover's (the package must be the freeze of that update).
+Result<HandoffContents> read_handoff_package(int memfd, std::uint32_t expected_fds, std::uint32_t update_id);
 
 }  // namespace mk::image

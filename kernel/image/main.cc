@@ -375,7 +375,7 @@ class Incoming final : public handover::Handler {
 Result<void> restore(Image& im, const abi::HandoverMsg& m) {
   MK_TRY_ASSIGN(image::ReceivedHandoff got,
                 image::receive_handoff(*im.tree.handover_socket, m.fds, std::chrono::seconds(5)));
-  MK_TRY_ASSIGN(image::HandoffContents pkg, image::read_handoff_package(got.package.get(), m.fds));
+  MK_TRY_ASSIGN(image::HandoffContents pkg, image::read_handoff_package(got.package.get(), m.fds, m.update_id));
   MK_TRY_ASSIGN(handover::KhoBlob blob, handover::parse_kho_blob(pkg.blob));
   if (!im.args->kv && handover::find_subsystem(blob, "kv")) {
     return MK_FAIL(EINVAL, "the predecessor ran the kv service", "start the successor with --services=kv");

@@ -59,10 +59,13 @@ TEST(HandoffPackage, RoundTripThroughTheSocket) {
   for (auto& f : got->fds) EXPECT_GE(::fcntl(f.get(), F_GETFD) & FD_CLOEXEC, 1);
   for (int f : fds) ::close(f);
   // The package as received says 3 fds: announcing 300 is a mismatch.
-  auto bad = read_handoff_package(got->package.get(), 300);
+  auto bad = read_handoff_package(got->package.get(), 300, 42);
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().code(), EPROTO);
-  auto c = read_handoff_package(got->package.get(), 3);
+  auto other = read_handoff_package(got->package.get(), 3, 43);
+  ASSERT_FALSE(other.has_value());
+  EXPECT_EQ(other.error().code(), EBADMSG);
+  auto c = read_handoff_package(got->package.get(), 3, 42);
   ASSERT_TRUE(c.has_value()) << c.error().to_string();
   EXPECT_EQ(c->header.update_id, 42u);
   EXPECT_EQ(c->source_fds, (std::vector<std::int32_t>{11, 12, 13}));
@@ -110,13 +113,13 @@ TEST(HandoffPackage, ReadValidatesEveryField) {
     auto bytes = good_bytes();
     c.mutate(bytes);
     int fd = memfd_with(bytes);
-    auto r = read_handoff_package(fd, 1);
+    auto r = read_handoff_package(fd, 1, 1);
     ::close(fd);
     ASSERT_FALSE(r.has_value()) << c.name;
     EXPECT_EQ(r.error().code(), c.code) << c.name << ": " << r.error().to_string();
   }
   int fd = memfd_with(good_bytes());
-  EXPECT_TRUE(read_handoff_package(fd, 1).has_value());
+  EXPECT_TRUE(read_handoff_package(fd, 1, 1).has_value());
   ::close(fd);
 }
 

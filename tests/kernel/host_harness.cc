@@ -75,7 +75,11 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   MK_TRY_ASSIGN(ipi::ChannelFds host_fds, host_ch.export_fds());
   std::optional<ipi::Channel> peer_ch;
   ipi::ChannelFds peer_fds;
-  if (spec.peer_channel) {
+  if (spec.peer_channel && spec.peer_from) {
+    ipi::Channel* shared = spec.peer_from->ep().channel(kPeerId);
+    if (!shared) return MK_FAIL(ENOENT, "peer_from has no peer channel", "launch it with peer_channel");
+    MK_TRY_ASSIGN(peer_fds, shared->export_fds());
+  } else if (spec.peer_channel) {
     MK_TRY_ASSIGN(peer_ch, ipi::Channel::create(cfg));
     MK_TRY_ASSIGN(peer_fds, peer_ch->export_fds());
   }
@@ -191,7 +195,8 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
 
   MK_TRY_ASSIGN(run->ep_, ipi::Endpoint::create());
   MK_TRY(run->ep_->add_peer(kInstanceId, std::move(host_ch), pid));
-  if (peer_ch) MK_TRY(run->ep_->add_peer(kPeerId, std::move(*peer_ch), pid));
+  // Not watched by pid: a live update's successor takes the image's side over.
+  if (peer_ch) MK_TRY(run->ep_->add_peer(kPeerId, std::move(*peer_ch), 0));
   ImageRun* raw = run.get();
   MK_TRY(run->ep_->on_value<abi::ReadyMsg>(abi::kMsgReady,
                                            [raw](const abi::ReadyMsg& m, ipi::Incoming&) { raw->ready_ = m; }));

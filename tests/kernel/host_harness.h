@@ -26,6 +26,8 @@ inline constexpr std::uint32_t kInstanceId = 7;
 inline constexpr std::uint32_t kPeerId = 9;  // the harness plays this peer too when asked
 inline constexpr std::uint64_t kRegionBytes = 16ull << 20;
 
+class ImageRun;
+
 struct LaunchSpec {
   std::string image = "mk-kernel";   // in MK_BIN_DIR
   std::vector<std::string> args;     // argv[1..]
@@ -43,6 +45,9 @@ struct LaunchSpec {
   // listed with fd -1 (its fd arrives in the package).
   bool successor = false;
   int region_fd = -1;  // reuse this region memfd (dup'ed), e.g. the old image's
+  // With peer_channel: the same side of the same peer channel as this run's
+  // image (a successor); the harness end stays in that run's endpoint.
+  ImageRun* peer_from = nullptr;
 };
 
 // The handoff package an old image wrote at freeze, copied out of it as the

@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -396,6 +399,68 @@ TEST(MkKernelUpdate, TheSuccessorsShutdownEndsAdoptedTenants) {
   auto rst = old->wait_exit(10s);
   ASSERT_TRUE(rst.has_value() && WIFEXITED(*rst));
   EXPECT_FALSE(alive(tenant));
+}
+
+abi::PingPeerReply ping_peer(ImageRun& run, std::uint32_t count) {
+  auto r = run.request<abi::PingPeerMsg, abi::PingPeerReply>(abi::kMsgPingPeer, abi::PingPeerMsg{kPeerId, count, 64, 0});
+  EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().to_string());
+  return r ? *r : abi::PingPeerReply{-EIO, 0, 0, 0, 0, 0};
+}
+
+TEST(MkKernelUpdate, PeerChannelIsDetachedAndTakenOverWithoutLosingMessages) {
+  LaunchSpec spec;
+  spec.peer_channel = true;
+  auto r = ImageRun::launch(spec);
+  ASSERT_TRUE(r.has_value());
+  auto old = std::move(*r);
+  ASSERT_TRUE(old->wait_ready());
+  EXPECT_EQ(ping_peer(*old, 20).done, 20u);
+  // Frozen: the peer side is detached (PingPeer says so); cancel re-attaches.
+  Handoff h0 = freeze_and_fetch(*old);
+  EXPECT_EQ(ping_peer(*old, 1).status, -ESHUTDOWN);
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(ping_peer(*old, 20).done, 20u);
+
+  LaunchSpec ss;
+  ss.peer_channel = true;
+  ss.peer_from = old.get();
+  ss.successor = true;
+  ss.region_fd = old->region_fd();
+  auto s = ImageRun::launch(ss);
+  ASSERT_TRUE(s.has_value()) << s.error().to_string();
+  auto succ = std::move(*s);
+  ASSERT_TRUE(succ->wait_ready());
+  EXPECT_EQ(ping_peer(*succ, 1).status, -ESHUTDOWN);  // parked: not attached yet
+  Handoff h = freeze_and_fetch(*old);
+  // The peer (played by the harness, in the old run's endpoint) pings while
+  // nobody holds the image's side: the message waits in the ring.
+  const std::string payload = "left in the ring";
+  std::optional<std::string> echoed;
+  ASSERT_TRUE(old->ep()
+                  .request_async(kPeerId, abi::kMsgPing, std::as_bytes(std::span(payload)), 30s,
+                                 [&](Result<std::span<const std::byte>> rep) {
+                                   if (rep) echoed = std::string(reinterpret_cast<const char*>(rep->data()), rep->size());
+                                 })
+                  .has_value());
+  auto rep = hand_over(*succ, h);
+  ASSERT_TRUE(rep.has_value() && rep->status == 0) << (rep ? detail(*rep) : rep.error().to_string());
+  expect_step_ok(*old, abi::kMsgUpdateFinish);
+  ASSERT_TRUE(old->wait_exit(10s).has_value());
+  // The successor took the side over and answered the ping left in the ring.
+  ASSERT_TRUE(old->serve_until([&] { return echoed.has_value(); }, 10s));
+  EXPECT_EQ(*echoed, payload);
+  // Its own pings to the peer: the harness's end lives in the old run's
+  // endpoint, served by a thread meanwhile.
+  std::atomic<bool> stop{false};
+  std::thread peer([&] {
+    while (!stop) old->ep().dispatch(5ms);
+  });
+  const auto pr = ping_peer(*succ, 20);
+  stop = true;
+  peer.join();
+  EXPECT_EQ(pr.status, 0);
+  EXPECT_EQ(pr.done, 20u);
+  shutdown(*succ);
 }
 
 // ---- fault flags ----
