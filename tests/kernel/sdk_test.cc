@@ -11,7 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include "host_harness.h"
+#include "mk/abi/control_messages.h"
 #include "mksdk/boot_info.h"
 #include "mksdk/devices.h"
 #include "mksdk/percpu.h"
@@ -175,6 +178,29 @@ TEST_F(RegionsTest, AllocatesByOffsetAndAccounts) {
   EXPECT_EQ(reg.alloc(65).error().code(), ENOMEM);
 }
 
+TEST_F(RegionsTest, ReserveMarksAPredecessorsAllocations) {
+  std::vector<BootMemory> mem = {BootMemory{0, 64 * 4096, 0, fd_, 0}};
+  auto r = Regions::map(mem);
+  ASSERT_TRUE(r.has_value());
+  auto& reg = **r;
+  ASSERT_TRUE(reg.reserve(PageRange{0, 8 * 4096, 4}).has_value());
+  EXPECT_EQ(reg.used_bytes(), 4u * 4096);
+  EXPECT_EQ(reg.live(), (std::vector<PageRange>{{0, 8 * 4096, 4}}));
+  auto a = reg.alloc(10);  // does not fit before the reserved pages
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->offset, 12u * 4096);
+  EXPECT_EQ(reg.reserve(PageRange{0, 11 * 4096, 2}).error().code(), EBUSY);  // overlaps both
+  EXPECT_EQ(reg.reserve(PageRange{0, 0, 0}).error().code(), EINVAL);
+  EXPECT_EQ(reg.reserve(PageRange{1, 0, 1}).error().code(), EINVAL);        // no region 1
+  EXPECT_EQ(reg.reserve(PageRange{0, 100, 1}).error().code(), EINVAL);      // unaligned
+  EXPECT_EQ(reg.reserve(PageRange{0, 60 * 4096, 5}).error().code(), EINVAL);  // past the end
+  EXPECT_EQ(reg.reserve(PageRange{0, 64 * 4096, 1}).error().code(), EINVAL);
+  EXPECT_EQ(reg.live().size(), 2u);  // failed reservations changed nothing
+  ASSERT_TRUE(reg.release(PageRange{0, 8 * 4096, 4}).has_value());  // a reservation is a live allocation
+  ASSERT_TRUE(reg.reserve(PageRange{0, 0, 12}).has_value());
+  EXPECT_EQ(reg.used_bytes(), 22u * 4096);
+}
+
 TEST_F(RegionsTest, RejectsBadSizesAndShortMemfds) {
   EXPECT_EQ(Regions::map({}).error().code(), EINVAL);
   std::vector<BootMemory> odd = {BootMemory{0, 4095, 0, fd_, 0}};
@@ -240,6 +266,129 @@ TEST(Tenants, StartReapAndStop) {
   EXPECT_TRUE(WIFSIGNALED(r.exits[0].status));
   EXPECT_EQ(t.running(), 0u);
   EXPECT_EQ(t.started(), 2u);
+}
+
+// A child in its own process group, as an earlier image's tenant would be.
+// Returns once the child has set its signal disposition.
+pid_t spawn_group_child(bool ignore_term) {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    if (ignore_term) ::signal(SIGTERM, SIG_IGN);
+    (void)!::write(ready[1], "r", 1);
+    for (;;) ::pause();
+  }
+  ::setpgid(pid, pid);
+  char c;
+  (void)!::read(ready[0], &c, 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  return pid;
+}
+
+void write_record(int fd, pid_t pid, int status) {
+  const abi::TenantExitMsg m{pid, status, 0, 0};
+  ASSERT_EQ(::write(fd, &m, sizeof m), static_cast<ssize_t>(sizeof m));
+}
+
+TEST(Tenants, AdoptValidatesItsArguments) {
+  Tenants t;
+  EXPECT_EQ(t.adopt(0, 1, 0, "x").error().code(), EINVAL);
+  EXPECT_EQ(t.adopt(5, -1, 0, "x").error().code(), EINVAL);
+  ASSERT_TRUE(t.adopt(123456, 123456, 3, "sleep 1").has_value());
+  EXPECT_EQ(t.adopt(123456, 123456, 4, "x").error().code(), EEXIST);  // same pid
+  EXPECT_EQ(t.adopt(123457, 123457, 3, "x").error().code(), EEXIST);  // same index
+  EXPECT_EQ(t.set_reaper_fd(1000).error().code(), EBADF);
+  auto info = t.running_tenants();
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_TRUE(info[0].adopted);
+  EXPECT_EQ(info[0].command, "sleep 1");
+  // A tenant started afterwards takes the next free index.
+  auto i = t.start("exit 0", -1);
+  ASSERT_TRUE(i.has_value());
+  EXPECT_EQ(*i, 4u);
+}
+
+TEST(Tenants, AdoptedExitsComeThroughTheReaperPipe) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  Tenants t;
+  ASSERT_TRUE(t.set_reaper_fd(p[0]).has_value());
+  ASSERT_TRUE(t.adopt(4242, 4242, 0, "a").has_value());
+  ASSERT_TRUE(t.adopt(4343, 4343, 1, "b").has_value());
+  EXPECT_TRUE(t.reap().empty());
+  write_record(p[1], 999, 0);  // not ours (an orphan the reaper collected): dropped
+  // Half a record, then the rest.
+  const abi::TenantExitMsg m{4343, 7 << 8, 0, 0};
+  ASSERT_EQ(::write(p[1], &m, 6), 6);
+  EXPECT_TRUE(t.reap().empty());
+  ASSERT_EQ(::write(p[1], reinterpret_cast<const char*>(&m) + 6, sizeof m - 6), static_cast<ssize_t>(sizeof m - 6));
+  auto e = t.reap();
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].pid, 4343);
+  EXPECT_EQ(e[0].index, 1u);
+  EXPECT_EQ(WEXITSTATUS(e[0].status), 7);
+  EXPECT_EQ(t.running(), 1u);
+  write_record(p[1], 4242, 0);
+  EXPECT_EQ(t.reap().size(), 1u);
+  EXPECT_EQ(t.running(), 0u);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST(Tenants, StopEndsAdoptedGroupsAndWaitsForTheirRecords) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const pid_t polite = spawn_group_child(false);
+  const pid_t stubborn = spawn_group_child(true);
+  // This test process plays the reaper: it is the children's parent.
+  std::atomic<bool> done{false};
+  std::thread reaper([&] {
+    for (int left = 2; left > 0;) {
+      int st = 0;
+      pid_t r = ::waitpid(-1, &st, 0);
+      if (r == polite || r == stubborn) {
+        write_record(p[1], r, st);
+        --left;
+      }
+    }
+    done = true;
+  });
+  Tenants t;
+  ASSERT_TRUE(t.set_reaper_fd(p[0]).has_value());
+  ASSERT_TRUE(t.adopt(polite, polite, 0, "polite").has_value());
+  ASSERT_TRUE(t.adopt(stubborn, stubborn, 1, "stubborn").has_value());
+  auto r = t.stop(300ms);
+  reaper.join();
+  EXPECT_EQ(r.killed, 1u);
+  ASSERT_EQ(r.exits.size(), 2u);
+  for (const auto& e : r.exits) {
+    ASSERT_TRUE(WIFSIGNALED(e.status));
+    EXPECT_EQ(WTERMSIG(e.status), e.pid == polite ? SIGTERM : SIGKILL) << e.pid;
+  }
+  EXPECT_EQ(t.running(), 0u);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST(Tenants, StopReportsSigkillWhenTheReaperSaysNothing) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const pid_t child = spawn_group_child(true);
+  Tenants t;
+  ASSERT_TRUE(t.set_reaper_fd(p[0]).has_value());
+  ASSERT_TRUE(t.adopt(child, child, 0, "silent").has_value());
+  auto r = t.stop(100ms);
+  EXPECT_EQ(r.killed, 1u);
+  ASSERT_EQ(r.exits.size(), 1u);
+  EXPECT_EQ(r.exits[0].status, SIGKILL);  // as waitpid would say for a SIGKILLed process
+  int st = 0;
+  ASSERT_EQ(::waitpid(child, &st, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 }  // namespace

@@ -319,6 +319,99 @@ TEST(MkKernelUpdate, ANewerKvSchemaIsRefused) {
   ::close(*pkg);
 }
 
+// Each handler's refusal on the successor, from a blob changed in transit;
+// the old image is cancelled back into service every time.
+struct BlobCase {
+  const char* name;
+  void (*mutate)(handover::KhoBlob&);
+  int status;
+  const char* detail;
+};
+
+handover::Subsystem* sub(handover::KhoBlob& b, std::string_view name) {
+  for (auto& s : b.subsystems) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+class BlobRefusal : public ::testing::TestWithParam<BlobCase> {};
+
+TEST_P(BlobRefusal, TheSuccessorRefusesAndTheOldImageResumes) {
+  auto old = launch_old({"--services=kv"}, true, "sleep 1000");
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  auto parsed = handover::parse_kho_blob(blob_of(h));
+  ASSERT_TRUE(parsed.has_value());
+  GetParam().mutate(*parsed);
+  auto bytes = handover::emit_kho_blob(*parsed);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().to_string();
+  auto pkg = repackage(h, *bytes);
+  ASSERT_TRUE(pkg.has_value());
+  refuse_then_cancel(*old, *succ, c, h, *pkg, GetParam().status, GetParam().detail);
+  ::close(*pkg);
+  EXPECT_EQ(old->serve_until([&] { return false; }, 100ms), false);
+  EXPECT_TRUE(old->tenant_exits().empty());  // the tenant is still the old image's
+  shutdown(*old);
+  EXPECT_EQ(old->tenant_exits().size(), 1u);  // reaped again after the cancel
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Handlers, BlobRefusal,
+    ::testing::Values(
+        BlobCase{"FilesV2", [](handover::KhoBlob& b) { sub(b, "mk-kernel")->compatible = "mkernel,files-v2"; },
+                 -EPROTONOSUPPORT, "files"},
+        BlobCase{"NoMemory", [](handover::KhoBlob& b) { std::erase_if(b.subsystems, [](auto& s) { return s.name == "memory"; }); },
+                 -ENOENT, "memory"},
+        BlobCase{"MemoryOutsideTheRegion",
+                 [](handover::KhoBlob& b) {
+                   sub(b, "memory")->children.front().properties[2] = handover::KhoProperty::u64("pages", 1u << 20);
+                 },
+                 -EINVAL, "reserve"},
+        BlobCase{"TenantsV9", [](handover::KhoBlob& b) { sub(b, "tenants")->compatible = "mkernel,tenants-v9"; },
+                 -EPROTONOSUPPORT, "tenants"},
+        BlobCase{"TenantNotThroughTheReaper",
+                 [](handover::KhoBlob& b) {
+                   for (auto& p : sub(b, "tenants")->children.front().properties) {
+                     if (p.name == "reaper") p = handover::KhoProperty::u32("reaper", 0);
+                   }
+                 },
+                 -EINVAL, "would not reach"},
+        BlobCase{"KvStoreElsewhere",
+                 [](handover::KhoBlob& b) { sub(b, "kv")->properties[2] = handover::KhoProperty::u64("bytes", 4096); },
+                 -EINVAL, "not where"}),
+    [](const ::testing::TestParamInfo<BlobCase>& i) { return std::string(i.param.name); });
+
+TEST(MkKernelUpdate, ASuccessorWithoutKvRefusesAKvBlob) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  Handoff h = freeze_and_fetch(*old);
+  refuse_then_cancel(*old, *succ, c, h, h.package, -EINVAL, "--services=kv");
+}
+
+TEST(MkKernelUpdate, AnImageWithoutUpdateSupportSaysSo) {
+  LaunchSpec spec;
+  spec.image = "mk-hello";
+  auto r = ImageRun::launch(spec);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE((*r)->wait_ready());
+  auto rep = (*r)->step(abi::kMsgUpdatePrepare);
+  ASSERT_TRUE(rep.has_value());
+  EXPECT_EQ(rep->status, -EOPNOTSUPP);
+  EXPECT_EQ(detail(*rep), "this image does not support live update");
+  auto ho = (*r)->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgHandover, abi::HandoverMsg{1, 0});
+  ASSERT_TRUE(ho.has_value());
+  EXPECT_EQ(ho->status, -EOPNOTSUPP);
+}
+
 TEST(MkKernelUpdate, AnFdCountMismatchIsRefused) {
   auto old = launch_old({"--services=kv"}, true);
   ASSERT_TRUE(old);
