@@ -120,19 +120,40 @@ Result<OwnedFd> getfd(int pidfd, int target, const char* what) {
 }
 
 // One update step as a request; a negative status is the image's refusal,
-// returned as an error with its own errno and detail.
+// returned as an error with its own errno and detail. `tick` runs between
+// dispatches while the reply is awaited.
 Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* name, const void* payload,
-                              std::size_t size, std::chrono::milliseconds timeout) {
-  abi::UpdateReply r{};
-  auto n = ri.endpoint().request(ri.instance().id, type,
-                                 std::span<const std::byte>(static_cast<const std::byte*>(payload), size),
-                                 std::as_writable_bytes(std::span<abi::UpdateReply, 1>(&r, 1)), timeout);
-  if (!n) {
-    Error e = n.error();
-    return Error(e.code(), "update step failed")
-        .set_detail("%s to the image (pid %d): %s", name, ri.pid(), e.message());
+                              std::size_t size, std::chrono::milliseconds timeout,
+                              const std::function<void()>& tick = {}) {
+  struct State {
+    bool done = false;
+    std::size_t len = 0;
+    abi::UpdateReply r{};
+    std::optional<Error> err;
+  } st;
+  auto id = ri.endpoint().request_async(
+      ri.instance().id, type, std::span<const std::byte>(static_cast<const std::byte*>(payload), size), timeout,
+      [s = &st](Result<std::span<const std::byte>> r) {
+        s->done = true;
+        if (!r) {
+          s->err = r.error();
+        } else {
+          s->len = r->size();
+          std::memcpy(&s->r, r->data(), std::min(r->size(), sizeof s->r));
+        }
+      });
+  if (!id) st.err = id.error();
+  while (id && !st.done) {
+    (void)ri.endpoint().dispatch(std::chrono::milliseconds(10));
+    if (tick) tick();
   }
-  if (*n != sizeof r) return MK_FAIL(EPROTO, "bad update reply", "%s: reply of %zu bytes, expected %zu", name, *n, sizeof r);
+  if (st.err) {
+    return Error(st.err->code(), "update step failed")
+        .set_detail("%s to the image (pid %d): %s", name, ri.pid(), st.err->message());
+  }
+  abi::UpdateReply& r = st.r;
+  if (st.len != sizeof r)
+    return MK_FAIL(EPROTO, "bad update reply", "%s: reply of %zu bytes, expected %zu", name, st.len, sizeof r);
   if (r.status < 0) {
     r.detail[sizeof r.detail - 1] = '\0';
     return Error(-r.status, "the image refused the update step")
@@ -143,9 +164,9 @@ Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* na
 }
 
 Result<abi::UpdateReply> old_step(RunningInstance& ri, uint16_t type, const char* name, uint32_t id,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, const std::function<void()>& tick = {}) {
   abi::UpdateStepMsg m{id, 0};
-  return step(ri, type, name, &m, sizeof m, timeout);
+  return step(ri, type, name, &m, sizeof m, timeout, tick);
 }
 
 // PID 1 of its (innermost) PID namespace? /proc/PID/status NSpid's last field.
@@ -351,6 +372,26 @@ struct Update {
 
   bool old_alive() const { return current && !current->exited() && !pidfd_gone(current->pidfd(), 0); }
 
+  // While the old image works on a step: reap the successor the moment it
+  // exits. It is our child; unreaped, it would keep a dying PID 1 of the
+  // namespace (the old image) from finishing its exit, and so the step from
+  // failing before its timeout.
+  bool successor_gone() {
+    if (!next || !next->run) return false;
+    if (!next->run->exited()) (void)next->run->wait_exit(std::chrono::milliseconds(0));
+    return next->run->exited();
+  }
+
+  // A request to the old image while the successor is parked; a successor
+  // that died meanwhile fails the step too.
+  Result<abi::UpdateReply> old_request(uint16_t type, const char* name) {
+    auto r = old_step(*current, type, name, req.update_id, req.timeout, [this] { (void)successor_gone(); });
+    if (r && successor_gone()) {
+      return MK_FAIL(ECHILD, "successor exited", "the parked successor exited during %s", name);
+    }
+    return r;
+  }
+
   void kill_successor() {
     if (next && next->run) {
       next->run->kill();
@@ -487,7 +528,7 @@ struct Update {
 
     // 2. prepare.
     t0 = Clock::now();
-    if (auto r = old_step(old, abi::kMsgUpdatePrepare, "prepare", req.update_id, req.timeout); !r) {
+    if (auto r = old_request(abi::kMsgUpdatePrepare, "prepare"); !r) {
       roll_back(r.error());
       return;
     }
@@ -495,7 +536,7 @@ struct Update {
 
     // 3. freeze: the blackout starts now.
     t0 = freeze_sent = Clock::now();
-    auto fr = old_step(old, abi::kMsgUpdateFreeze, "freeze", req.update_id, req.timeout);
+    auto fr = old_request(abi::kMsgUpdateFreeze, "freeze");
     if (!fr) {
       roll_back(fr.error());
       return;
@@ -577,6 +618,7 @@ struct Update {
         reaper = true;
         break;
       }
+      if (successor_gone()) break;  // checked below
       ::usleep(2000);
     }
     if (gone) {
@@ -590,7 +632,7 @@ struct Update {
       // Neither exited nor needed: everything it had is handed over.
       old.kill();
     }
-    if (pidfd_gone(next->run->pidfd(), 0)) {
+    if (successor_gone()) {
       // E.g. PID 1 of the namespace exited instead of becoming the reaper,
       // and the namespace took the successor with it.
       const auto t1 = Clock::now();

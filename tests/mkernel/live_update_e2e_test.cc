@@ -52,12 +52,18 @@ class Client {
   bool ok() const { return ok_; }
   // "+OK", "$value", "$nil", ":1", "-ERR ...", "EOF", "TIMEOUT".
   std::string cmd(const std::vector<std::string>& args) {
+    if (!send(args)) return "EOF";
+    return reply(10000);
+  }
+  bool send(const std::vector<std::string>& args) {
     std::string out = encode(args);
-    if (::send(fd_, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) return "EOF";
+    return ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
+  }
+  std::string reply(int timeout_ms) {
     for (;;) {
       if (auto r = parse()) return *r;
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 10000) <= 0) return "TIMEOUT";
+      if (::poll(&p, 1, timeout_ms) <= 0) return "TIMEOUT";
       char tmp[4096];
       ssize_t n = ::read(fd_, tmp, sizeof tmp);
       if (n <= 0) return "EOF";
@@ -256,6 +262,7 @@ TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
   EXPECT_GE(*out.blackout_ms, phases["freeze"] + phases["transfer"]);
   EXPECT_GE(out.fds, 2u);  // the listen socket and the client's connection at least
   EXPECT_GT(out.blob_bytes, 0u);
+  EXPECT_GE(out.preserved_bytes, 16 * kMiB);  // the KV store: all of /memory@0
   // The successor is the instance now, our child, in the same namespaces,
   // cgroup and CPUs; the old image (PID 1 there) stays as the reaper.
   EXPECT_NE(run->pid(), old_pid);
@@ -345,6 +352,65 @@ TEST_F(LiveUpdate, TwiceInARowThenAdoptedByARestartedHost) {
   ::waitpid(first, &ws, 0);
 }
 
+TEST_F(LiveUpdate, ChannelsToOtherInstancesCarryOnAfterTheUpdate) {
+  // Two instances with a channel (the host made it; "a" takes side A),
+  // each updated in turn with the same side: they ping each other after.
+  auto ch = ipi::Channel::create(ipi::ChannelConfig{kHostRingSlots, 256 * 1024});
+  ASSERT_TRUE(ch) << ch.error().to_string();
+  auto fds = ch->export_fds();
+  ASSERT_TRUE(fds);
+  ch->detach();
+  BootRequest ra = req, rb = req;
+  ra.instance.id = 20;
+  ra.instance.name = "lu-a-" + std::to_string(::getpid());
+  ra.instance.cpus = CpuSet::of({topo.pus.front().os_index});
+  ra.instance.devices.clear();
+  ra.image.cmdline = "";
+  rb.instance.id = 21;
+  rb.instance.name = "lu-b-" + std::to_string(::getpid());
+  rb.instance.devices.clear();
+  rb.image.cmdline = "";
+  const PeerChannelFds to_b{21, rb.instance.name, 0, fds->memfd.get(), {fds->eventfd[0].get(), fds->eventfd[1].get()}};
+  const PeerChannelFds to_a{20, ra.instance.name, 1, fds->memfd.get(), {fds->eventfd[0].get(), fds->eventfd[1].get()}};
+  ra.peers = {to_b};
+  rb.peers = {to_a};
+  auto a = boot_instance(topo, ra);
+  ASSERT_TRUE(a) << a.error().to_string();
+  ASSERT_TRUE((*a)->wait_ready(10s));
+  auto b = boot_instance(topo, rb);
+  ASSERT_TRUE(b) << b.error().to_string();
+  ASSERT_TRUE((*b)->wait_ready(10s));
+  std::unique_ptr<RunningInstance> ia = std::move(*a), ib = std::move(*b);
+  auto ping = [](RunningInstance& from, uint32_t to) {
+    auto r = from.ping_peer(to, 10, 64, 5s);
+    EXPECT_TRUE(r) << r.error().to_string();
+    if (r) {
+      EXPECT_EQ(r->status, 0);
+      EXPECT_EQ(r->done, 10u);
+    }
+  };
+  ping(*ia, 21);
+  ping(*ib, 20);
+  UpdateRequest ub = update_request("");
+  ub.peers = {to_a};
+  UpdateOutcome ob = live_update(ib, topo, req.root, ub);
+  ASSERT_TRUE(ob.updated) << (ob.cause ? ob.cause->to_string() : "") << " " << ob.rollback;
+  ASSERT_EQ(ib->record().peers.size(), 1u);
+  EXPECT_EQ(ib->record().peers[0].side, 1);
+  ping(*ia, 21);
+  ping(*ib, 20);
+  UpdateRequest ua = update_request("");
+  ua.peers = {to_b};
+  UpdateOutcome oa = live_update(ia, topo, req.root, ua);
+  ASSERT_TRUE(oa.updated) << (oa.cause ? oa.cause->to_string() : "") << " " << oa.rollback;
+  ping(*ia, 21);
+  ping(*ib, 20);
+  for (auto* r : {&ia, &ib}) {
+    ASSERT_TRUE((*r)->shutdown(500ms, 5s));
+    EXPECT_TRUE((*r)->release());
+  }
+}
+
 struct FaultCase {
   const char* name;
   const char* successor_cmdline;
@@ -406,9 +472,14 @@ TEST_F(LiveUpdate, OldImageDyingInPrepareIsBootedAgainOnTheSameRegions) {
     write_keys(c, 100);
   }
   const pid_t old_pid = run->pid();
+  const auto t0 = std::chrono::steady_clock::now();
   UpdateOutcome out = live_update(run, topo, req.root, update_request());
+  // Noticed when it died (the namespace's end took the parked successor,
+  // which the host reaps at once), not at the 5 s step timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
   EXPECT_FALSE(out.updated);
   ASSERT_TRUE(out.cause);
+  EXPECT_EQ(out.cause->code(), ECONNRESET) << out.cause->to_string();
   EXPECT_NE(out.rollback.find("booted again"), std::string::npos) << out.rollback;
   ASSERT_TRUE(run) << out.rollback;
   EXPECT_NE(run->pid(), old_pid);
@@ -465,7 +536,9 @@ TEST_F(LiveUpdate, AbortUpdateFromARestartedHostUnfreezesTheOldImage) {
   successor.pid = static_cast<int32_t>(v[0]);
   successor.start_time = static_cast<uint64_t>(v[1]);
   EXPECT_TRUE(alive(successor.pid)) << "the successor should outlive the dead host";
-  // Frozen: the client's request waits (no reply within 300 ms).
+  // Frozen: the service holds a request until it resumes.
+  ASSERT_TRUE(c.send({"GET", "k7"}));
+  EXPECT_EQ(c.reply(300), "TIMEOUT");
   // The restarted host.
   auto back = adopt_instance(inst, req.root);
   ASSERT_TRUE(back) << back.error().to_string();
@@ -474,6 +547,7 @@ TEST_F(LiveUpdate, AbortUpdateFromARestartedHostUnfreezesTheOldImage) {
   ASSERT_TRUE(ab) << ab.error().to_string();
   EXPECT_FALSE(alive(successor.pid));
   EXPECT_EQ(run->pid(), old_pid);
+  EXPECT_EQ(c.reply(5000), "$v7");  // answered once unfrozen
   expect_keys(c, 100);
   ASSERT_EQ(c.cmd({"SET", "k100", "v100"}), "+OK");
   expect_serving(101);

@@ -49,6 +49,41 @@
 //      record (on_successor) and the phase; its restart calls
 //      abort_update(): successor killed, old image unfrozen. Never half.
 //
+// How the host does it (boot.h boot_successor, confine.h SpawnOptions::join):
+//   - the successor is the host's child (wait status) inside the instance's
+//     PID namespace: the spawning thread setns()es its pid_for_children to
+//     the old image's pidfd for the clone and back; the child joins the
+//     mount/UTS/IPC/net namespaces with setns(pidfd) before exec. Only the
+//     namespaces that differ from the host's are joined (none when not
+//     root: then it is spawned as a normal image, minus new namespaces).
+//   - the prepare gate attaches it to the instance's cgroup; its fd layout
+//     is manifest.h's with file/listen/block devices at fd -1 and the
+//     handover socket last; the console write end is copied from the old
+//     image (pidfd_getfd at console_fd_of()), the host keeps the read end.
+//   - the transfer copies the package memfd and every fd it lists with
+//     pidfd_getfd and checks the package (parse_handoff_package) and its
+//     blob (handover/kho_blob.h) before anything is sent: a bad package
+//     from the old image is a rollback (cancel), never forwarded.
+//   - finish: the old image exits (reaped when it is our child) or, as PID
+//     1 of the namespace, stays as the reaper (its cmdline says --reaper):
+//     it becomes the successor's RuntimeRecord::ns_init_pid, ended after
+//     the image by kill()/shutdown()/release(). An old image that is not
+//     PID 1 and neither exits nor becomes the reaper within the timeout is
+//     killed (everything it had is handed over already).
+//   - rollback by booting again: the image booted again joins the
+//     namespaces of the reaper if one is alive (a later update), else gets
+//     new ones (the old PID namespace died with its PID 1) joined to the
+//     network namespace the host holds; it is parked and restored from the
+//     held package when the freeze completed, else a normal boot with its
+//     init on the same regions. It replaces `current`.
+// UpdateOutcome::cause carries the failing step's error: ECHILD (the
+// successor exited before READY), ETIMEDOUT (a step or READY timed out),
+// ECONNRESET (an image died during a request), the image's own errno for a
+// refused step (EPROTONOSUPPORT, EINVAL, ... with its detail), EBADMSG /
+// EPROTONOSUPPORT / E2BIG (a bad package or blob from the old image),
+// pidfd_getfd's errno (EPERM, EBADF), ESRCH (the successor did not survive
+// the old image's exit: booted again from the held package).
+//
 // Fault injection (tests and `mkctl update --fault`, docs/handover.md): the
 // image side takes `--fault=STEP` in the successor's cmdline
 // (exit-at-boot, hang-at-handover, refuse-handover) or the old image's
