@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -489,6 +490,39 @@ TEST_F(LiveUpdate, OldImageDyingInPrepareIsBootedAgainOnTheSameRegions) {
   auto st = run->stats(2s);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->tenants_running, 1u);  // the init was started again
+}
+
+TEST_F(LiveUpdate, OldImageDyingAfterTheTransferIsBootedAgainFromTheHeldPackage) {
+  // The host holds the package and every fd once the transfer is done: the
+  // old image killed right then, and the successor refusing the (corrupted)
+  // package, leave the host to boot the old kernel again and restore it
+  // from what it holds: the same TCP connection keeps working.
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 100);
+  const pid_t old_pid = run->pid();
+  const int old_pidfd = run->pidfd();
+  auto u = update_request();
+  u.corrupt_package = true;
+  u.on_phase = [&](std::string_view p, double ms) {
+    phases[std::string(p)] = ms;
+    if (p == "transfer") ::syscall(SYS_pidfd_send_signal, old_pidfd, SIGKILL, nullptr, 0);
+  };
+  UpdateOutcome out = live_update(run, topo, req.root, u);
+  EXPECT_FALSE(out.updated);
+  ASSERT_TRUE(out.cause);
+  EXPECT_NE(out.rollback.find("restored from the held package"), std::string::npos) << out.rollback;
+  ASSERT_TRUE(run) << out.rollback;
+  EXPECT_NE(run->pid(), old_pid);
+  EXPECT_FALSE(alive(old_pid));
+  // Its own, new PID namespace (the old one died with its PID 1).
+  if (::geteuid() == 0) {
+    EXPECT_NE(ns_link(run->pid(), "pid"), ns_link(::getpid(), "pid"));
+  }
+  expect_keys(c, 100);
+  ASSERT_EQ(c.cmd({"SET", "k100", "v100"}), "+OK");
+  expect_serving(101);
 }
 
 TEST_F(LiveUpdate, AbortUpdateFromARestartedHostUnfreezesTheOldImage) {
