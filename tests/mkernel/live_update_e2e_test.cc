@@ -525,6 +525,62 @@ TEST_F(LiveUpdate, OldImageDyingAfterTheTransferIsBootedAgainFromTheHeldPackage)
   expect_serving(101);
 }
 
+TEST_F(LiveUpdate, AfterAnUpdateTheImageBootedAgainJoinsTheReapersNamespaces) {
+  // Second update: the old image (the first successor) is not PID 1; killed
+  // after the transfer, the namespace lives on in the reaper, so the image
+  // booted again joins it and the tenant keeps running.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs a PID namespace (root)";
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 100);
+  const pid_t first = run->pid();
+  const pid_t tenant = find_tenant(first);
+  const std::string pidns = ns_link(first, "pid");
+  UpdateOutcome one = live_update(run, topo, req.root, update_request());
+  ASSERT_TRUE(one.updated) << (one.cause ? one.cause->to_string() : "") << " " << one.rollback;
+  const pid_t second = run->pid();
+  const int second_pidfd = run->pidfd();
+  auto u = update_request();
+  u.update_id = 2;
+  u.corrupt_package = true;
+  u.on_phase = [&](std::string_view p, double) {
+    if (p == "transfer") ::syscall(SYS_pidfd_send_signal, second_pidfd, SIGKILL, nullptr, 0);
+  };
+  UpdateOutcome two = live_update(run, topo, req.root, u);
+  EXPECT_FALSE(two.updated);
+  EXPECT_NE(two.rollback.find("restored from the held package"), std::string::npos) << two.rollback;
+  ASSERT_TRUE(run) << two.rollback;
+  EXPECT_NE(run->pid(), second);
+  EXPECT_EQ(ns_link(run->pid(), "pid"), pidns);
+  EXPECT_EQ(run->ns_init_pid(), first);
+  EXPECT_TRUE(alive(tenant));
+  expect_keys(c, 100);
+  expect_serving(100);
+  auto bye = run->shutdown(500ms, 5s);
+  ASSERT_TRUE(bye) << bye.error().to_string();
+  EXPECT_FALSE(alive(first));
+  EXPECT_FALSE(alive(tenant));
+}
+
+TEST_F(LiveUpdate, ASuccessorThatCannotStartLeavesTheOldImageUntouched) {
+  boot();
+  Client c(port);
+  ASSERT_TRUE(c.ok());
+  write_keys(c, 10);
+  const pid_t old_pid = run->pid();
+  auto u = update_request();
+  u.image.path = "/nonexistent/mk-kernel";
+  UpdateOutcome out = live_update(run, topo, req.root, u);
+  EXPECT_FALSE(out.updated);
+  ASSERT_TRUE(out.cause);
+  EXPECT_EQ(out.cause->code(), ENOENT) << out.cause->to_string();
+  EXPECT_EQ(run->pid(), old_pid);
+  EXPECT_TRUE(out.phases.empty());
+  expect_keys(c, 10);
+  expect_serving(10);
+}
+
 TEST_F(LiveUpdate, AbortUpdateFromARestartedHostUnfreezesTheOldImage) {
   boot();
   Client c(port);
