@@ -336,10 +336,53 @@ TEST_F(LiveUpdate, TwiceInARowThenAdoptedByARestartedHost) {
   }
   expect_serving(50);
   expect_keys(c, 50);
+  // The adopted instance (not our child) is updated once more.
+  auto u3 = update_request();
+  u3.update_id = 3;
+  UpdateOutcome three = live_update(run, topo, req.root, u3);
+  ASSERT_TRUE(three.updated) << (three.cause ? three.cause->to_string() : "") << " " << three.rollback;
+  EXPECT_TRUE(run->is_child());
+  if (::geteuid() == 0) {
+    EXPECT_EQ(run->ns_init_pid(), first);
+  }
+  expect_keys(c, 50);
+  EXPECT_TRUE(alive(tenant));
+  int ws = 0;
+  // This test process is still the parent of the adopted image, which
+  // exited at finish (a real restarted host is not its parent): reap it as
+  // its parent would, or the dying namespace init waits for that zombie.
+  EXPECT_EQ(::waitpid(image, &ws, 0), image);
+  auto bye = run->shutdown(500ms, 5s);
+  ASSERT_TRUE(bye) << bye.error().to_string();
+  EXPECT_FALSE(alive(first));
+  EXPECT_FALSE(alive(tenant));
+  EXPECT_TRUE(run->release());
+  run.reset();
+  ::waitpid(first, &ws, 0);
+}
+
+TEST_F(LiveUpdate, AnAdoptedUpdatedInstanceStopsCleanly) {
+  boot();
+  const pid_t first = run->pid();
+  const pid_t tenant = find_tenant(first);
+  UpdateOutcome one = live_update(run, topo, req.root, update_request());
+  ASSERT_TRUE(one.updated) << (one.cause ? one.cause->to_string() : "") << " " << one.rollback;
+  Instance inst = req.instance;
+  inst.runtime = run->record();
+  const pid_t image = run->pid();
+  run->detach();
+  run.reset();
+  auto back = adopt_instance(inst, req.root);
+  ASSERT_TRUE(back) << back.error().to_string();
+  run = std::move(*back);
+  if (::geteuid() == 0) {
+    EXPECT_EQ(run->ns_init_pid(), first);
+  }
+  expect_serving(0);
+  int ws = 0;
   // This test process is still the image's parent (a real restarted host
   // is not): reap it as its parent would, or the dying namespace init
   // waits for that zombie.
-  int ws = 0;
   std::thread parent([&] { ::waitpid(image, &ws, 0); });
   const auto t0 = std::chrono::steady_clock::now();
   auto bye = run->shutdown(500ms, 5s);
