@@ -53,8 +53,10 @@ inline std::optional<std::string> parse_reply(const std::string& buf, std::size_
 
 class Client {
  public:
-  explicit Client(std::uint16_t port) {
+  // rcvbuf > 0: a small receive buffer (replies back up in the server).
+  explicit Client(std::uint16_t port, int rcvbuf = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(port);

@@ -234,6 +234,35 @@ TEST(MkKernelUpdate, CancelFromPreparedAndFrozenKeepsServing) {
   shutdown(*succ);
 }
 
+TEST(MkKernelUpdate, AFreezeWithTooMuchPendingOutputFailsAndKeepsServing) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port(), 4096);
+  ASSERT_TRUE(c.ok());
+  const std::string big(5 << 20, 'Z');
+  ASSERT_EQ(c.cmd({"SET", "big", big}), "+OK");
+  expect_step_ok(*old, abi::kMsgUpdatePrepare);
+  // One 15 MiB reply the client does not read yet: whatever the socket
+  // buffers take, over the 8 MiB an update carries stays pending.
+  c.send_raw(sdk::resp::encode_command({"MGET", "big", "big", "big"}));
+  std::this_thread::sleep_for(300ms);
+  auto fr = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr.has_value());
+  EXPECT_EQ(fr->status, -E2BIG) << detail(*fr);
+  EXPECT_NE(detail(*fr).find("too much pending data"), std::string::npos) << detail(*fr);
+  EXPECT_EQ(fr->fd, -1);
+  // Still prepared and serving: the reply drains, the connection carries on.
+  EXPECT_EQ(c.reply(), "*3[$" + big + ",$" + big + ",$" + big + "]");
+  EXPECT_EQ(c.cmd({"PING"}), "+PONG");
+  // Drained: the same freeze goes through now; cancel back to normal.
+  auto fr2 = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr2.has_value());
+  EXPECT_EQ(fr2->status, 0) << detail(*fr2);
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(c.cmd({"DBSIZE"}), ":1");
+  shutdown(*old);
+}
+
 // Builds a package with the same fd table as `h` and another blob.
 Result<int> repackage(const Handoff& h, const std::vector<std::uint8_t>& blob) {
   abi::HandoffHeader hdr{};
