@@ -283,7 +283,9 @@ Result<void> freeze(Image& im, std::uint32_t update_id) {
     return MK_FAIL(EINVAL, "freeze refused", "the update is %s: send kMsgUpdatePrepare first",
                    handover::to_string(im.machine.state()).data());
   }
-  if (im.link->peers_attached()) MK_TRY(im.link->detach_peers());
+  if (im.link->peers_attached()) {
+    MK_TRY(im.link->detach_peers());
+  }
   im.blob = {};
   if (auto r = im.machine.freeze(im.blob); !r) {
     reattach_peers(im);
