@@ -571,12 +571,14 @@ void RunningInstance::end_ns_init() {
   // PID 1 of the namespace: SIGKILL always lands, and takes every process
   // left in the namespace with it.
   (void)::syscall(SYS_pidfd_send_signal, ns_init_pidfd_.get(), SIGKILL, nullptr, 0);
+  // Bounded: a dying PID 1 finishes only once every other process of its
+  // namespace is reaped, and a zombie there may be a child of ours (an
+  // image the caller has not reaped yet): never block on it.
+  (void)pidfd_exited(ns_init_pidfd_.get(), 5000);
   if (ns_init_child_) {
     int st = 0;
-    while (::waitpid(ns_init_pid_, &st, 0) < 0 && errno == EINTR) {
+    while (::waitpid(ns_init_pid_, &st, WNOHANG) < 0 && errno == EINTR) {
     }
-  } else {
-    (void)pidfd_exited(ns_init_pidfd_.get(), 5000);
   }
   ns_init_pidfd_.reset();
   ns_init_pid_ = -1;

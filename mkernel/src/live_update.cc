@@ -354,12 +354,11 @@ struct Update {
     // Nothing took the reaper (the instance could not be kept running).
     if (init) {
       (void)::syscall(SYS_pidfd_send_signal, init.pidfd.get(), SIGKILL, nullptr, 0);
+      (void)pidfd_gone(init.pidfd.get(), 5000);  // bounded (see RunningInstance::kill)
       if (init.child) {
         int st = 0;
-        while (::waitpid(init.pid, &st, 0) < 0 && errno == EINTR) {
+        while (::waitpid(init.pid, &st, WNOHANG) < 0 && errno == EINTR) {
         }
-      } else {
-        (void)pidfd_gone(init.pidfd.get(), 5000);
       }
     }
   }

@@ -24,6 +24,7 @@
 #include "handover/kho_blob.h"
 #include "mk/units.h"
 #include "mkernel/confine.h"
+#include "free_cpus.h"
 
 namespace mk {
 namespace {
@@ -374,7 +375,8 @@ class SuccessorBoot : public ::testing::Test {
     topo = *t;
     req.instance.id = 9;
     req.instance.name = "lu-succ-" + std::to_string(::getpid());
-    req.instance.cpus = CpuSet::of({topo.pus.back().os_index});
+    auto free = test::free_cpus(topo);
+    req.instance.cpus = CpuSet::of({free.empty() ? topo.pus.back().os_index : free.front()});
     req.instance.memory = {{topo.numa_nodes.front().os_index, 4 * kMiB}};
     req.instance.devices = {*DeviceSpec::parse("listen:127.0.0.1:" + std::to_string(20000 + ::getpid() % 20000))};
     // A stand-in image that never speaks IPI: only the process matters here.
