@@ -30,8 +30,20 @@ Result<void> FilesHandler::add(int fd, std::uint64_t token) {
   return s->preserve(fd, token);
 }
 
-void FilesHandler::drop(std::uint64_t token) {
-  if (session_) (void)session_->retrieve(token);  // the returned dup closes here
+void FilesHandler::drop(const std::vector<std::uint64_t>& tokens) {
+  if (!session_ || tokens.empty()) return;
+  // A Session keeps retrieved tokens (preserving one again is EEXIST), so
+  // the session is rebuilt with every other held fd (their dups move over).
+  auto next = std::make_unique<handover::SessionRegistry>();
+  auto fresh = next->create(kSessionName);
+  if (!fresh) return;  // cannot happen for a fixed valid name
+  for (const auto& f : session_->files()) {
+    auto fd = session_->retrieve(f.token);  // the dropped ones close here
+    if (!fd || std::find(tokens.begin(), tokens.end(), f.token) != tokens.end()) continue;
+    (void)(*fresh)->preserve(fd->get(), f.token);  // same fd, same checks as when it was added
+  }
+  registry_ = std::move(next);
+  session_ = *fresh;
 }
 
 Result<void> FilesHandler::preserve(KhoBlob&) {
@@ -39,6 +51,11 @@ Result<void> FilesHandler::preserve(KhoBlob&) {
     const BootDevice& d = tree_->devices[i];
     if (!carries_fd(d.kind) || d.fd < 0) continue;
     if (auto r = add(d.fd, kDeviceToken | i); !r) {
+      // Not cancelled by the machine (its own preserve failed): drop what
+      // this call added so a later prepare starts clean.
+      std::vector<std::uint64_t> added;
+      for (std::size_t j = 0; j < i; ++j) added.push_back(kDeviceToken | j);
+      drop(added);
       return MK_FAIL(r.error().code(), "cannot preserve a device", "/devices/%s (fd %d): %s", d.name.c_str(), d.fd,
                      r.error().message());
     }

@@ -56,8 +56,9 @@ class FilesHandler final : public handover::Handler {
   // Old side: hold a dup of `fd` under `token` (the session is created on
   // the first add of an update).
   Result<void> add(int fd, std::uint64_t token);
-  // Old side: take back what add() held (a cancelled freeze); the dup closes.
-  void drop(std::uint64_t token);
+  // Old side: forget what add() held under `tokens` (a failed or cancelled
+  // step); their dups close and the tokens can be added again.
+  void drop(const std::vector<std::uint64_t>& tokens);
   // The held fds in package order (valid after freeze).
   std::vector<int> transfer_fds() const;
 

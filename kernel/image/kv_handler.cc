@@ -36,7 +36,7 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
   KvService& svc = **ctx_.service;
   svc.pause();
   auto undo = [&] {
-    for (auto t : tokens_) files_->drop(t);
+    files_->drop(tokens_);
     tokens_.clear();
     if (auto r = svc.resume(); !r) ctx_.con->print("mk-kernel: kv: cannot resume: %s\n", r.error().to_string().c_str());
   };
@@ -75,7 +75,7 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
 }
 
 void KvHandler::unfreeze() {
-  for (auto t : tokens_) files_->drop(t);
+  files_->drop(tokens_);
   tokens_.clear();
   if (auto r = (*ctx_.service)->resume(); !r) {
     ctx_.con->print("mk-kernel: kv: cannot resume after a cancelled update: %s\n", r.error().to_string().c_str());

@@ -41,6 +41,7 @@ Result<void> TenantsHandler::preserve(KhoBlob&) {
 
 void TenantsHandler::cancel() {
   frozen_ = false;
+  if (preserved_) files_->drop({kReaperToken});  // the next prepare adds it again
   preserved_ = false;
   if (created_) {
     read_end_.reset();

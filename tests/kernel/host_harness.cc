@@ -103,7 +103,13 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     }
     run->listen_port_ = ntohs(sa.sin_port);
   }
-  const int dev_fds = spec.listen_device && !spec.successor ? 1 : 0;
+  int file_fd = -1;
+  if (!spec.file_device.empty()) {
+    file_fd = ::open(spec.file_device.c_str(), O_RDONLY | O_CLOEXEC);
+    if (file_fd < 0) return errno_error("open of the file device");
+  }
+  const int listen_slots = spec.listen_device && !spec.successor ? 1 : 0;
+  const int dev_fds = listen_slots + (file_fd >= 0 ? 1 : 0);
   int hsock[2] = {-1, -1};
   if (spec.successor && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hsock) != 0) {
     return errno_error("socketpair for the handover socket");
@@ -123,6 +129,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     t.devices.push_back(BootDevice{"kv", DeviceKind::kListen, spec.successor ? -1 : 6,
                                    {{"address", "127.0.0.1"}, {"port", std::to_string(run->listen_port_)}}});
   }
+  if (file_fd >= 0) t.devices.push_back(BootDevice{"f", DeviceKind::kFile, 6 + listen_slots, {{"path", spec.file_device}}});
   t.ipi.host_id = abi::kHostId;
   t.ipi.channels = {IpiChannel{abi::kHostId, "host", 6 + dev_fds, cfg.slot_count * 64, ChannelRole::kBidirectional}};
   if (spec.no_host_channel) t.ipi.channels.clear();
@@ -140,7 +147,8 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
 
   // Source fd for each target fd; -1 = leave closed.
   std::vector<int> src = {tree_fd, region, con[1]};
-  if (dev_fds) src.push_back(listen_fd);
+  if (listen_slots) src.push_back(listen_fd);
+  if (file_fd >= 0) src.push_back(file_fd);
   src.insert(src.end(), {spec.no_host_channel ? -1 : host_fds.memfd.get(),
                           spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[0].get(),
                           spec.omit_channel_eventfds || spec.no_host_channel ? -1 : host_fds.eventfd[1].get()});
@@ -188,6 +196,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     run->handover_fd_ = hsock[0];
   }
   if (listen_fd >= 0) ::close(listen_fd);
+  if (file_fd >= 0) ::close(file_fd);
   ::close(con[1]);
   ::close(err[1]);
   run->console_rd_ = con[0];

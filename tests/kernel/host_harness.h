@@ -39,6 +39,9 @@ struct LaunchSpec {
   // A listen device "kv" on 127.0.0.1, ephemeral port (ImageRun::listen_port),
   // at fd 6; the channels then move up by one (host 7-9, peer 10-12).
   bool listen_device = false;
+  // A file device "f" opened from this path (O_RDONLY), after the listen
+  // device; the channels move up by one more.
+  std::string file_device;
   // A live update's successor: /chosen mkernel,handover-socket names one
   // end of a SOCK_SEQPACKET socketpair (the last fd; the harness keeps the
   // other end, ImageRun::handover_fd()), and the listen device (if any) is

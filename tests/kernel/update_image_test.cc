@@ -237,6 +237,10 @@ TEST(MkKernelUpdate, CancelFromPreparedAndFrozenKeepsServing) {
 TEST(MkKernelUpdate, AFreezeWithTooMuchPendingOutputFailsAndKeepsServing) {
   auto old = launch_old({"--services=kv"}, true);
   ASSERT_TRUE(old);
+  // An idle connection first (a lower fd: the freeze adds it to the session
+  // before it meets the backed-up one, and must take it out again).
+  Client idle(old->listen_port());
+  ASSERT_EQ(idle.cmd({"PING"}), "+PONG");
   Client c(old->listen_port(), 4096);
   ASSERT_TRUE(c.ok());
   const std::string big(5 << 20, 'Z');
@@ -260,6 +264,7 @@ TEST(MkKernelUpdate, AFreezeWithTooMuchPendingOutputFailsAndKeepsServing) {
   EXPECT_EQ(fr2->status, 0) << detail(*fr2);
   expect_step_ok(*old, abi::kMsgUpdateCancel);
   EXPECT_EQ(c.cmd({"DBSIZE"}), ":1");
+  EXPECT_EQ(idle.cmd({"PING"}), "+PONG");
   shutdown(*old);
 }
 
@@ -424,6 +429,27 @@ TEST(MkKernelUpdate, ASuccessorWithoutKvRefusesAKvBlob) {
   ASSERT_TRUE(succ && succ->wait_ready());
   Handoff h = freeze_and_fetch(*old);
   refuse_then_cancel(*old, *succ, c, h, h.package, -EINVAL, "--services=kv");
+}
+
+TEST(MkKernelUpdate, ADeviceThatCannotTravelRefusesThePrepareEveryTime) {
+  LaunchSpec spec;
+  spec.init = "sleep 1000";      // the tenants handler adds the reaper pipe first
+  spec.file_device = "/dev/null";  // a character device: not preservable
+  auto r = ImageRun::launch(spec);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  auto old = std::move(*r);
+  ASSERT_TRUE(old->wait_ready()) << old->stderr_text() << old->console();
+  for (int i = 0; i < 2; ++i) {  // nothing stale from the first refusal
+    auto rep = old->step(abi::kMsgUpdatePrepare);
+    ASSERT_TRUE(rep.has_value());
+    EXPECT_EQ(rep->status, -ENOENT) << i << ": " << detail(*rep);
+    EXPECT_NE(detail(*rep).find("/devices/f"), std::string::npos) << detail(*rep);
+  }
+  auto fz = old->step(abi::kMsgUpdateFreeze);  // still normal
+  ASSERT_TRUE(fz.has_value());
+  EXPECT_EQ(fz->status, -EINVAL);
+  shutdown(*old);
+  EXPECT_EQ(old->tenant_exits().size(), 1u);
 }
 
 TEST(MkKernelUpdate, AnImageWithoutUpdateSupportSaysSo) {
