@@ -629,6 +629,66 @@ TEST_F(LiveUpdate, ASuccessorThatCannotStartLeavesTheOldImageUntouched) {
   expect_serving(10);
 }
 
+// The body of the unprivileged test, run in a child as nobody: "" or what
+// went wrong.
+std::string update_without_privileges(const Topology& topo, BootRequest req) {
+  req.use_cgroups = false;  // cgroups and namespaces need root
+  auto booted = boot_instance(topo, req);
+  if (!booted) return "boot: " + booted.error().to_string();
+  std::unique_ptr<RunningInstance> cur = std::move(*booted);
+  if (auto r = cur->wait_ready(10s); !r) return "ready: " + r.error().to_string();
+  const pid_t old_pid = cur->pid();
+  const std::string pidns = ns_link(old_pid, "pid");
+  if (pidns != ns_link(::getpid(), "pid")) return "the image got a PID namespace without root";
+  {
+    Client c(req.instance.devices.empty() ? 0 : req.instance.devices[0].port);
+    if (!c.ok() || c.cmd({"SET", "a", "1"}) != "+OK") return "kv before the update";
+    UpdateRequest u;
+    u.image = req.image;
+    u.timeout = 5s;
+    UpdateOutcome out = live_update(cur, topo, req.root, u);
+    if (!out.updated) return "update: " + (out.cause ? out.cause->to_string() : std::string("?")) + " / " + out.rollback;
+    if (cur->pid() == old_pid) return "the old image still runs the instance";
+    if (ns_link(cur->pid(), "pid") != pidns) return "the successor is in another PID namespace";
+    // Its tenant is its child: the old image stays as the reaper.
+    if (cur->ns_init_pid() != old_pid) return "the reaper is not tracked: ns_init_pid " + std::to_string(cur->ns_init_pid());
+    if (c.cmd({"GET", "a"}) != "$1") return "the connection lost the key";
+  }
+  auto bye = cur->shutdown(500ms, 5s);
+  if (!bye) return "shutdown: " + bye.error().to_string();
+  if (alive(old_pid)) return "the reaper outlived the instance";
+  return "";
+}
+
+TEST_F(LiveUpdate, WithoutPrivilegesTheSuccessorIsSpawnedWithoutNamespacesAndTheReaperIsTracked) {
+  if (::geteuid() != 0) GTEST_SKIP() << "drops to nobody from root";
+  if (::access(req.image.path.c_str(), X_OK) != 0) GTEST_SKIP() << "mk-kernel not found";
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(out[0]);
+    std::string why;
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      why = "cannot become nobody";
+    } else {
+      why = update_without_privileges(topo, req);
+    }
+    (void)!::write(out[1], why.data(), why.size());
+    ::_exit(why.empty() ? 0 : 1);
+  }
+  ::close(out[1]);
+  std::string why;
+  char buf[512];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) why.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  int ws = 0;
+  ASSERT_EQ(::waitpid(child, &ws, 0), child);
+  EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0) << why;
+  EXPECT_EQ(why, "");
+}
+
 TEST_F(LiveUpdate, AbortUpdateFromARestartedHostUnfreezesTheOldImage) {
   boot();
   Client c(port);
