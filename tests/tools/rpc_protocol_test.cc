@@ -321,10 +321,57 @@ TEST(RpcLifecycle, TopRefusals) {
   expect_refused(R"({"action": "top", "name": "a"})", "top: unknown field 'name'");
 }
 
+TEST(RpcLifecycle, UpdateRoundTripsAndDefaults) {
+  rpc::UpdateAction u{"web", "/opt/mk-kernel.2", std::string("--services=kv"), 600000, "corrupt-package"};
+  auto b = std::get<rpc::UpdateAction>(round_trip(u));
+  EXPECT_EQ(b.name, "web");
+  EXPECT_EQ(b.kernel, "/opt/mk-kernel.2");
+  EXPECT_EQ(b.cmdline, "--services=kv");
+  EXPECT_EQ(b.timeout_ms, 600000u);
+  EXPECT_EQ(b.fault, "corrupt-package");
+
+  auto d = parsed_as<rpc::UpdateAction>(R"({"action": "update", "name": "a"})");
+  EXPECT_EQ(d.name, "a");
+  EXPECT_TRUE(d.kernel.empty());
+  EXPECT_FALSE(d.cmdline);  // absent: keep the loaded command line
+  EXPECT_EQ(d.timeout_ms, 10000u);
+  EXPECT_TRUE(d.fault.empty());
+  auto e = parsed_as<rpc::UpdateAction>(R"({"action": "update", "name": "a", "cmdline": ""})");
+  EXPECT_EQ(e.cmdline, "");  // present and empty: a new, empty command line
+}
+
+TEST(RpcLifecycle, UpdateRefusals) {
+  expect_refused(R"({"action": "update"})", "update: missing field 'name'");
+  expect_refused(R"({"action": "update", "name": "a", "timeout_ms": 0})", "update.timeout_ms: 0 is below 1");
+  expect_refused(R"({"action": "update", "name": "a", "timeout_ms": 600001})",
+                 "update.timeout_ms: 600001 is above 600000");
+  expect_refused(R"({"action": "update", "name": "a", "fault": "explode"})",
+                 "update.fault: 'explode' (known: corrupt-package, host-exit-after-freeze)");
+  expect_refused(R"({"action": "update", "name": "a", "cmdline": ")" + std::string(4097, 'x') + R"("})",
+                 "update.cmdline: at most 4096 bytes");
+  expect_refused(R"({"action": "update", "name": "a", "kernel": 7})", "update.kernel: expected a string");
+  expect_refused(R"({"action": "update", "name": "a", "force": true})", "update: unknown field 'force'");
+}
+
+TEST(RpcProtocol, ProgressFramesRoundTripAndAreToldFromResponses) {
+  const boost::json::object p{{"instance", "a"}, {"phase", "freeze"}, {"ms", 0.25}};
+  const std::string line = rpc::encode_progress(p);
+  auto back = rpc::parse_progress(line);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, p);
+  // A response is never taken for progress, and progress never for a response.
+  EXPECT_FALSE(rpc::parse_progress(rpc::encode_response(rpc::Response::success({{"progress", 1}}, "x"))));
+  EXPECT_FALSE(rpc::parse_response(line));
+  EXPECT_FALSE(rpc::parse_progress(R"({"progress": 3})"));
+  EXPECT_FALSE(rpc::parse_progress(R"({"progress": {}, "ok": true})"));
+  EXPECT_FALSE(rpc::parse_progress(R"({"progress": {"a": )"));
+}
+
 TEST(RpcLifecycle, NamesAndClassification) {
   const std::vector<std::pair<rpc::Action, std::string>> lifecycle = {
       {rpc::LoadAction{}, "load"}, {rpc::StartAction{}, "start"},     {rpc::StopAction{}, "stop"},
       {rpc::PingAction{}, "ping"}, {rpc::ConsoleAction{}, "console"}, {rpc::TopAction{}, "top"},
+      {rpc::UpdateAction{}, "update"},
   };
   for (const auto& [a, name] : lifecycle) {
     EXPECT_EQ(rpc::action_name(a), name);
@@ -347,7 +394,7 @@ TEST(RpcLifecycle, UnknownActionListsTheLifecycleActions) {
   EXPECT_EQ(r.error().code(), EOPNOTSUPP);
   const std::string msg = r.error().message();
   EXPECT_NE(msg.find("'reboot'"), std::string::npos) << msg;
-  for (const char* a : {"load", "start", "stop", "ping", "console", "top"})
+  for (const char* a : {"load", "start", "stop", "ping", "console", "top", "update"})
     EXPECT_NE(msg.find(std::string(" ") + a), std::string::npos) << a << " missing from: " << msg;
 }
 

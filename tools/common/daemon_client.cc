@@ -79,10 +79,18 @@ Result<void> send_all(int fd, const std::string& data) {
 
 // Reads until '\n' (returned without it) or EOF, waiting at most timeout_ms
 // for each chunk.
-Result<std::string> read_line(int fd, std::size_t max, int timeout_ms, bool eof_ok) {
-  std::string line;
+// One line from `fd` (without its newline). Bytes read past the newline
+// stay in `pending` for the next call (progress frames and the response can
+// arrive in one read).
+Result<std::string> read_line(int fd, std::size_t max, int timeout_ms, bool eof_ok, std::string& pending) {
   char buf[65536];
   while (true) {
+    if (auto nl = pending.find('\n'); nl != std::string::npos) {
+      std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      return line;
+    }
+    if (pending.size() > max) return MK_FAIL(EMSGSIZE, "mkerneld answer too large", "over %zu bytes", max);
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, timeout_ms);
     if (r < 0 && errno == EINTR) continue;
@@ -95,14 +103,16 @@ Result<std::string> read_line(int fd, std::size_t max, int timeout_ms, bool eof_
       return Error(e, "cannot read from mkerneld").set_detail("%s", strerror(e));
     }
     if (n == 0) {
-      if (eof_ok) return line;
+      if (eof_ok) return std::exchange(pending, {});
       return MK_FAIL(ECONNRESET, "mkerneld closed the connection", "no complete answer (it may have died; see its log)");
     }
-    const char* nl = static_cast<const char*>(std::memchr(buf, '\n', static_cast<std::size_t>(n)));
-    line.append(buf, nl ? static_cast<std::size_t>(nl - buf) : static_cast<std::size_t>(n));
-    if (nl) return line;
-    if (line.size() > max) return MK_FAIL(EMSGSIZE, "mkerneld answer too large", "over %zu bytes", max);
+    pending.append(buf, static_cast<std::size_t>(n));
   }
+}
+
+Result<std::string> read_line(int fd, std::size_t max, int timeout_ms, bool eof_ok) {
+  std::string pending;
+  return read_line(fd, max, timeout_ms, eof_ok, pending);
 }
 
 bool executable(const std::string& p) { return ::access(p.c_str(), X_OK) == 0; }
@@ -185,7 +195,8 @@ Result<void> start_daemon(const std::string& dir) {
   return MK_FAIL(code, "mkerneld failed to start", "%s (log: %s)", why.c_str(), log.c_str());
 }
 
-Result<rpc::Response> call_daemon(const std::string& dir, const rpc::Action& action, AutoStart autostart) {
+Result<rpc::Response> call_daemon(const std::string& dir, const rpc::Action& action, AutoStart autostart,
+                                  const std::function<void(const boost::json::object&)>& on_progress) {
   auto conn = connect_socket(dir);
   if (!conn && conn.error().code() == ENOTCONN && autostart == AutoStart::Yes) {
     auto started = start_daemon(dir);
@@ -199,12 +210,19 @@ Result<rpc::Response> call_daemon(const std::string& dir, const rpc::Action& act
   }
   if (!conn) return conn.error();
   MK_TRY(send_all(conn->get(), rpc::encode_request(action) + "\n"));
-  MK_TRY_ASSIGN(std::string line, read_line(conn->get(), rpc::kMaxResponseBytes, kResponseTimeoutMs, false));
+  std::string pending;
+  std::string line;
+  while (true) {
+    MK_TRY_ASSIGN(line, read_line(conn->get(), rpc::kMaxResponseBytes, kResponseTimeoutMs, false, pending));
+    auto frame = rpc::parse_progress(line);
+    if (!frame) break;  // not a progress frame: the response
+    if (on_progress) on_progress(*frame);
+  }
   MK_TRY_ASSIGN(rpc::Response r, rpc::parse_response(line));
   if (r.ok && std::holds_alternative<rpc::HostStopAction>(action)) {
     // The daemon closes this connection only after it removed its socket and
     // released its lock: wait for that, so a following call can start anew.
-    MK_TRY(read_line(conn->get(), 4096, kResponseTimeoutMs, /*eof_ok=*/true));
+    MK_TRY(read_line(conn->get(), 4096, kResponseTimeoutMs, /*eof_ok=*/true, pending));
   }
   return r;
 }

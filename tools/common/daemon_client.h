@@ -33,6 +33,7 @@
 // kExitAlreadyRunning and that client connects to the winner.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "mk/result.h"
@@ -54,8 +55,11 @@ enum class AutoStart { No, Yes };
 
 // Sends `action` to the daemon of `dir` and returns its response (which may
 // itself be a failure: the daemon's refusal). An error here is about reaching
-// the daemon, see the DOC block.
-Result<rpc::Response> call_daemon(const std::string& dir, const rpc::Action& action, AutoStart autostart);
+// the daemon, see the DOC block. Progress frames the daemon sends before the
+// response (rpc::encode_progress; `update` sends one per phase) go to
+// `on_progress` as they arrive.
+Result<rpc::Response> call_daemon(const std::string& dir, const rpc::Action& action, AutoStart autostart,
+                                  const std::function<void(const boost::json::object&)>& on_progress = {});
 
 // Starts mkerneld for `dir` and waits until it serves. EALREADY when another
 // daemon won the directory meanwhile (then just connect).

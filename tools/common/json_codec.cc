@@ -45,23 +45,31 @@ json::object instance_to_json(const Instance& i) {
     if (im.gid) io["gid"] = *im.gid;
     o["image"] = std::move(io);
   }
-  if (i.runtime) {
-    const RuntimeRecord& r = *i.runtime;
-    json::array regions, peers, guarantees;
-    for (int32_t fd : r.region_fds) regions.emplace_back(fd);
-    for (const auto& p : r.peers)
-      peers.push_back(json::object{{"peer_id", p.peer_id}, {"fd", p.fd}, {"side", p.side == 0 ? "a" : "b"}});
-    for (const auto& g : r.guarantees) guarantees.emplace_back(g);
-    o["runtime"] = json::object{{"pid", r.pid},
-                                {"start_time", r.start_time},
-                                {"started_unix_ms", r.started_unix_ms},
-                                {"host_channel_fd", r.host_channel_fd},
-                                {"console_host_fd", r.console_host_fd},
-                                {"region_fds", std::move(regions)},
-                                {"peers", std::move(peers)},
-                                {"guarantees", std::move(guarantees)}};
-  }
+  if (i.runtime) o["runtime"] = runtime_to_json(*i.runtime);
   if (!i.last_exit.empty()) o["last_exit"] = i.last_exit;
+  return o;
+}
+
+json::object runtime_to_json(const RuntimeRecord& r) {
+  json::array regions, peers, guarantees;
+  for (int32_t fd : r.region_fds) regions.emplace_back(fd);
+  for (const auto& p : r.peers)
+    peers.push_back(json::object{{"peer_id", p.peer_id}, {"fd", p.fd}, {"side", p.side == 0 ? "a" : "b"}});
+  for (const auto& g : r.guarantees) guarantees.emplace_back(g);
+  json::object o{{"pid", r.pid},
+                 {"start_time", r.start_time},
+                 {"started_unix_ms", r.started_unix_ms},
+                 {"host_channel_fd", r.host_channel_fd},
+                 {"console_host_fd", r.console_host_fd},
+                 {"region_fds", std::move(regions)},
+                 {"peers", std::move(peers)},
+                 {"guarantees", std::move(guarantees)}};
+  // After a live update: the earlier image that stays as the reaper (PID 1
+  // of the instance's PID namespace).
+  if (r.ns_init_pid != 0) {
+    o["ns_init_pid"] = r.ns_init_pid;
+    o["ns_init_start_time"] = r.ns_init_start_time;
+  }
   return o;
 }
 
@@ -166,6 +174,8 @@ Result<LoadedImage> image_from_json(const json::value& v) {
   return im;
 }
 
+}  // namespace
+
 Result<RuntimeRecord> runtime_from_json(const json::value& v) {
   const char* path = "instances[].runtime";
   if (!v.is_object()) return bad(path, "expected an object");
@@ -197,6 +207,14 @@ Result<RuntimeRecord> runtime_from_json(const json::value& v) {
     pc.side = side->get_string() == "a" ? 0 : 1;
     r.peers.push_back(pc);
   }
+  if (o.contains("ns_init_pid") != o.contains("ns_init_start_time"))
+    return bad(path, "ns_init_pid and ns_init_start_time go together");
+  if (o.contains("ns_init_pid")) {
+    MK_TRY_ASSIGN(uint64_t init, get_u64(o, "ns_init_pid", path, 4194304));
+    if (init < 1) return bad(path, "ns_init_pid: expected a process id");
+    r.ns_init_pid = static_cast<int32_t>(init);
+    MK_TRY_ASSIGN(r.ns_init_start_time, get_u64(o, "ns_init_start_time", path, UINT64_MAX));
+  }
   MK_TRY_ASSIGN(const json::array* gs, get_array(o, "guarantees", path));
   for (const auto& e : *gs) {
     if (!e.is_string()) return bad(path, "guarantees[]: expected strings");
@@ -205,7 +223,6 @@ Result<RuntimeRecord> runtime_from_json(const json::value& v) {
   return r;
 }
 
-}  // namespace
 
 Result<Pool> pool_from_json(const json::value& v) {
   if (!v.is_object()) return bad("pool", "expected an object");

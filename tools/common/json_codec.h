@@ -25,5 +25,8 @@ boost::json::array warnings_to_json(const std::vector<std::string>& w);
 
 Result<Pool> pool_from_json(const boost::json::value& v);
 Result<Instance> instance_from_json(const boost::json::value& v);
+// The "runtime" object of an instance (also the successor in an update journal).
+boost::json::object runtime_to_json(const RuntimeRecord& r);
+Result<RuntimeRecord> runtime_from_json(const boost::json::value& v);
 
 }  // namespace mk::tools

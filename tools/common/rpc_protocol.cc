@@ -203,6 +203,11 @@ json::object encode(const PingAction& a) {
 }
 json::object encode(const ConsoleAction& a) { return {{"name", a.name}}; }
 json::object encode(const TopAction& a) { return {{"interval_ms", a.interval_ms}}; }
+json::object encode(const UpdateAction& a) {
+  json::object o{{"name", a.name}, {"kernel", a.kernel}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
+  if (a.cmdline) o["cmdline"] = *a.cmdline;
+  return o;
+}
 
 // A bounded integer field with a default, refusing values below `min`.
 uint32_t bounded(Fields& f, const char* action, const char* key, uint32_t def, uint32_t min, uint32_t max) {
@@ -316,10 +321,23 @@ Result<Action> decode(const std::string& name, const json::object& o) {
     TopAction a;
     a.interval_ms = bounded(f, "top", "interval_ms", a.interval_ms, 50, 10000);
     out = std::move(a);
+  } else if (name == "update") {
+    UpdateAction a;
+    a.name = f.str("name");
+    a.kernel = f.opt_str("kernel").value_or("");
+    a.cmdline = f.opt_str("cmdline");
+    a.timeout_ms = bounded(f, "update", "timeout_ms", a.timeout_ms, 1, 600000);
+    a.fault = f.opt_str("fault").value_or("");
+    if (a.cmdline && a.cmdline->size() > 4096)
+      f.set(MK_FAIL(EINVAL, "bad request", "update.cmdline: at most 4096 bytes"));
+    if (!a.fault.empty() && a.fault != "corrupt-package" && a.fault != "host-exit-after-freeze")
+      f.set(MK_FAIL(EINVAL, "bad request", "update.fault: '%s' (known: corrupt-package, host-exit-after-freeze)",
+                    a.fault.c_str()));
+    out = std::move(a);
   } else {
     return MK_FAIL(EOPNOTSUPP, "unknown action",
                    "'%s' (actions: init, create, delete, show, plan, host-status, host-stop, load, start, stop, "
-                   "ping, console, top)",
+                   "ping, console, top, update)",
                    name.c_str());
   }
   MK_TRY(f.finish());
@@ -330,7 +348,8 @@ Result<Action> decode(const std::string& name, const json::object& o) {
 
 const char* action_name(const Action& a) {
   static constexpr const char* kNames[] = {"init",  "create", "delete", "show", "plan",    "host-status", "host-stop",
-                                           "load",  "start",  "stop",   "ping", "console", "top"};
+                                           "load",  "start",  "stop",   "ping", "console", "top",
+                                           "update"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }
@@ -338,7 +357,8 @@ const char* action_name(const Action& a) {
 bool is_lifecycle(const Action& a) {
   return std::holds_alternative<LoadAction>(a) || std::holds_alternative<StartAction>(a) ||
          std::holds_alternative<StopAction>(a) || std::holds_alternative<PingAction>(a) ||
-         std::holds_alternative<ConsoleAction>(a) || std::holds_alternative<TopAction>(a);
+         std::holds_alternative<ConsoleAction>(a) || std::holds_alternative<TopAction>(a) ||
+         std::holds_alternative<UpdateAction>(a);
 }
 
 bool changes_partition(const Action& a) {
@@ -371,6 +391,20 @@ std::string encode_request(const Action& a) {
   json::object o = std::visit([](const auto& x) { return encode(x); }, a);
   o["action"] = action_name(a);
   return json::serialize(o);
+}
+
+std::string encode_progress(const json::object& progress) {
+  return json::serialize(json::object{{"progress", progress}});
+}
+
+std::optional<json::object> parse_progress(std::string_view line) {
+  if (line.rfind("{\"progress\":", 0) != 0) return std::nullopt;
+  boost::system::error_code ec;
+  json::value v = json::parse(line, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const json::value* p = v.get_object().if_contains("progress");
+  if (!p || !p->is_object() || v.get_object().size() != 1) return std::nullopt;
+  return p->get_object();
 }
 
 std::string encode_response(const Response& r) {

@@ -107,6 +107,18 @@ struct PingAction {
 struct ConsoleAction {
   std::string name;
 };
+// Live update in place (mkctl update): pre-boot the successor, hand over,
+// roll back on any failure. kernel/cmdline empty = the loaded image's path
+// (read again: a rebuilt file is the new kernel) and command line.
+struct UpdateAction {
+  std::string name;
+  std::string kernel;
+  std::optional<std::string> cmdline;
+  uint32_t timeout_ms = 10000;  // per step, 1..600000
+  // Fault injection for tests (docs/handover.md): "" | "corrupt-package" |
+  // "host-exit-after-freeze".
+  std::string fault;
+};
 // Per-instance CPU use, IPI rate, memory and state over one interval (mkctl top).
 struct TopAction {
   uint32_t interval_ms = 500;  // 50..10000
@@ -114,7 +126,7 @@ struct TopAction {
 
 using Action = std::variant<InitAction, CreateAction, DeleteAction, ShowAction, PlanAction, HostStatusAction,
                             HostStopAction, LoadAction, StartAction, StopAction, PingAction, ConsoleAction,
-                            TopAction>;
+                            TopAction, UpdateAction>;
 
 // The wire name of an action ("init", "create", ..., "host-stop", "load", ...).
 const char* action_name(const Action& a);
@@ -152,6 +164,12 @@ std::string encode_request(const Action& a);
 std::string encode_response(const Response& r);
 
 Result<Action> parse_request(std::string_view line);
+
+// Progress frames: lines a long action (update) sends before its response,
+// {"progress": {...}}. parse_progress: the inner object, or nullopt when
+// the line is not a progress frame (then it is the response).
+std::string encode_progress(const boost::json::object& progress);
+std::optional<boost::json::object> parse_progress(std::string_view line);
 Result<Response> parse_response(std::string_view line);
 
 }  // namespace mk::tools::rpc

@@ -154,9 +154,8 @@ Result<Partition> StateStore::load() const {
   return p;
 }
 
-Result<void> StateStore::save(const Partition& p) const {
-  std::string text = partition_to_json_text(p, topology_source_);
-  std::string tmp = path_ + ".tmp." + std::to_string(::getpid());
+Result<void> write_file_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     int e = errno;
@@ -165,21 +164,25 @@ Result<void> StateStore::save(const Partition& p) const {
   auto w = write_all(fd, text, tmp);
   if (w && ::fsync(fd) != 0) w = errno_error("cannot fsync state");
   ::close(fd);
-  if (w && ::rename(tmp.c_str(), path_.c_str()) != 0) {
+  if (w && ::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
-    w = Error(e, "cannot replace state").set_detail("%s: %s", path_.c_str(), strerror(e));
+    w = Error(e, "cannot replace state").set_detail("%s: %s", path.c_str(), strerror(e));
   }
   if (!w) {
     ::unlink(tmp.c_str());
     return w;
   }
   // The rename is durable only once the directory entry is.
-  std::string parent = path_.substr(0, path_.find_last_of('/'));
+  std::string parent = path.substr(0, path.find_last_of('/'));
   if (int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
   return ok();
+}
+
+Result<void> StateStore::save(const Partition& p) const {
+  return write_file_atomic(path_, partition_to_json_text(p, topology_source_));
 }
 
 std::string partition_to_json_text(const Partition& p, const std::string& topology_source) {

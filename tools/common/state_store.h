@@ -42,6 +42,10 @@ std::string runtime_dir();
 // Creates the runtime directory (0700) and its missing parents.
 Result<void> make_runtime_dir(const std::string& dir);
 
+// Writes `text` to `path` atomically and durably (temporary file, fsync,
+// rename, fsync of the directory). Returns: the errno of the step that failed.
+Result<void> write_file_atomic(const std::string& path, const std::string& text);
+
 class StateStore {
  public:
   enum class Mode { Read, Write };
