@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -52,22 +53,31 @@ class Daemon : public ::testing::Test {
     pid_t pid = daemon_pid();
     if (pid > 0 && ::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
     // As subreaper we are the parent of every orphan a test left (daemons
-    // started by mkctl, a daemon still starting after a failed assertion):
-    // kill and reap them all.
-    for (const auto& e : fs::directory_iterator("/proc")) {
-      std::string name = e.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      std::string stat = slurp(e.path() / "stat");
-      std::size_t close = stat.rfind(')');
-      if (close == std::string::npos) continue;
-      int ppid = 0;
-      if (std::sscanf(stat.c_str() + close + 1, " %*c %d", &ppid) == 1 && ppid == ::getpid()) {
-        pid_t child = static_cast<pid_t>(std::stoi(name));
-        ::kill(child, SIGKILL);
-        ::waitpid(child, nullptr, 0);
+    // started by mkctl, a daemon still starting after a failed assertion,
+    // images and live-update successors whose daemon was killed): kill them
+    // all, then reap whatever exits, in rounds (a killed PID 1 of an
+    // instance's PID namespace finishes exiting only once every zombie in
+    // its namespace is reaped, and those may be our children too: never
+    // block on one pid).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool any = false;
+      for (const auto& e : fs::directory_iterator("/proc")) {
+        std::string name = e.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string stat = slurp(e.path() / "stat");
+        std::size_t close = stat.rfind(')');
+        if (close == std::string::npos) continue;
+        int ppid = 0;
+        if (std::sscanf(stat.c_str() + close + 1, " %*c %d", &ppid) == 1 && ppid == ::getpid()) {
+          any = true;
+          ::kill(static_cast<pid_t>(std::stoi(name)), SIGKILL);
+        }
       }
-    }
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+      while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+      if (!any) break;
+      ::usleep(10000);
     }
     fs::remove_all(dir);
   }

@@ -12,6 +12,8 @@ constexpr Command kCommands[] = {
     {"load", "record the kernel image (validated ELF, sha256), cmdline and init of an instance", cmd_load},
     {"start", "boot an instance's image on its CPUs and wait for READY", cmd_start},
     {"stop", "shut an instance down over IPI (--force: SIGKILL)", cmd_stop},
+    {"update", "live-update an instance in place: new image pre-booted, state handed over, rollback on failure",
+     cmd_update},
     {"ping", "IPI round trips to an instance, from the host or --from another instance", cmd_ping},
     {"console", "an instance's console log (-f: follow)", cmd_console},
     {"top", "per instance: CPU use, IPI messages/s, memory, state", cmd_top},

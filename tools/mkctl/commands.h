@@ -27,6 +27,7 @@ int cmd_stop(Context&);
 int cmd_ping(Context&);
 int cmd_console(Context&);
 int cmd_top(Context&);
+int cmd_update(Context&);
 
 // The table, in the order `mkctl --help` lists it.
 const Command* commands(std::size_t& count);

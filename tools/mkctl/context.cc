@@ -64,6 +64,16 @@ int Context::emit(const json::object& doc, const std::string& text) {
   return kExitOk;
 }
 
+mk::tools::rpc::Response Context::execute(const mk::tools::rpc::Action& action,
+                                          const std::function<void(const boost::json::object&)>& on_progress) {
+  using mk::tools::rpc::Response;
+  if (planning_only()) return execute(action);  // refused there: lifecycle actions need the daemon
+  std::string dir = mk::tools::runtime_dir();
+  auto r = mk::tools::call_daemon(dir, action, mk::tools::AutoStart::Yes, on_progress);
+  if (!r) return Response::failure(r.error(), "mkerneld log: " + mk::tools::daemon_log_path(dir));
+  return std::move(*r);
+}
+
 mk::tools::rpc::Response Context::execute(const mk::tools::rpc::Action& action) {
   using mk::tools::rpc::Response;
   if (!planning_only()) {

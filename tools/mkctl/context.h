@@ -13,6 +13,7 @@
 
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,10 @@ class Context {
   // Runs a partition action where it belongs (see above). Failures to reach
   // the daemon come back as failure responses with a hint.
   mk::tools::rpc::Response execute(const mk::tools::rpc::Action& action);
+  // A lifecycle action whose progress frames go to `on_progress` as the
+  // daemon sends them (mkctl update).
+  mk::tools::rpc::Response execute(const mk::tools::rpc::Action& action,
+                                   const std::function<void(const boost::json::object&)>& on_progress);
   // Prints a response as emit() or fail() would; returns the exit code.
   int finish(const mk::tools::rpc::Response& r);
 

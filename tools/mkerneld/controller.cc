@@ -52,7 +52,7 @@ Controller::~Controller() {
   }
 }
 
-rpc::Response Controller::handle(const rpc::Action& action) {
+rpc::Response Controller::handle(const rpc::Action& action, const Progress& progress) {
   if (std::holds_alternative<rpc::HostStatusAction>(action)) return status();
   if (std::holds_alternative<rpc::HostStopAction>(action)) {
     stop_requested_ = true;
@@ -67,6 +67,7 @@ rpc::Response Controller::handle(const rpc::Action& action) {
   if (const auto* a = std::get_if<rpc::PingAction>(&action)) return ping(*a);
   if (const auto* a = std::get_if<rpc::ConsoleAction>(&action)) return console(*a);
   if (const auto* a = std::get_if<rpc::TopAction>(&action)) return top(*a);
+  if (const auto* a = std::get_if<rpc::UpdateAction>(&action)) return update(*a, progress);
   if (const auto* a = std::get_if<rpc::DeleteAction>(&action)) return remove(*a);
   if (mk::tools::rpc::changes_partition(action)) return change(action);
   mk::Partition view = part_;  // read-only actions never touch the owned state

@@ -9,7 +9,8 @@
 //
 // Files: controller.cc (creation, partition actions, persistence),
 // lifecycle.cc (load, start, stop, crash, re-adoption, instance-to-instance
-// channels), observe.cc (ping, console, top).
+// channels), observe.cc (ping, console, top), update.cc (live update and its
+// journal: what a restarted daemon needs to finish or undo one).
 //
 // Lifecycle:
 //   1. create(): read the live topology once, load <dir>/state.json under
@@ -39,6 +40,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -57,13 +59,20 @@
 
 namespace mkerneld {
 
+// ENOENT "no such instance", listing the instances there are.
+mk::Error no_such_instance(const mk::Partition& part, const std::string& name);
+
 class Controller {
  public:
+  // Progress frames of a long action (update: one per phase), sent to the
+  // client before the response.
+  using Progress = std::function<void(const boost::json::object&)>;
+
   static mk::Result<std::unique_ptr<Controller>> create(std::string runtime_dir, mk::SysRoot sysroot,
                                                         boost::asio::io_context& io);
   ~Controller();  // detaches every running instance: they keep running
 
-  mk::tools::rpc::Response handle(const mk::tools::rpc::Action& action);
+  mk::tools::rpc::Response handle(const mk::tools::rpc::Action& action, const Progress& progress = {});
   bool stop_requested() const { return stop_requested_; }
   const mk::Partition& partition() const { return part_; }
   std::size_t running() const { return live_.size(); }
@@ -113,6 +122,15 @@ class Controller {
                                                                 std::vector<PairKey>& created);
   void close_pair_channels(uint32_t id);
 
+  // update.cc
+  mk::tools::rpc::Response update(const mk::tools::rpc::UpdateAction& a, const Progress& progress);
+  std::string journal_path(const std::string& name) const;
+  // A journal left by a daemon that died mid-update: undo it (the adopted
+  // old image is unfrozen, the successor killed). Called by adopt_all().
+  void recover_updates();
+  // Stop watching the image of `live` (its pid changes in an update).
+  void stop_watching(Live& live);
+
   // observe.cc
   mk::tools::rpc::Response ping(const mk::tools::rpc::PingAction& a);
   mk::tools::rpc::Response console(const mk::tools::rpc::ConsoleAction& a);
@@ -128,6 +146,7 @@ class Controller {
   std::map<PairKey, PairChannel> pairs_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stop_requested_ = false;
+  uint32_t next_update_id_ = 1;
 };
 
 }  // namespace mkerneld

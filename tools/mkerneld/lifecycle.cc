@@ -23,12 +23,12 @@ using mk::Instance;
 using mk::InstanceState;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
 mk::Error no_such_instance(const mk::Partition& part, const std::string& name) {
   return MK_FAIL(ENOENT, "no such instance", "'%s' (instances: %s)", name.c_str(),
                  mk::tools::instance_names(part).c_str());
 }
+
+namespace {
 
 // How an exit reads for a user.
 std::string exit_text(const ProcessExit& ex) {
@@ -446,6 +446,7 @@ void Controller::adopt_all() {
       pairs_.emplace(key, std::move(pc));
     }
   }
+  recover_updates();  // a daemon killed mid-update: roll those back
 }
 
 }  // namespace mkerneld

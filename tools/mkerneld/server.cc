@@ -112,7 +112,14 @@ class Server::Session : public std::enable_shared_from_this<Session> {
       log("bad request: %s", action.error().to_string().c_str());
       r = rpc::Response::failure(action.error(), "see docs/daemon.md for the protocol");
     } else {
-      r = server_.controller_.handle(*action);
+      // Progress frames go out synchronously while the action runs (the
+      // loop is busy with it anyway); a client that went away just misses them.
+      auto progress = [this](const boost::json::object& p) {
+        const std::string frame = rpc::encode_progress(p) + "\n";
+        boost::system::error_code ignored;
+        asio::write(sock_, asio::buffer(frame), ignored);
+      };
+      r = server_.controller_.handle(*action, progress);
       if (rpc::changes_partition(*action) || !r.ok)
         log("%s: %s", rpc::action_name(*action), r.ok ? "done" : r.error.to_string().c_str());
     }

@@ -1,0 +1,64 @@
+// mkctl update: live-update a running instance in place (DESIGN.md §5,
+// docs/handover.md): the new image is booted and parked on the instance's
+// CPUs, the old one prepares and freezes, its state (memory, fds, tenants)
+// is handed over, the new one restores and serves; any failure rolls back.
+// Prints each phase as the daemon reports it, then the blackout.
+#include <cmath>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "../commands.h"
+
+namespace mkctl {
+
+namespace {
+
+void print_phase(const boost::json::object& p) {
+  const auto* phase = p.if_contains("phase");
+  const auto* ms = p.if_contains("ms");
+  if (!phase || !phase->is_string() || !ms || !ms->is_number()) return;
+  std::printf("  %-9s %9.3f ms\n", std::string(phase->get_string()).c_str(), ms->to_number<double>());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int cmd_update(Context& ctx) {
+  po::options_description desc("mkctl update options");
+  desc.add_options()("name", po::value<std::string>(), "instance")(
+      "kernel", po::value<std::string>(), "the new image (default: the loaded image's path, read again)")(
+      "cmdline", po::value<std::string>(), "the new image's command line (default: the loaded one)")(
+      "timeout", po::value<double>()->default_value(10.0),
+      "seconds each step may take (new image READY, prepare, freeze, restore) before the update rolls back")(
+      "fault", po::value<std::string>()->default_value(""),
+      "fault injection for tests: corrupt-package | host-exit-after-freeze (docs/handover.md)");
+  ctx.add_global_options(desc);
+  po::positional_options_description pos;
+  pos.add("name", 1);
+  po::variables_map vm;
+  int code = 0;
+  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S]", code))
+    return code;
+  if (!vm.count("name")) return ctx.usage_error("missing the instance NAME");
+  const double s = vm["timeout"].as<double>();
+  if (!std::isfinite(s) || s < 0.001 || s > 600) return ctx.usage_error("--timeout: seconds, 0.001..600");
+  mk::tools::rpc::UpdateAction a;
+  a.name = vm["name"].as<std::string>();
+  if (vm.count("kernel")) {
+    a.kernel = vm["kernel"].as<std::string>();
+    if (a.kernel.empty()) return ctx.usage_error("--kernel: empty path");
+    char cwd[4096];
+    if (a.kernel.front() != '/' && ::getcwd(cwd, sizeof cwd)) a.kernel = std::string(cwd) + "/" + a.kernel;  // the daemon has another cwd
+  }
+  if (vm.count("cmdline")) a.cmdline = vm["cmdline"].as<std::string>();
+  a.timeout_ms = static_cast<uint32_t>(std::lround(s * 1000));
+  a.fault = vm["fault"].as<std::string>();
+  if (!ctx.json()) std::printf("updating '%s'\n", a.name.c_str());
+  auto on_progress = [&ctx](const boost::json::object& p) {
+    if (!ctx.json()) print_phase(p);
+  };
+  return ctx.finish(ctx.execute(a, on_progress));
+}
+
+}  // namespace mkctl
