@@ -18,6 +18,8 @@ PKGS=(
   clang libclang-rt-14-dev
   # tools the tests and demo call
   util-linux procps iproute2
+  # a real Redis client against the KV service across live updates
+  redis-tools
 )
 
 missing=()
