@@ -7,6 +7,7 @@
 #include "bench.h"
 #include "boot_bench.h"
 #include "ipi_bench.h"
+#include "update_bench.h"
 
 namespace {
 
@@ -17,6 +18,8 @@ constexpr mkbench::Suite kSuites[] = {
      mkbench::run_plan},
     {"boot", "start -> READY of the real mk-kernel image via boot_instance vs posix_spawn /bin/true (root)",
      mkbench::run_boot},
+    {"update", "live-update blackout of the mk-kernel KV service vs SCM_RIGHTS+mmap floor and cold restart (root)",
+     mkbench::run_update},
 };
 
 void usage(FILE* f) {
