@@ -94,25 +94,29 @@ Result<FdType> classify_fd(int fd) {
   if (fd < 0 || ::fstat(fd, &st) != 0) {
     return MK_FAIL(EBADF, kPreserveWhat, "fd %d is not an open file descriptor", fd);
   }
+  // Sockets (most of what an update carries: one per client connection) are
+  // told apart by getsockopt alone; the /proc link (a path walk, the
+  // costliest call here) is read only for the other kinds.
+  const mode_t kind = st.st_mode & S_IFMT;
+  if (kind == S_IFSOCK) return classify_socket(fd);
+  if (kind == S_IFDIR) return refuse(fd, "directory");
+  if (kind == S_IFCHR) return refuse(fd, "character device");
+  if (kind == S_IFBLK) return refuse(fd, "block device");
   // Anonymous inodes (eventfd, epoll, signalfd, timerfd, pidfd...) carry no
   // useful mode bits on every kernel: tell them apart by their link name.
   std::string link = fd_link(fd);
   if (link.rfind("anon_inode:", 0) == 0) {
     if (link == "anon_inode:[eventfd]") return FdType::kEventfd;
-    std::string kind = link.substr(11);
-    if (kind.size() > 2 && kind.front() == '[' && kind.back() == ']') kind = kind.substr(1, kind.size() - 2);
-    return MK_FAIL(ENOENT, kPreserveWhat, "cannot preserve fd %d of type %s", fd, kind.c_str());
+    std::string what = link.substr(11);
+    if (what.size() > 2 && what.front() == '[' && what.back() == ']') what = what.substr(1, what.size() - 2);
+    return MK_FAIL(ENOENT, kPreserveWhat, "cannot preserve fd %d of type %s", fd, what.c_str());
   }
   if (link.rfind("pidfd:", 0) == 0) return refuse(fd, "pidfd");
-  switch (st.st_mode & S_IFMT) {
+  switch (kind) {
     case S_IFREG:
       return link.rfind("/memfd:", 0) == 0 ? FdType::kMemfd : FdType::kRegular;
     case S_IFIFO:
       return link.rfind("pipe:", 0) == 0 ? FdType::kPipe : FdType::kFifo;
-    case S_IFSOCK: return classify_socket(fd);
-    case S_IFDIR: return refuse(fd, "directory");
-    case S_IFCHR: return refuse(fd, "character device");
-    case S_IFBLK: return refuse(fd, "block device");
     default: return refuse(fd, "unknown");
   }
 }

@@ -363,9 +363,11 @@ struct Update {
     }
   }
 
-  void phase(const char* name, Clock::time_point t0) {
+  void phase(const char* name, Clock::time_point t0, std::optional<uint64_t> image_ns = std::nullopt) {
     const double ms = ms_since(t0);
-    out.phases.push_back({name, ms});
+    std::optional<double> image_ms;
+    if (image_ns) image_ms = static_cast<double>(*image_ns) / 1e6;
+    out.phases.push_back({name, ms, image_ms});
     if (req.on_phase) req.on_phase(name, ms);
   }
 
@@ -527,11 +529,12 @@ struct Update {
 
     // 2. prepare.
     t0 = Clock::now();
-    if (auto r = old_request(abi::kMsgUpdatePrepare, "prepare"); !r) {
-      roll_back(r.error());
+    auto pr = old_request(abi::kMsgUpdatePrepare, "prepare");
+    if (!pr) {
+      roll_back(pr.error());
       return;
     }
-    phase("prepare", t0);
+    phase("prepare", t0, pr->image_ns);
 
     // 3. freeze: the blackout starts now.
     t0 = freeze_sent = Clock::now();
@@ -541,7 +544,7 @@ struct Update {
       return;
     }
     if (req.after_freeze) req.after_freeze();
-    phase("freeze", t0);
+    phase("freeze", t0, fr->image_ns);
 
     // 4. transfer: the host takes the package and every fd it lists.
     t0 = Clock::now();
@@ -570,7 +573,7 @@ struct Update {
       return;
     }
     out.blackout_ms = ms_since(freeze_sent);
-    phase("restore", t0);
+    phase("restore", t0, restored->image_ns);
 
     // 6. finish: the old image exits or stays as the reaper.
     t0 = Clock::now();

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,7 +44,9 @@ constexpr const char* kUsage =
     "                      [--cpu N] [--image PATH]\n";
 constexpr double kGoalP99Ms = 1.0;
 constexpr double kGoalFlatRatio = 1.2;
-constexpr std::size_t kValueBytes = 64 * 1024;
+// Values that fill a 64 KiB block of the store exactly (its heap hands out
+// power-of-two blocks; the entry header and key take the rest).
+constexpr std::size_t kValueBytes = 64 * 1024 - 256;
 
 struct Stats {
   double p50_ms = 0, p99_ms = 0, min_ms = 0, max_ms = 0;
@@ -310,6 +313,9 @@ struct Case {
   uint64_t conns = 0;
   Stats update, floor, cold;
   std::vector<double> blackout_ms;
+  // Inside the blackout, medians: the freeze, transfer and restore phases as
+  // the host saw them, and the images' own time for freeze and restore.
+  std::map<std::string, std::vector<double>> parts;
   uint64_t preserved_bytes = 0;
   uint32_t fds = 0;
   uint64_t blob_bytes = 0;
@@ -343,7 +349,7 @@ void stop(std::unique_ptr<mk::RunningInstance>& run) {
 // Writes the store ~60% full: pipelined SETs of 64 KiB values, also saved
 // as the dump file the cold restart replays.
 mk::Result<uint64_t> fill(int fd, uint64_t region_bytes, const std::string& dump_path) {
-  const uint64_t keys = std::max<uint64_t>(1, region_bytes * 6 / 10 / (kValueBytes + 256));
+  const uint64_t keys = std::max<uint64_t>(1, region_bytes * 6 / 10 / (64 * 1024));
   std::ofstream dump(dump_path, std::ios::binary | std::ios::trunc);
   std::string value(kValueBytes, 'v');
   for (uint64_t first = 0; first < keys; first += 32) {
@@ -411,6 +417,11 @@ mk::Result<void> run_case(Setup& s, Case& c, long runs, long cold_runs) {
       return MK_FAIL(EIO, "a client lost its connection", "after update %ld", i + 2);
     if (i < 0) continue;
     c.blackout_ms.push_back(*out.blackout_ms);
+    for (const auto& p : out.phases) {
+      if (p.phase != "freeze" && p.phase != "transfer" && p.phase != "restore") continue;
+      c.parts[p.phase].push_back(p.ms);
+      if (p.image_ms) c.parts[p.phase + "_in_image"].push_back(*p.image_ms);
+    }
     c.preserved_bytes = out.preserved_bytes;
     c.fds = out.fds;
     c.blob_bytes = out.blob_bytes;
@@ -452,6 +463,12 @@ mk::Result<void> run_case(Setup& s, Case& c, long runs, long cold_runs) {
   }
   c.cold = stats_of(cold);
   return mk::ok();
+}
+
+boost::json::object parts_json(const Case& c) {
+  boost::json::object o;
+  for (const auto& [name, v] : c.parts) o[name] = stats_of(v).p50_ms;
+  return o;
 }
 
 // `criu check`: CRIU is measured only where it works.
@@ -593,6 +610,7 @@ int run_update(const Args& args) {
                                          {"update_blackout", to_json(c.update)},
                                          {"floor_scm_rights_mmap", to_json(c.floor)},
                                          {"cold_restart", to_json(c.cold)},
+                                         {"blackout_parts_p50_ms", parts_json(c)},
                                          {"ratio_p50_vs_floor", c.floor.p50_ms > 0 ? c.update.p50_ms / c.floor.p50_ms : 0},
                                          {"ratio_p50_cold_vs_update",
                                           c.update.p50_ms > 0 ? c.cold.p50_ms / c.update.p50_ms : 0}});
@@ -622,6 +640,12 @@ int run_update(const Args& args) {
     std::printf("  %-8s %6llu %5u | %7.3f / %7.3f | %7.3f / %7.3f | %6.1fx | %7.1f ms\n", size_text(c.bytes).c_str(),
                 static_cast<unsigned long long>(c.conns), c.fds, c.update.p50_ms, c.update.p99_ms, c.floor.p50_ms,
                 c.floor.p99_ms, c.floor.p50_ms > 0 ? c.update.p50_ms / c.floor.p50_ms : 0, c.cold.p50_ms);
+  }
+  for (const Case& c : cases) {
+    auto p50 = [&](const char* k) { return c.parts.count(k) ? stats_of(c.parts.at(k)).p50_ms : 0.0; };
+    std::printf("  %-8s %6llu  blackout p50 parts: freeze %.3f (image %.3f) + transfer %.3f + restore %.3f (image %.3f)\n",
+                size_text(c.bytes).c_str(), static_cast<unsigned long long>(c.conns), p50("freeze"),
+                p50("freeze_in_image"), p50("transfer"), p50("restore"), p50("restore_in_image"));
   }
   std::printf("  (ms; blackout = freeze sent -> successor restored; floor = SCM_RIGHTS of the same fds + mmap of a\n"
               "   populated memfd of that size into a running process; cold = stop, boot, reload the dump, reconnect)\n");

@@ -78,9 +78,7 @@ rpc::Response Controller::update(const rpc::UpdateAction& a, const Progress& pro
   req.timeout = std::chrono::milliseconds(a.timeout_ms);
   req.update_id = next_update_id_++;
   req.corrupt_package = a.fault == "corrupt-package";
-  json::array phases;
   req.on_phase = [&](std::string_view phase, double ms) {
-    phases.push_back(json::object{{"phase", phase}, {"ms", ms}});
     if (progress) progress(json::object{{"instance", a.name}, {"phase", phase}, {"ms", ms}});
   };
   req.on_successor = [&](const mk::RuntimeRecord& successor) {
@@ -134,6 +132,12 @@ rpc::Response Controller::update(const rpc::UpdateAction& a, const Progress& pro
                            "\n");
   }
 
+  json::array phases;
+  for (const auto& p : out.phases) {
+    json::object o{{"phase", p.phase}, {"ms", p.ms}};
+    if (p.image_ms) o["image_ms"] = *p.image_ms;
+    phases.push_back(std::move(o));
+  }
   json::object doc{{"instance", mk::tools::instance_to_json(*part_.find(a.name))},
                    {"update_id", req.update_id},
                    {"updated", out.updated},

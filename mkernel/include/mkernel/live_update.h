@@ -129,7 +129,12 @@ struct UpdateRequest {
 
 struct UpdatePhaseTime {
   std::string phase;
-  double ms = 0;
+  double ms = 0;        // as the host saw it (request sent -> reply handled)
+  // The image's own time for the step (UpdateReply::image_ns): prepare and
+  // freeze in the old image, restore in the successor; the rest of `ms` is
+  // IPI wake-ups, scheduling and the host's own work. Absent for host-only
+  // phases (boot, transfer, finish, rollback).
+  std::optional<double> image_ms;
 };
 
 struct UpdateOutcome {
