@@ -241,7 +241,7 @@ TEST(MkKernelUpdate, AFreezeWithTooMuchPendingOutputFailsAndKeepsServing) {
   // before it meets the backed-up one, and must take it out again).
   Client idle(old->listen_port());
   ASSERT_EQ(idle.cmd({"PING"}), "+PONG");
-  Client c(old->listen_port(), 4096);
+  Client c(old->listen_port(), 65536);  // small enough to back up 15 MiB, big enough to drain in time
   ASSERT_TRUE(c.ok());
   const std::string big(5 << 20, 'Z');
   ASSERT_EQ(c.cmd({"SET", "big", big}), "+OK");
