@@ -3,7 +3,7 @@
 #   1. the CI build (-Werror) and every ctest test;
 #   2. ASan+UBSan over the whole suite;
 #   3. TSan over the IPI tests;
-#   4. each libFuzzer target for FUZZ_SECONDS (default 15) on its seed corpus.
+#   4. each libFuzzer target for FUZZ_SECONDS (default 10) on its seed corpus.
 # Usage (as root on Debian 12): bash scripts/test.sh
 # Environment: JOBS (default: nproc), FUZZ_SECONDS, MK_SKIP_SANITIZERS=1,
 # MK_SKIP_FUZZ=1 (local shortcuts; CI runs everything).
@@ -17,7 +17,8 @@ export CTEST_PARALLEL_LEVEL=${CTEST_PARALLEL_LEVEL:-$JOBS}
 export MKERNEL_RUNTIME_DIR=$(mktemp -d /tmp/mkernel-test.XXXXXX)
 trap 'rm -rf "$MKERNEL_RUNTIME_DIR"' EXIT
 
-step() { printf '\n==> %s\n' "$*"; }
+T0=$(date +%s)
+step() { printf '\n==> [%s, +%ds] %s\n' "$(date +%T)" "$(( $(date +%s) - T0 ))" "$*"; }
 # Every ctest stage's counts, summed into one closing line.
 PASSED=0 FAILED=0
 count() {
@@ -65,8 +66,8 @@ if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
-  step "fuzz (${FUZZ_SECONDS:-15} s per target)"
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+  step "fuzz (${FUZZ_SECONDS:-10} s per target)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
 step "all test stages passed"
 echo "tests: $PASSED passed, $FAILED failed"

@@ -85,6 +85,10 @@ class Lifecycle : public Daemon {
     Daemon::TearDown();  // kills and reaps the daemon and every instance
     for (const char* h : {"cpuset", "memory"})
       for (const auto& n : {a, b}) ::rmdir(("/sys/fs/cgroup/" + std::string(h) + "/mkernel/" + n).c_str());
+    // The shared parent too when nothing else lives there (mkerneld removes
+    // it with its last instance; a test that ended with instances running
+    // must not leave CPUs fenced off by its exclusive cpuset).
+    for (const char* h : {"cpuset", "memory"}) ::rmdir(("/sys/fs/cgroup/" + std::string(h) + "/mkernel").c_str());
   }
   json::object run_json(const std::string& args) {
     CliRun r = run(args + " --json");

@@ -133,7 +133,10 @@ class Update : public Daemon {
   void TearDown() override {
     if (::geteuid() != 0) return;
     Daemon::TearDown();
-    for (const char* h : {"cpuset", "memory"}) ::rmdir(("/sys/fs/cgroup/" + std::string(h) + "/mkernel/" + name).c_str());
+    for (const char* h : {"cpuset", "memory"}) {
+      ::rmdir(("/sys/fs/cgroup/" + std::string(h) + "/mkernel/" + name).c_str());
+      ::rmdir(("/sys/fs/cgroup/" + std::string(h) + "/mkernel").c_str());  // when nothing else lives there
+    }
   }
   json::object run_json(const std::string& args, int want = 0) {
     CliRun r = run(args + " --json");

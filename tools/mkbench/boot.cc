@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "boot_bench.h"
 #include "mk/units.h"
 #include "mkernel/boot.h"
@@ -37,40 +38,8 @@ using Clock = std::chrono::steady_clock;
 constexpr double kGoalP50Ms = 5.0;
 constexpr const char* kUsage = "usage: mkbench boot [--json] [--runs N] [--cpu N] [--image PATH]\n";
 
-struct Stats {
-  double p50_ms = 0, p99_ms = 0, min_ms = 0, max_ms = 0;
-};
-
-Stats stats_of(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms[std::min(ms.size() - 1, ms.size() * 99 / 100)], ms.front(), ms.back()};
-}
-
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-boost::json::object to_json(const Stats& s) {
-  return {{"p50_ms", s.p50_ms}, {"p99_ms", s.p99_ms}, {"min_ms", s.min_ms}, {"max_ms", s.max_ms}};
-}
-
-bool parse_uint(const std::string& s, long min, long& out) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(s.c_str(), &end, 10);
-  if (errno || end == s.c_str() || *end || v < min || v > INT_MAX) return false;
-  out = v;
-  return true;
-}
-
-// The directory of this executable (mkbench and mk-kernel share the bin dir).
-std::string self_dir() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  std::string p(buf, static_cast<std::size_t>(n));
-  auto slash = p.rfind('/');
-  return slash == std::string::npos ? "." : p.substr(0, slash);
 }
 
 // posix_spawn + waitpid of `prog`; false (errno text in `err`) on failure.
@@ -137,9 +106,9 @@ int run_boot(const Args& args) {
     if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
-    } else if (a == "--runs" && has && parse_uint(args.rest[i + 1], 1, runs)) {
+    } else if (a == "--runs" && has && parse_long_arg(args.rest[i + 1], 1, runs)) {
       ++i;
-    } else if (a == "--cpu" && has && parse_uint(args.rest[i + 1], 0, cpu)) {
+    } else if (a == "--cpu" && has && parse_long_arg(args.rest[i + 1], 0, cpu)) {
       ++i;
     } else if (a == "--image" && has) {
       image = args.rest[++i];
@@ -211,7 +180,7 @@ int run_boot(const Args& args) {
     }
     if (i >= 0) true_ms.push_back(ms_between(t0, Clock::now()));
   }
-  Stats boot = stats_of(boot_ms), spawn = stats_of(spawn_ms), ready = stats_of(ready_ms),
+  LatencyStats boot = stats_of(boot_ms), spawn = stats_of(spawn_ms), ready = stats_of(ready_ms),
         img = stats_of(image_ms), base = stats_of(true_ms);
   double ratio = base.p50_ms > 0 ? boot.p50_ms / base.p50_ms : 0;
   bool met = boot.p50_ms <= kGoalP50Ms;
@@ -241,7 +210,7 @@ int run_boot(const Args& args) {
   std::printf("mkbench boot: %s on cpu %ld (node %u, 64 MiB), %ld runs (+1 warm-up each)\n", info->path.c_str(),
               cpu, node, runs);
   std::printf("  %-40s %9s %9s %9s %9s\n", "case", "p50 ms", "p99 ms", "min ms", "max ms");
-  auto row = [](const char* name, const Stats& s) {
+  auto row = [](const char* name, const LatencyStats& s) {
     std::printf("  %-40s %9.3f %9.3f %9.3f %9.3f\n", name, s.p50_ms, s.p99_ms, s.min_ms, s.max_ms);
   };
   row("start -> READY", boot);

@@ -21,12 +21,12 @@ namespace mkbench {
 
 namespace {
 
-struct Stats {
+struct PlanStats {
   double p50_ms, p99_ms;
 };
 
 template <class F>
-Stats measure(int runs, F&& f) {
+PlanStats measure(int runs, F&& f) {
   std::vector<double> ms;
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
@@ -60,7 +60,7 @@ int run_plan(const Args& args) {
   part.pool.cpus = topo->all_pus();
   for (const auto& n : topo->numa_nodes) part.pool.memory.push_back({n.os_index, 256 * mk::kGiB});
 
-  Stats load = measure(runs, [&] { (void)mk::load_topology_xml(file); });
+  PlanStats load = measure(runs, [&] { (void)mk::load_topology_xml(file); });
   struct Case {
     const char* name;
     mk::PlanPolicy policy;
@@ -84,7 +84,7 @@ int run_plan(const Args& args) {
     r.instances = c.n;
     std::size_t made = 0;
     bool failed = false;
-    Stats s = measure(runs, [&] {
+    PlanStats s = measure(runs, [&] {
       auto p = mk::make_plan(*topo, part, r);
       if (p) made = p->instances.size();
       else failed = true;

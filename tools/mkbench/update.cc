@@ -30,6 +30,7 @@
 #include "mkernel/boot.h"
 #include "mkernel/image.h"
 #include "mkernel/live_update.h"
+#include "bench_util.h"
 #include "update_bench.h"
 
 namespace mkbench {
@@ -39,7 +40,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kUsage =
+constexpr const char* kUpdateUsage =
     "usage: mkbench update [--json] [--runs N] [--cold-runs N] [--sizes 16M,256M,1G] [--conns 10,1000]\n"
     "                      [--cpu N] [--image PATH]\n";
 constexpr double kGoalP99Ms = 1.0;
@@ -48,39 +49,7 @@ constexpr double kGoalFlatRatio = 1.2;
 // power-of-two blocks; the entry header and key take the rest).
 constexpr std::size_t kValueBytes = 64 * 1024 - 256;
 
-struct Stats {
-  double p50_ms = 0, p99_ms = 0, min_ms = 0, max_ms = 0;
-};
-
-Stats stats_of(std::vector<double> ms) {
-  if (ms.empty()) return {};
-  std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms[std::min(ms.size() - 1, ms.size() * 99 / 100)], ms.front(), ms.back()};
-}
-
-boost::json::object to_json(const Stats& s) {
-  return {{"p50_ms", s.p50_ms}, {"p99_ms", s.p99_ms}, {"min_ms", s.min_ms}, {"max_ms", s.max_ms}};
-}
-
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-std::string self_dir() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  std::string p(buf, static_cast<std::size_t>(n));
-  auto slash = p.rfind('/');
-  return slash == std::string::npos ? "." : p.substr(0, slash);
-}
-
-bool parse_long(const std::string& s, long min, long& out) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(s.c_str(), &end, 10);
-  if (errno || end == s.c_str() || *end || v < min || v > INT_MAX) return false;
-  out = v;
-  return true;
-}
 
 // "16M,256M,1G" / "10,1000".
 bool parse_list(const std::string& s, bool sizes, std::vector<uint64_t>& out) {
@@ -95,7 +64,7 @@ bool parse_list(const std::string& s, bool sizes, std::vector<uint64_t>& out) {
       out.push_back(*v);
     } else {
       long v = 0;
-      if (!parse_long(one, 1, v) || v > 10000) return false;
+      if (!parse_long_arg(one, 1, v) || v > 10000) return false;
       out.push_back(static_cast<uint64_t>(v));
     }
     if (comma == std::string::npos) break;
@@ -269,7 +238,7 @@ bool send_fds(int sock, const std::vector<int>& fds) {
   }
 }
 
-mk::Result<Stats> measure_floor(const std::vector<int>& conns, int listen_fd, uint64_t bytes, long runs) {
+mk::Result<LatencyStats> measure_floor(const std::vector<int>& conns, int listen_fd, uint64_t bytes, long runs) {
   int memfd = ::memfd_create("mkbench-floor", MFD_CLOEXEC);
   if (memfd < 0 || ::ftruncate(memfd, static_cast<off_t>(bytes)) != 0) return mk::errno_error("memfd for the floor");
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
@@ -289,7 +258,7 @@ mk::Result<Stats> measure_floor(const std::vector<int>& conns, int listen_fd, ui
   }
   ::close(sv[1]);
   std::vector<double> ms;
-  mk::Result<Stats> out = Stats{};
+  mk::Result<LatencyStats> out = LatencyStats{};
   for (long i = -1; i < runs; ++i) {
     auto t0 = Clock::now();
     char ok = 0;
@@ -311,7 +280,7 @@ mk::Result<Stats> measure_floor(const std::vector<int>& conns, int listen_fd, ui
 struct Case {
   uint64_t bytes = 0;
   uint64_t conns = 0;
-  Stats update, floor, cold;
+  LatencyStats update, floor, cold;
   std::vector<double> blackout_ms;
   // Inside the blackout, medians: the freeze, transfer and restore phases as
   // the host saw them, and the images' own time for freeze and restore.
@@ -495,13 +464,13 @@ int run_update(const Args& args) {
     const std::string& a = args.rest[i];
     const bool has = i + 1 < args.rest.size();
     if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
+      std::fputs(kUpdateUsage, stdout);
       return 0;
-    } else if (a == "--runs" && has && parse_long(args.rest[i + 1], 1, runs)) {
+    } else if (a == "--runs" && has && parse_long_arg(args.rest[i + 1], 1, runs)) {
       ++i;
-    } else if (a == "--cold-runs" && has && parse_long(args.rest[i + 1], 0, cold_runs)) {
+    } else if (a == "--cold-runs" && has && parse_long_arg(args.rest[i + 1], 0, cold_runs)) {
       ++i;
-    } else if (a == "--cpu" && has && parse_long(args.rest[i + 1], 0, cpu)) {
+    } else if (a == "--cpu" && has && parse_long_arg(args.rest[i + 1], 0, cpu)) {
       ++i;
     } else if (a == "--sizes" && has && parse_list(args.rest[i + 1], true, sizes)) {
       ++i;
@@ -510,7 +479,7 @@ int run_update(const Args& args) {
     } else if (a == "--image" && has) {
       image = args.rest[++i];
     } else {
-      std::fprintf(stderr, "mkbench update: bad argument '%s'\n%s", a.c_str(), kUsage);
+      std::fprintf(stderr, "mkbench update: bad argument '%s'\n%s", a.c_str(), kUpdateUsage);
       return 2;
     }
   }
