@@ -201,6 +201,34 @@ TEST_F(RegionsTest, ReserveMarksAPredecessorsAllocations) {
   EXPECT_EQ(reg.used_bytes(), 22u * 4096);
 }
 
+TEST_F(RegionsTest, ReserveAcrossBitmapWords) {
+  // 256 pages = 4 bitmap words: ranges that start, end and straddle words.
+  int fd = ::memfd_create("regions-words", MFD_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 256 * 4096), 0);
+  std::vector<BootMemory> mem = {BootMemory{0, 256 * 4096, 0, fd, 0}};
+  auto r = Regions::map(mem);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  auto& reg = **r;
+  ASSERT_TRUE(reg.reserve(PageRange{0, 60 * 4096, 10}).has_value());  // pages 60..69: words 0 and 1
+  auto busy = reg.reserve(PageRange{0, 69 * 4096, 2});
+  ASSERT_FALSE(busy.has_value());
+  EXPECT_EQ(busy.error().code(), EBUSY);
+  EXPECT_NE(std::string(busy.error().message()).find("page 69 is in use"), std::string::npos) << busy.error().to_string();
+  ASSERT_TRUE(reg.reserve(PageRange{0, 70 * 4096, 130}).has_value());  // 70..199: words 1..3
+  ASSERT_TRUE(reg.reserve(PageRange{0, 200 * 4096, 56}).has_value());  // 200..255: to the last bit
+  EXPECT_EQ(reg.used_bytes(), 196u * 4096);
+  auto a = reg.alloc(60);  // exactly the free pages 0..59
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->offset, 0u);
+  EXPECT_EQ(reg.alloc(1).error().code(), ENOMEM);
+  ASSERT_TRUE(reg.release(PageRange{0, 70 * 4096, 130}).has_value());  // clears exactly 70..199
+  auto b = reg.alloc(130);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->offset, 70u * 4096);
+  ::close(fd);
+}
+
 TEST_F(RegionsTest, RejectsBadSizesAndShortMemfds) {
   EXPECT_EQ(Regions::map({}).error().code(), EINVAL);
   std::vector<BootMemory> odd = {BootMemory{0, 4095, 0, fd_, 0}};

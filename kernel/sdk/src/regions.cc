@@ -1,6 +1,8 @@
 // regions: map the instance's memfds, first-fit page allocator over them.
 #include "mksdk/regions.h"
 
+#include <algorithm>
+
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -56,12 +58,28 @@ bool Regions::find_run(const Region& r, std::uint64_t pages, std::uint64_t* firs
   return false;
 }
 
+namespace {
+
+// The bits of word `w` that fall in pages [first, end).
+std::uint64_t word_mask(std::uint64_t w, std::uint64_t first, std::uint64_t end) {
+  const std::uint64_t lo = std::max(first, w * 64) - w * 64;
+  const std::uint64_t hi = std::min(end, w * 64 + 64) - w * 64;  // 1..64
+  const std::uint64_t upto = hi == 64 ? ~0ull : (1ull << hi) - 1;
+  return upto & ~((1ull << lo) - 1);
+}
+
+}  // namespace
+
+// A word at a time: a successor reserves its predecessor's 1 GiB store
+// (262144 pages) inside the update's blackout.
 void Regions::mark(Region& r, std::uint64_t first, std::uint64_t pages, bool used) {
-  for (std::uint64_t i = first; i < first + pages; ++i) {
+  const std::uint64_t end = first + pages;
+  for (std::uint64_t w = first / 64; w * 64 < end; ++w) {
+    const std::uint64_t m = word_mask(w, first, end);
     if (used) {
-      r.bitmap[i / 64] |= 1ull << (i % 64);
+      r.bitmap[w] |= m;
     } else {
-      r.bitmap[i / 64] &= ~(1ull << (i % 64));
+      r.bitmap[w] &= ~m;
     }
   }
 }
@@ -110,10 +128,11 @@ Result<void> Regions::reserve(const PageRange& range) {
                    range.region, static_cast<unsigned long long>(range.offset),
                    static_cast<unsigned long long>(range.pages), static_cast<unsigned long long>(total));
   }
-  for (std::uint64_t i = first; i < first + range.pages; ++i) {
-    if (r.bitmap[i / 64] & (1ull << (i % 64))) {
+  const std::uint64_t end = first + range.pages;
+  for (std::uint64_t w = first / 64; w * 64 < end; ++w) {
+    if (const std::uint64_t busy = r.bitmap[w] & word_mask(w, first, end)) {
       return MK_FAIL(EBUSY, "page range already allocated", "region %u page %llu is in use", range.region,
-                     static_cast<unsigned long long>(i));
+                     static_cast<unsigned long long>(w * 64 + static_cast<unsigned>(__builtin_ctzll(busy))));
     }
   }
   mark(r, first, range.pages, true);
