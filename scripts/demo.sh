@@ -9,7 +9,9 @@
 #      instance and instance <-> instance, top, the console;
 #   5. the host daemon SIGKILLed: the instances keep running and the next
 #      mkctl call's daemon re-adopts them with the same pids;
-#   6. stop + delete, and a check that nothing of them is left.
+#   6. a live update of alpha in place: a new image, the same tenant, the
+#      channel to beta carried over;
+#   7. stop + delete, and a check that nothing of them is left.
 # Usage (as root on Debian 12): bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,13 +91,27 @@ if [ "$ncpu" -ge 2 ]; then
   [ "$(pid_of alpha)" = "$a_pid" ] && [ "$(pid_of beta)" = "$b_pid" ] && echo "  re-adopted with the same pids"
   run ping beta --from alpha --count 100
 
+  # Live update in place: the new image is booted next to the old one,
+  # state is handed over, the tenant stays (docs/handover.md §4).
+  t_pid=""
+  for t in $(cat /sys/fs/cgroup/cpuset/mkernel/alpha/tasks 2>/dev/null); do
+    [ "$(cat /proc/$t/comm 2>/dev/null)" = sleep ] && t_pid=$t
+  done
+  run update alpha
+  u_pid=$(pid_of alpha)
+  if [ "$u_pid" != "$a_pid" ] && [ -n "$t_pid" ] && kill -0 "$t_pid"; then
+    echo "  alpha now runs pid $u_pid (was $a_pid); its tenant (pid $t_pid) kept running"
+  fi
+  check_cpus "$u_pid" 0
+  run ping beta --from alpha --count 100
+
   run stop alpha
   run stop beta
   run delete alpha
   run delete beta
   left=$(ls /sys/fs/cgroup/cpuset/mkernel 2>/dev/null | grep -cE '^(alpha|beta)$' || true)
   live=0
-  for p in $a_pid $b_pid; do
+  for p in $a_pid $b_pid $u_pid $t_pid; do
     if [ -e /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then live=$((live + 1)); fi
   done
   printf '\n(after stop + delete: %s live process(es), %s cgroup(s) of alpha/beta left)\n' "$live" "$left"
