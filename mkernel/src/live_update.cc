@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "handover/kho_blob.h"
+#include "ipi/fd_passing.h"
 #include "mkernel/process_identity.h"
 
 namespace mk {
@@ -295,26 +296,11 @@ Result<OwnedFd> corrupted_package_copy(const HandoffPackage& pkg) {
 namespace {
 
 Result<void> send_chunk(int sock, uint32_t first, std::span<const int> fds) {
-  abi::HandoffChunk chunk{first, static_cast<uint32_t>(fds.size())};
-  iovec iov{&chunk, sizeof chunk};
-  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * fds.size()));
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = ctl.data();
-  mh.msg_controllen = ctl.size();
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  ssize_t n;
-  while ((n = ::sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) {
-    int e = errno;
-    return Error(e, "cannot send on the handover socket")
-        .set_detail("fds %u..%zu: sendmsg: %s", first, first + fds.size() - 1, std::strerror(e));
+  const abi::HandoffChunk chunk{first, static_cast<uint32_t>(fds.size())};
+  auto r = ipi::send_fds(sock, fds, std::as_bytes(std::span<const abi::HandoffChunk, 1>(&chunk, 1)));
+  if (!r) {
+    return Error(r.error().code(), "cannot send on the handover socket")
+        .set_detail("fds %u..%zu: %s", first, first + fds.size() - 1, r.error().to_string().c_str());
   }
   return ok();
 }
@@ -349,6 +335,8 @@ struct Update {
   std::vector<OwnedFd> held;          // the fds it lists (copied)
   UpdateAccess::Init init;            // the reaper, between two handles
   Clock::time_point freeze_sent{};
+  bool in_blackout = false;  // freeze sent, restore not answered yet
+  std::size_t reported = 0;  // out.phases already given to on_phase
 
   ~Update() {
     // Nothing took the reaper (the instance could not be kept running).
@@ -368,7 +356,15 @@ struct Update {
     std::optional<double> image_ms;
     if (image_ns) image_ms = static_cast<double>(*image_ns) / 1e6;
     out.phases.push_back({name, ms, image_ms});
-    if (req.on_phase) req.on_phase(name, ms);
+    // Inside the blackout the progress callback (a write to the client's
+    // socket in mkerneld) waits until the successor answered.
+    if (!in_blackout) report();
+  }
+
+  void report() {
+    for (; reported < out.phases.size(); ++reported) {
+      if (req.on_phase) req.on_phase(out.phases[reported].phase, out.phases[reported].ms);
+    }
   }
 
   bool old_alive() const { return current && !current->exited() && !pidfd_gone(current->pidfd(), 0); }
@@ -421,6 +417,8 @@ struct Update {
   // Unhappy paths 2-4 (live_update.h): the successor goes, the old image is
   // unfrozen; if it is gone, the old kernel is booted again.
   void roll_back(Error cause) {
+    in_blackout = false;
+    report();
     const auto t0 = Clock::now();
     out.cause = cause;
     kill_successor();
@@ -538,6 +536,7 @@ struct Update {
 
     // 3. freeze: the blackout starts now.
     t0 = freeze_sent = Clock::now();
+    in_blackout = true;
     auto fr = old_request(abi::kMsgUpdateFreeze, "freeze");
     if (!fr) {
       roll_back(fr.error());
@@ -573,6 +572,7 @@ struct Update {
       return;
     }
     out.blackout_ms = ms_since(freeze_sent);
+    in_blackout = false;
     phase("restore", t0, restored->image_ns);
 
     // 6. finish: the old image exits or stays as the reaper.
@@ -656,7 +656,7 @@ struct Update {
 
 UpdateOutcome live_update(std::unique_ptr<RunningInstance>& current, const Topology& topo, const SysRoot& root,
                           const UpdateRequest& req) {
-  Update u{current, topo, root, req, {}, {}, {}, {}, {}, {}, {}};
+  Update u{current, topo, root, req, {}, {}, {}, {}, {}, {}, {}, {}, false, 0};
   u.run();
   return std::move(u.out);
 }

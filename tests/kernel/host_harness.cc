@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ipi/fd_passing.h"
 #include "mk/abi/handoff.h"
 #include <fstream>
 #include <sstream>
@@ -306,21 +307,9 @@ Result<Handoff> fetch_handoff(pid_t pid, int package_fd) {
 
 Result<void> send_handoff(int sock, int package, const std::vector<int>& fds) {
   auto send_chunk = [&](std::uint32_t first, const int* f, std::uint32_t count) -> Result<void> {
-    abi::HandoffChunk chunk{first, count};
-    iovec iov{&chunk, sizeof chunk};
-    std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * count));
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.data();
-    msg.msg_controllen = cbuf.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
-    std::memcpy(CMSG_DATA(c), f, sizeof(int) * count);
-    if (::sendmsg(sock, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof chunk)) return errno_error("sendmsg");
-    return {};
+    const abi::HandoffChunk chunk{first, count};
+    return ipi::send_fds(sock, std::span<const int>(f, count),
+                         std::as_bytes(std::span<const abi::HandoffChunk, 1>(&chunk, 1)));
   };
   MK_TRY(send_chunk(0, &package, 1));
   for (std::uint32_t first = 0; first < fds.size(); first += abi::kHandoffFdsPerMessage) {

@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "ipi/fd_passing.h"
+#include "mk/abi/handoff.h"
 #include "mk/units.h"
 #include "mkernel/boot.h"
 #include "mkernel/image.h"
@@ -184,57 +186,24 @@ uint16_t free_port() {
 
 // ---- the floor: SCM_RIGHTS + mmap in an already-running process ------------
 
-bool send_fds(int sock, const std::vector<int>& fds) {
-  for (std::size_t first = 0; first < fds.size(); first += 250) {
-    const std::size_t count = std::min<std::size_t>(250, fds.size() - first);
-    uint32_t hdr[2] = {static_cast<uint32_t>(first), static_cast<uint32_t>(count)};
-    iovec iov{hdr, sizeof hdr};
-    std::vector<char> ctl(CMSG_SPACE(sizeof(int) * count));
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl.data();
-    m.msg_controllen = ctl.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
-    std::memcpy(CMSG_DATA(c), fds.data() + first, sizeof(int) * count);
-    if (::sendmsg(sock, &m, MSG_NOSIGNAL) < 0) return false;
-  }
-  return true;
-}
-
-// The child: per round, receive `total` fds (the last is the memfd), map
-// the memfd, touch its first page, answer one byte, close everything.
+// The child: per round, receive the memfd and then `conns` fds the way a
+// successor does (mk::send_handoff's chunks), map the memfd, touch its
+// first page, answer one byte, close everything.
 [[noreturn]] void floor_child(int sock, std::size_t total, uint64_t bytes) {
-  std::vector<int> got;
+  std::vector<mk::ipi::UniqueFd> got;
+  std::vector<mk::ipi::UniqueFd> chunk(mk::ipi::kMaxFds);
+  std::byte header[sizeof(mk::abi::HandoffChunk)];
   while (true) {
     got.clear();
     while (got.size() < total) {
-      uint32_t hdr[2];
-      iovec iov{hdr, sizeof hdr};
-      std::vector<char> ctl(CMSG_SPACE(sizeof(int) * 250));
-      msghdr m{};
-      m.msg_iov = &iov;
-      m.msg_iovlen = 1;
-      m.msg_control = ctl.data();
-      m.msg_controllen = ctl.size();
-      ssize_t n = ::recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-      if (n <= 0) ::_exit(0);
-      for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int fds[250];
-        std::memcpy(fds, CMSG_DATA(c), sizeof(int) * k);
-        got.insert(got.end(), fds, fds + k);
-      }
+      auto r = mk::ipi::recv_fds(sock, chunk, header);
+      if (!r) ::_exit(0);
+      for (std::size_t k = 0; k < r->nfds; ++k) got.push_back(std::move(chunk[k]));
     }
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, got.back(), 0);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, got.front().get(), 0);
     char ok = p != MAP_FAILED && static_cast<volatile char*>(p)[0] == 'x' ? 1 : 0;
     ::send(sock, &ok, 1, MSG_NOSIGNAL);
     if (p != MAP_FAILED) ::munmap(p, bytes);
-    for (int fd : got) ::close(fd);
   }
 }
 
@@ -248,13 +217,12 @@ mk::Result<LatencyStats> measure_floor(const std::vector<int>& conns, int listen
   std::vector<int> fds;
   fds.push_back(listen_fd);
   fds.insert(fds.end(), conns.begin(), conns.end());
-  fds.push_back(memfd);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return mk::errno_error("socketpair");
   pid_t child = ::fork();
   if (child == 0) {
     ::close(sv[0]);
-    floor_child(sv[1], fds.size(), bytes);
+    floor_child(sv[1], 1 + fds.size(), bytes);
   }
   ::close(sv[1]);
   std::vector<double> ms;
@@ -262,7 +230,7 @@ mk::Result<LatencyStats> measure_floor(const std::vector<int>& conns, int listen
   for (long i = -1; i < runs; ++i) {
     auto t0 = Clock::now();
     char ok = 0;
-    if (!send_fds(sv[0], fds) || ::recv(sv[0], &ok, 1, 0) != 1 || !ok) {
+    if (!mk::send_handoff(sv[0], memfd, fds) || ::recv(sv[0], &ok, 1, 0) != 1 || !ok) {
       out = MK_FAIL(EIO, "floor baseline failed", "round %ld", i + 1);
       break;
     }

@@ -31,7 +31,9 @@
 
 namespace mk::ipi {
 
-inline constexpr std::size_t kMaxFds = 8;
+// SCM_MAX_FD: the most descriptors Linux passes in one message (a live
+// update's handoff sends them 250 at a time, mk/abi/handoff.h).
+inline constexpr std::size_t kMaxFds = 253;
 
 // Sends `data` (may be empty, <= 4 KiB) with `fds` attached, in one sendmsg.
 Result<void> send_fds(int sock, std::span<const int> fds, std::span<const std::byte> data = {});
