@@ -103,6 +103,7 @@
 #include "mk/abi/handoff.h"
 #include "mk/result.h"
 #include "mkernel/boot.h"
+#include "mkernel/handoff_package.h"
 #include "mkernel/instance.h"
 #include "mkernel/sysroot.h"
 #include "mkernel/topology.h"
@@ -147,36 +148,6 @@ struct UpdateOutcome {
   uint64_t blob_bytes = 0;
   uint64_t preserved_bytes = 0;        // sum of the blob's preserved-memory map
 };
-
-// The handoff package as the host read it from the old image's memfd
-// (mk/abi/handoff.h), checked: the old image is not trusted.
-struct HandoffPackage {
-  abi::HandoffHeader header{};
-  std::vector<int32_t> source_fds;  // fd numbers in the old image, transfer order
-  std::vector<uint8_t> bytes;       // the whole package
-  std::span<const uint8_t> blob() const;
-};
-
-// Checks a package: size at least a header, magic, version, reserved 0,
-// fd_count <= kMaxHandoffFds, blob 1..kMaxHandoffBlobBytes, the exact size
-// handoff_size(), every source fd in 0..65535, and the update id.
-// Returns: EBADMSG (short, wrong size, magic, reserved, blob size 0, fd
-// number out of range, another update's id), EPROTONOSUPPORT (version),
-// E2BIG (too many fds, blob above the cap).
-Result<HandoffPackage> parse_handoff_package(std::span<const uint8_t> bytes, uint32_t update_id);
-// Reads the package memfd (at most the largest valid size) and parses it.
-// Returns: parse_handoff_package's codes, E2BIG for a larger file, errno of
-// fstat/pread.
-Result<HandoffPackage> read_handoff_package(int memfd, uint32_t update_id);
-// A new sealed memfd with the package's bytes and the blob's first 8 bytes
-// flipped (FDT magic and size: a successor must refuse it). The source is
-// never modified. Returns: errno of memfd_create/write/fcntl.
-Result<OwnedFd> corrupted_package_copy(const HandoffPackage& pkg);
-// The socket protocol of mk/abi/handoff.h: message 0 {0, 1} + the package
-// memfd, then `fds` in chunks of kHandoffFdsPerMessage, each with its
-// HandoffChunk. Returns: EINVAL (more than kMaxHandoffFds), sendmsg's errno
-// (EPIPE: the successor closed its end, EAGAIN never: blocking socket).
-Result<void> send_handoff(int sock, int package_fd, std::span<const int> fds);
 
 // Updates `current` in place. On success `current` is the successor; on
 // rollback it is the old image (or the image booted again in its place).
