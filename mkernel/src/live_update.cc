@@ -252,6 +252,19 @@ struct Update {
     if (!in_blackout) report();
   }
 
+  void set_state(std::string_view st) {
+    if (req.on_state) req.on_state(st);
+  }
+
+  // Between dispatches of a step started at `t0`: the caller's on_wait
+  // once the step took wait_hook_after (see UpdateRequest).
+  std::function<void()> waiter(Clock::time_point t0, bool watch_successor) {
+    return [this, t0, watch_successor] {
+      if (watch_successor) (void)successor_gone();
+      if (req.on_wait && Clock::now() - t0 >= req.wait_hook_after) req.on_wait();
+    };
+  }
+
   void report() {
     for (; reported < out.phases.size(); ++reported) {
       if (req.on_phase) req.on_phase(out.phases[reported].phase, out.phases[reported].ms);
@@ -273,7 +286,7 @@ struct Update {
   // A request to the old image while the successor is parked; a successor
   // that died meanwhile fails the step too.
   Result<abi::UpdateReply> old_request(uint16_t type, const char* name) {
-    auto r = old_step(*current, type, name, req.update_id, req.timeout, [this] { (void)successor_gone(); });
+    auto r = old_step(*current, type, name, req.update_id, req.timeout, waiter(Clock::now(), true));
     if (r && successor_gone()) {
       return MK_FAIL(ECHILD, "successor exited", "the parked successor exited during %s", name);
     }
@@ -293,7 +306,7 @@ struct Update {
     for (const auto& f : held) fds.push_back(f.get());
     MK_TRY(send_handoff(s.handover_socket.get(), package_fd, fds));
     abi::HandoverMsg m{req.update_id, static_cast<uint32_t>(fds.size())};
-    return step(*s.run, abi::kMsgHandover, "handover", &m, sizeof m, req.timeout);
+    return step(*s.run, abi::kMsgHandover, "handover", &m, sizeof m, req.timeout, waiter(Clock::now(), false));
   }
 
   // The successor (or the image booted again) takes the instance over,
@@ -314,7 +327,8 @@ struct Update {
     out.cause = cause;
     kill_successor();
     if (old_alive()) {
-      auto c = old_step(*current, abi::kMsgUpdateCancel, "cancel", req.update_id, req.timeout);
+      auto c = old_step(*current, abi::kMsgUpdateCancel, "cancel", req.update_id, req.timeout,
+                        waiter(Clock::now(), false));
       if (c) {
         out.rollback = pkg ? "successor killed; old image unfrozen (cancel)" : "successor killed; update cancelled";
         phase("rollback", t0);
@@ -424,10 +438,12 @@ struct Update {
       return;
     }
     phase("prepare", t0, pr->image_ns);
+    set_state("prepared");
 
     // 3. freeze: the blackout starts now.
     t0 = freeze_sent = Clock::now();
     in_blackout = true;
+    set_state("frozen");
     auto fr = old_request(abi::kMsgUpdateFreeze, "freeze");
     if (!fr) {
       roll_back(fr.error());
@@ -464,6 +480,7 @@ struct Update {
     }
     out.blackout_ms = ms_since(freeze_sent);
     in_blackout = false;
+    set_state("updated");
     phase("restore", t0, restored->image_ns);
 
     // 6. finish: the old image exits or stays as the reaper.
@@ -499,8 +516,10 @@ struct Update {
     init = UpdateAccess::take_ns_init(old);  // an earlier reaper stays the init
     // The image replies, then exits or execs the reaper; a lost reply is
     // not a failure (the successor serves already): what it becomes counts.
-    (void)old_step(old, abi::kMsgUpdateFinish, "finish", req.update_id, req.timeout);
+    const auto f0 = Clock::now();
+    (void)old_step(old, abi::kMsgUpdateFinish, "finish", req.update_id, req.timeout, waiter(f0, false));
     const auto end = Clock::now() + req.timeout;
+    const auto wait = waiter(f0, false);
     bool gone = false, reaper = false;
     while (Clock::now() < end) {
       if (pidfd_gone(old.pidfd(), 0)) {
@@ -512,6 +531,7 @@ struct Update {
         break;
       }
       if (successor_gone()) break;  // checked below
+      wait();
       ::usleep(2000);
     }
     if (gone) {
@@ -549,6 +569,7 @@ UpdateOutcome live_update(std::unique_ptr<RunningInstance>& current, const Topol
                           const UpdateRequest& req) {
   Update u{current, topo, root, req, {}, {}, {}, {}, {}, {}, {}, {}, false, 0};
   u.run();
+  u.set_state("normal");  // updated, rolled back, or never left normal
   return std::move(u.out);
 }
 

@@ -215,6 +215,8 @@ class LiveUpdate : public ::testing::Test {
     u.image.cmdline = cmdline;
     u.timeout = 5s;
     u.on_phase = [this](std::string_view p, double ms) { phases[std::string(p)] = ms; };
+    u.on_state = [this](std::string_view st) { states.emplace_back(st); };
+    u.on_wait = [this] { ++waits; };
     return u;
   }
 
@@ -233,6 +235,8 @@ class LiveUpdate : public ::testing::Test {
   uint16_t port = 0;
   std::unique_ptr<RunningInstance> run;
   std::map<std::string, double> phases;
+  std::vector<std::string> states;  // UpdateRequest::on_state
+  int waits = 0;                    // UpdateRequest::on_wait calls
 };
 
 TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
@@ -256,6 +260,7 @@ TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
   ASSERT_TRUE(run);
   EXPECT_FALSE(out.cause);
   EXPECT_EQ(out.rollback, "");
+  EXPECT_EQ(states, (std::vector<std::string>{"prepared", "frozen", "updated", "normal"}));
   // Phases and blackout.
   for (const char* p : {"boot", "prepare", "freeze", "transfer", "restore", "finish"}) {
     EXPECT_TRUE(phases.count(p)) << p;
@@ -487,6 +492,14 @@ TEST_P(LiveUpdateFault, RollsBackToTheOldImageWithEveryKey) {
   ASSERT_TRUE(out.cause);
   EXPECT_EQ(out.cause->code(), f.code) << out.cause->to_string();
   EXPECT_NE(out.rollback, "");
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back(), "normal");
+  if (f.code == ETIMEDOUT) {
+    // A restore that hangs until the timeout: the caller's wait hook runs
+    // (the daemon answers `mkctl show` from it), and the state is "frozen".
+    EXPECT_GT(waits, 0);
+    EXPECT_NE(std::find(states.begin(), states.end(), "frozen"), states.end());
+  }
   ASSERT_TRUE(run);
   EXPECT_EQ(run->pid(), old_pid) << out.rollback;
   EXPECT_EQ(run->ns_init_pid(), -1);

@@ -126,6 +126,18 @@ struct UpdateRequest {
   std::function<void(const RuntimeRecord& successor)> on_successor;
   // Called right after the freeze reply (test hook: a host that dies here).
   std::function<void()> after_freeze;
+  // The instance's update state each time it changes (DESIGN.md §5):
+  // "prepared" once the old image preserved everything, "frozen" when the
+  // freeze is sent (the blackout starts), "updated" when the successor
+  // restored, "normal" at the end, updated or rolled back. Called inside
+  // the blackout: it must only record, never block or do I/O.
+  std::function<void(std::string_view state)> on_state;
+  // Called between dispatches while the host waits for a step that has
+  // taken `wait_hook_after` or more (never inside a normal blackout): the
+  // daemon answers read-only requests from here, so `mkctl show` works
+  // during a step that hangs until its timeout.
+  std::function<void()> on_wait;
+  std::chrono::milliseconds wait_hook_after{20};
 };
 
 struct UpdatePhaseTime {
