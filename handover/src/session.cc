@@ -175,6 +175,11 @@ Result<void> Session::finish() {
   return ok();
 }
 
+bool Session::contains(uint64_t token) const {
+  auto it = entries_.find(token);
+  return it != entries_.end() && !it->second.retrieved;
+}
+
 std::vector<PreservedFile> Session::files() const {
   std::vector<PreservedFile> out;
   for (const auto& [token, e] : entries_)

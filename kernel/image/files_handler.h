@@ -12,6 +12,14 @@
 // other handlers then take their tokens (take()); finish() closes the
 // session, refusing (EBUSY) if a token was never taken.
 //
+// Pre-copy (kUpdateFlagPrecopy, mk/abi/control_messages.h): after prepare
+// the old image sends what the session holds so far ahead of the freeze
+// (precopy_subsystem/precopy_fds, then commit_precopy(), which sets those
+// entries aside); freeze then describes only the entries added since. The
+// successor stages the pre-copy (stage(): restores it as a second session
+// and installs its device fds) and at retrieve restores the freeze's delta
+// next to it; take() and finish() cover both. A token in both is refused.
+//
 // Tokens: kDeviceToken | tree device index, kConnToken | connection id,
 // kReaperToken (the reaper pipe's read end).
 //
@@ -20,8 +28,10 @@
 //   take: ENOENT (no restored session / unknown token), EALREADY.
 //   retrieve: ENOENT (no "mk-kernel" subsystem), EPROTONOSUPPORT (not
 //         files-v1), Session::restore codes, EINVAL (a device token naming
-//         no file/listen/block device waiting for its fd), ENOENT (such a
-//         device got no fd).
+//         no file/listen/block device waiting for its fd, a token both
+//         staged and in the delta), ENOENT (such a device got no fd).
+//   stage: as retrieve, without the "every device has its fd" check;
+//         EALREADY (staged already).
 #pragma once
 
 #include <cstdint>
@@ -61,18 +71,35 @@ class FilesHandler final : public handover::Handler {
   void drop(const std::vector<std::uint64_t>& tokens);
   // The held fds in package order (valid after freeze).
   std::vector<int> transfer_fds() const;
+  // Old side, after prepare: the session so far, as the pre-copy package's
+  // "mk-kernel" subtree and fds (empty: nothing to pre-copy); once that
+  // package is written, commit_precopy() sets these entries aside (freeze
+  // describes only later adds; has()/drop()/cancel() still cover them).
+  Result<handover::Subsystem> precopy_subsystem();
+  std::vector<int> precopy_fds() const { return transfer_fds(); }
+  void commit_precopy();
 
   // New side, before retrieve: the fds received with the package (index order).
   void set_received(std::vector<handover::OwnedFd> fds) { received_ = std::move(fds); }
+  // New side, at kMsgUpdatePrecopy: restore the pre-copied session from
+  // `blob` and `fds` and install the device fds it holds.
+  Result<void> stage(const handover::KhoBlob& blob, std::vector<handover::OwnedFd> fds);
+  bool staged() const { return staged_ != nullptr; }
+  // New side: the staged tokens under `prefix` (the high 32 bits), not taken yet.
+  std::vector<std::uint64_t> staged_tokens(std::uint64_t prefix) const;
   // New side: the fd preserved under `token` (once).
   Result<handover::OwnedFd> take(std::uint64_t token);
   bool has(std::uint64_t token) const;
 
  private:
   Result<handover::Session*> session();
+  Result<void> install_devices(handover::Session& s);
   BootTree* tree_;
   std::unique_ptr<handover::SessionRegistry> registry_;
   handover::Session* session_ = nullptr;
+  // Pre-copy: old side, the entries sent ahead; new side, the staged ones.
+  std::unique_ptr<handover::SessionRegistry> staged_registry_;
+  handover::Session* staged_ = nullptr;
   std::vector<handover::OwnedFd> received_;
   std::vector<std::size_t> installed_;  // new side: device indexes given an fd
 };

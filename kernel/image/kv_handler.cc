@@ -1,6 +1,10 @@
 // The kv handler: store place and client connections (kv_handler.h).
 #include "kv_handler.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 
 #include "mksdk/kv_store.h"
@@ -12,19 +16,98 @@ using handover::KhoNode;
 using handover::KhoProperty;
 
 namespace {
+
 constexpr const char* kPrefix = "mkernel,kv-v";
-constexpr const char* kCompatible = "mkernel,kv-v1";
+constexpr const char* kCompatible = "mkernel,kv-v2";
+constexpr std::uint32_t kVersion = 2;
+
+std::uint64_t token_of(std::uint32_t id) { return kConnToken | id; }
+
+std::vector<std::uint8_t> encode_ids(const std::vector<KvConnState>& conns) {
+  std::vector<std::uint8_t> out;
+  out.reserve(conns.size() * 4);
+  for (const auto& c : conns) {
+    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<std::uint8_t>(c.id >> s));
+  }
+  return out;
+}
+
+// One conn@ID record of the kv subsystem.
+struct ConnRecord {
+  std::uint32_t id = 0;
+  std::string in, out;
+  bool closing = false;
+};
+
+Result<std::vector<ConnRecord>> parse_records(const handover::Subsystem& sub) {
+  std::vector<ConnRecord> out;
+  for (const auto& c : sub.children) {
+    std::optional<std::uint32_t> id, closing;
+    const KhoProperty *in = nullptr, *o = nullptr;
+    for (const auto& p : c.properties) {
+      if (p.name == "id") {
+        MK_TRY_ASSIGN(id, p.as_u32());
+      } else if (p.name == "closing") {
+        MK_TRY_ASSIGN(closing, p.as_u32());
+      } else if (p.name == "in") {
+        in = &p;
+      } else if (p.name == "out") {
+        o = &p;
+      }
+    }
+    if (!id || !closing || !in || !o || in->value.size() > KvService::kMaxHandoverBytes ||
+        o->value.size() > KvService::kMaxHandoverBytes) {
+      return MK_FAIL(EINVAL, "handover: bad kv connection record",
+                     "/kv/%s: id, in, out, closing required; buffers at most %zu bytes", c.name.c_str(),
+                     KvService::kMaxHandoverBytes);
+    }
+    out.push_back(ConnRecord{*id, std::string(in->value.begin(), in->value.end()),
+                             std::string(o->value.begin(), o->value.end()), *closing != 0});
+  }
+  return out;
+}
+
 }  // namespace
+
+std::vector<int> KvHandler::listen_fds() const {
+  std::vector<int> listen;
+  for (const auto& d : ctx_.tree->devices) {
+    if (d.kind == DeviceKind::kListen && d.fd >= 0) listen.push_back(d.fd);
+  }
+  return listen;
+}
 
 Result<void> KvHandler::preserve(KhoBlob&) {
   if (!*ctx_.service || !*ctx_.store) {
     return MK_FAIL(EINVAL, "kv service not running", "nothing to hand over for --services=kv");
   }
+  // A short pause to list the connections consistently: dups taken while
+  // paused name the right sockets (a closed fd's number may be reused the
+  // moment the service runs again); the costly per-fd checks run after.
+  KvService& svc = **ctx_.service;
+  svc.pause();
+  std::vector<std::pair<std::uint32_t, int>> dups;
+  for (const auto& c : svc.connection_states()) {
+    const int d = ::fcntl(c.fd, F_DUPFD_CLOEXEC, 0);
+    if (d >= 0) dups.emplace_back(c.id, d);
+  }
+  if (auto r = svc.resume(); !r) {
+    for (auto& [id, d] : dups) ::close(d);
+    return r.error();
+  }
+  for (auto& [id, d] : dups) {
+    // A connection that cannot be preserved now (e.g. reset meanwhile) is
+    // left to the freeze, which refuses it if it is still there.
+    (void)files_->add(d, token_of(id));
+    ::close(d);
+  }
   return {};
 }
 
 void KvHandler::cancel() {
-  tokens_.clear();
+  added_.clear();
+  staged_.reset();  // new side: closes the staged connections (no shutdown)
+  staged_ids_.clear();
   if (started_) {  // new side after a failed retrieve
     ctx_.service->reset();  // stops, closes the restored connections
     ctx_.store->reset();
@@ -36,56 +119,94 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
   KvService& svc = **ctx_.service;
   svc.pause();
   auto undo = [&] {
-    files_->drop(tokens_);
-    tokens_.clear();
+    files_->drop(added_);
+    added_.clear();
     if (auto r = svc.resume(); !r) ctx_.con->print("mk-kernel: kv: cannot resume: %s\n", r.error().to_string().c_str());
   };
   const sdk::PageRange& range = **ctx_.store;
+  const std::vector<KvConnState> conns = svc.connection_states();
   handover::Subsystem sub;
   sub.name = "kv";
   sub.compatible = kCompatible;
   sub.properties = {KhoProperty::u32("region", range.region), KhoProperty::u64("offset", range.offset),
-                    KhoProperty::u64("bytes", range.pages * sdk::kPageSize)};
-  for (auto& c : svc.connection_states()) {
-    const std::uint64_t token = kConnToken | static_cast<std::uint32_t>(c.fd);
+                    KhoProperty::u64("bytes", range.pages * sdk::kPageSize),
+                    KhoProperty::bytes("ids", encode_ids(conns))};
+  for (const auto& c : conns) {
     if (c.in.size() > KvService::kMaxHandoverBytes || c.out.size() > KvService::kMaxHandoverBytes) {
       undo();
       return MK_FAIL(E2BIG, "kv: a connection has too much pending data to hand over",
-                     "connection %d: %zu input / %zu output bytes (cap %zu); retry once it drained", c.fd,
-                     c.in.size(), c.out.size(), KvService::kMaxHandoverBytes);
+                     "connection %u (fd %d): %zu input / %zu output bytes (cap %zu); retry once it drained", c.id,
+                     c.fd, c.in.size(), c.out.size(), KvService::kMaxHandoverBytes);
     }
-    if (auto r = files_->add(c.fd, token); !r) {
-      undo();
-      return r.error();
+    const std::uint64_t token = token_of(c.id);
+    if (!files_->has(token)) {  // accepted since prepare (or not preservable then)
+      if (auto r = files_->add(c.fd, token); !r) {
+        undo();
+        return r.error();
+      }
+      added_.push_back(token);
     }
-    tokens_.push_back(token);
+    if (c.in.empty() && c.out.empty() && !c.closing) continue;
     char name[32];
-    std::snprintf(name, sizeof name, "conn@%x", c.fd);
+    std::snprintf(name, sizeof name, "conn@%x", c.id);
     const auto* in = reinterpret_cast<const std::uint8_t*>(c.in.data());
     const auto* out = reinterpret_cast<const std::uint8_t*>(c.out.data());
     sub.children.push_back(KhoNode{name,
-                                   {KhoProperty::u64("token", token),
+                                   {KhoProperty::u32("id", c.id),
                                     KhoProperty::bytes("in", std::span<const std::uint8_t>(in, c.in.size())),
                                     KhoProperty::bytes("out", std::span<const std::uint8_t>(out, c.out.size())),
                                     KhoProperty::u32("closing", c.closing ? 1 : 0)},
                                    {}});
+  }
+  if (sub.children.size() > handover::kMaxChildren) {
+    undo();
+    return MK_FAIL(E2BIG, "kv: too many connections with pending data to hand over",
+                   "%zu (the blob's cap is %zu per node); retry once they drained", sub.children.size(),
+                   handover::kMaxChildren);
   }
   blob.subsystems.push_back(std::move(sub));
   return {};
 }
 
 void KvHandler::unfreeze() {
-  files_->drop(tokens_);
-  tokens_.clear();
+  files_->drop(added_);
+  added_.clear();
   if (auto r = (*ctx_.service)->resume(); !r) {
     ctx_.con->print("mk-kernel: kv: cannot resume after a cancelled update: %s\n", r.error().to_string().c_str());
   }
 }
 
+Result<void> KvHandler::stage() {
+  std::vector<KvConnState> conns;
+  struct Guard {  // until KvService::stage owns them
+    std::vector<KvConnState>* v;
+    ~Guard() {
+      for (auto& c : *v) handover::OwnedFd drop(c.fd);
+    }
+  } guard{&conns};
+  for (std::uint64_t token : files_->staged_tokens(kConnToken)) {
+    MK_TRY_ASSIGN(handover::OwnedFd fd, files_->take(token));
+    conns.push_back(KvConnState{static_cast<std::uint32_t>(token), fd.release(), {}, {}, false});
+  }
+  const std::vector<int> listen = listen_fds();
+  if (listen.empty()) {
+    return MK_FAIL(ENOENT, "kv service: no listen device", "the pre-copy installed no listen device fd");
+  }
+  std::vector<std::uint32_t> ids;
+  for (const auto& c : conns) ids.push_back(c.id);
+  std::sort(ids.begin(), ids.end());
+  std::vector<KvConnState> owned = std::move(conns);
+  conns.clear();  // KvService::stage owns them now, even on error
+  MK_TRY_ASSIGN(staged_, KvService::stage(listen, ctx_.tree->cpus.front().os_index, ctx_.con, std::move(owned)));
+  staged_ids_ = std::move(ids);
+  return {};
+}
+
 Result<void> KvHandler::retrieve(const KhoBlob& blob) {
-  MK_TRY_ASSIGN(const handover::Subsystem* sub, handover::find_compatible(blob, "kv", kPrefix, 1));
+  MK_TRY_ASSIGN(const handover::Subsystem* sub, handover::find_compatible(blob, "kv", kPrefix, kVersion));
   std::optional<std::uint32_t> region;
   std::optional<std::uint64_t> offset, bytes;
+  const KhoProperty* ids_prop = nullptr;
   for (const auto& p : sub->properties) {
     if (p.name == "region") {
       MK_TRY_ASSIGN(region, p.as_u32());
@@ -93,7 +214,35 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
       MK_TRY_ASSIGN(offset, p.as_u64());
     } else if (p.name == "bytes") {
       MK_TRY_ASSIGN(bytes, p.as_u64());
+    } else if (p.name == "ids") {
+      ids_prop = &p;
     }
+  }
+  if (!ids_prop || ids_prop->value.size() % 4 != 0) {
+    return MK_FAIL(EINVAL, "handover: bad kv record", "/kv/ids: a list of u32 connection ids required");
+  }
+  std::vector<std::uint32_t> ids;
+  for (std::size_t i = 0; i < ids_prop->value.size(); i += 4) {
+    const auto* b = &ids_prop->value[i];
+    ids.push_back(std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 | b[3]);
+  }
+  std::vector<std::uint32_t> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    return MK_FAIL(EINVAL, "handover: a kv id listed twice", "/kv/ids lists a connection twice");
+  }
+  MK_TRY_ASSIGN(std::vector<ConnRecord> records, parse_records(*sub));
+  std::vector<std::uint32_t> seen;
+  for (const auto& r : records) {
+    if (!std::binary_search(sorted.begin(), sorted.end(), r.id)) {
+      return MK_FAIL(EINVAL, "handover: a kv record for an id not listed", "/kv/conn@%x: id %u is not in /kv/ids",
+                     r.id, r.id);
+    }
+    seen.push_back(r.id);
+  }
+  std::sort(seen.begin(), seen.end());
+  if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
+    return MK_FAIL(EINVAL, "handover: two kv records for one id", "two /kv/conn@ records for one id");
   }
   const BootMemory& m0 = ctx_.tree->memory.front();
   if (!region || !offset || !bytes || *region != 0 || *offset != 0 || *bytes != m0.size) {
@@ -114,64 +263,58 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
                    "the predecessor ran the kv service but the region holds no store; a successor never formats");
   }
   if (!store) return store.error();
-  std::vector<KvConnState> conns;
-  // Until KvService::start owns them, every early return closes the fds taken.
-  struct Guard {
+  // The connections: staged ones get their buffers, the others their fd.
+  std::vector<KvConnState> changes;
+  struct Guard {  // until KvService::begin/start owns them
     std::vector<KvConnState>* v;
     ~Guard() {
       for (auto& c : *v) handover::OwnedFd drop(c.fd);
     }
-  } guard{&conns};
-  for (const auto& c : sub->children) {
-    std::optional<std::uint64_t> token;
-    std::optional<std::uint32_t> closing;
-    const KhoProperty *in = nullptr, *out = nullptr;
-    for (const auto& p : c.properties) {
-      if (p.name == "token") {
-        MK_TRY_ASSIGN(token, p.as_u64());
-      } else if (p.name == "closing") {
-        MK_TRY_ASSIGN(closing, p.as_u32());
-      } else if (p.name == "in") {
-        in = &p;
-      } else if (p.name == "out") {
-        out = &p;
-      }
+  } guard{&changes};
+  std::size_t r = 0;
+  std::sort(records.begin(), records.end(), [](const ConnRecord& a, const ConnRecord& b) { return a.id < b.id; });
+  for (std::uint32_t id : sorted) {
+    KvConnState st{id, -1, {}, {}, false};
+    const bool has_record = r < records.size() && records[r].id == id;
+    if (has_record) {
+      st.in = std::move(records[r].in);
+      st.out = std::move(records[r].out);
+      st.closing = records[r].closing;
+      ++r;
     }
-    if (!token || !closing || !in || !out || (*token >> 32) != (kConnToken >> 32) ||
-        in->value.size() > KvService::kMaxHandoverBytes || out->value.size() > KvService::kMaxHandoverBytes) {
-      return MK_FAIL(EINVAL, "handover: bad kv connection record",
-                     "/kv/%s: token, in, out, closing required; buffers at most %zu bytes", c.name.c_str(),
-                     KvService::kMaxHandoverBytes);
+    if (!std::binary_search(staged_ids_.begin(), staged_ids_.end(), id)) {
+      MK_TRY_ASSIGN(handover::OwnedFd fd, files_->take(token_of(id)));
+      st.fd = fd.release();
+    } else if (!has_record) {
+      continue;  // staged, nothing buffered: begin() keeps it as it is
     }
-    auto fd = files_->take(*token);
-    if (!fd) {
-      return fd.error();
+    changes.push_back(std::move(st));
+  }
+  std::vector<KvConnState> owned = std::move(changes);
+  changes.clear();  // begin/start own them now, even on error
+  if (staged_) {
+    MK_TRY(staged_->begin(*store, &ids, std::move(owned)));
+    *ctx_.service = std::move(staged_);
+  } else {
+    const std::vector<int> listen = listen_fds();
+    if (listen.empty()) {
+      for (auto& c : owned) handover::OwnedFd drop(c.fd);
+      return MK_FAIL(ENOENT, "kv service: no listen device", "the successor's tree has no listen device with an fd");
     }
-    conns.push_back(KvConnState{fd->release(), std::string(in->value.begin(), in->value.end()),
-                                std::string(out->value.begin(), out->value.end()), *closing != 0});
+    MK_TRY_ASSIGN(*ctx_.service, KvService::start(*store, listen, ctx_.tree->cpus.front().os_index, ctx_.con,
+                                                  std::move(owned)));
   }
-  std::vector<int> listen;
-  for (const auto& d : ctx_.tree->devices) {
-    if (d.kind == DeviceKind::kListen && d.fd >= 0) listen.push_back(d.fd);
-  }
-  if (listen.empty()) {
-    return MK_FAIL(ENOENT, "kv service: no listen device", "the successor's tree has no listen device with an fd");
-  }
-  const std::size_t nconns = conns.size();
-  std::vector<KvConnState> owned = std::move(conns);
-  conns.clear();  // KvService::start owns them now, even on error
-  MK_TRY_ASSIGN(*ctx_.service, KvService::start(*store, listen, ctx_.tree->cpus.front().os_index, ctx_.con,
-                                                std::move(owned)));
   *ctx_.store = range;
   started_ = true;
-  ctx_.con->print("mk-kernel: kv: restored the store in /memory@0 (%llu keys) and %zu connections\n",
-                  static_cast<unsigned long long>(store->dbsize()), nconns);
+  ctx_.con->print("mk-kernel: kv: restored the store in /memory@0 (%llu keys) and %zu connections (%zu pre-copied)\n",
+                  static_cast<unsigned long long>(store->dbsize()), ids.size(), staged_ids_.size());
   return {};
 }
 
 Result<void> KvHandler::finish() {
   started_ = false;  // the service is this image's from here on
-  tokens_.clear();
+  added_.clear();
+  staged_ids_.clear();
   return {};
 }
 

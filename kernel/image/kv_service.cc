@@ -12,8 +12,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -29,6 +33,7 @@ constexpr std::size_t kOutHigh = 4u << 20;
 constexpr int kMaxEvents = 256;
 
 struct Conn {
+  std::uint32_t id = 0;   // KvConnState::id
   std::string in;         // received, not yet parsed
   std::size_t in_off = 0; // parsed prefix of `in`
   std::string out;        // replies not yet written
@@ -50,7 +55,7 @@ bool eq_nocase(std::string_view a, std::string_view b) {
 }  // namespace
 
 struct KvService::Impl {
-  sdk::KvStore store;
+  std::optional<sdk::KvStore> store;  // set by begin()
   std::vector<int> listen;
   std::uint32_t cpu = 0;
   sdk::Console* con = nullptr;
@@ -63,8 +68,16 @@ struct KvService::Impl {
   std::thread thread;
   std::atomic<std::uint64_t> used{0};
   std::atomic<std::uint64_t> nconns{0};
-
-  explicit Impl(sdk::KvStore s) : store(s) {}
+  std::uint32_t next_id = 1;  // of the next accepted connection
+  // The thread works on a batch only while the gate is open, and says so
+  // (busy). pause() closes the gate and waits until no batch runs: an idle
+  // thread stays asleep in epoll_wait (no wake-up inside the update's
+  // blackout); if it wakes it waits at the gate. A staged service's
+  // thread starts behind a closed gate, until begin(). kQuit ends it.
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  enum class Gate { kWait, kGo, kQuit } gate = Gate::kGo;
+  bool busy = false;
 
   void run();
   Result<void> add_conn(KvConnState st);
@@ -73,7 +86,13 @@ struct KvService::Impl {
   void process(int fd, Conn& c);
   bool flush(int fd, Conn& c);  // false: closed
   void update_interest(int fd, Conn& c);
-  void close_conn(int fd);
+  // `shut`: shutdown(2) the socket first, so the client sees the close
+  // even while another process holds a dup of it (the host and the
+  // successor do during a live update). Never for connections that are
+  // handed on (stop() of a successor that gives the instance back).
+  void close_conn(int fd, bool shut);
+  bool enter();  // waits for an open gate, then busy; false: quit
+  void leave();
   void execute(Conn& c);
   void reply_error(std::string* out, const Error& e);
 };
@@ -85,12 +104,14 @@ void KvService::Impl::run() {
   if (::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) != 0) {
     con->print("mk-kernel: kv: cannot pin to cpu %u, running unpinned\n", cpu);
   }
-  // Connections carried over (a restored or resumed service): execute what
-  // is already buffered and write what is pending before waiting.
+  if (!enter()) return;
+  // Connections carried over (a restored service): execute what is
+  // already buffered and write what is pending before waiting.
   for (std::size_t fd = 0; fd < conns.size(); ++fd) {
     if (conns[fd]) process(static_cast<int>(fd), *conns[fd]);
   }
-  used.store(store.used_bytes(), std::memory_order_relaxed);
+  used.store(store->used_bytes(), std::memory_order_relaxed);
+  leave();
   epoll_event evs[kMaxEvents];
   for (;;) {
     int n = ::epoll_wait(ep, evs, kMaxEvents, -1);
@@ -99,9 +120,15 @@ void KvService::Impl::run() {
       con->print("mk-kernel: kv: epoll_wait: %s; service stopped\n", std::strerror(errno));
       return;
     }
+    // Events seen before a pause stay valid after it: nothing else touches
+    // the connections while the gate is closed (level-triggered anyway).
+    if (!enter()) return;
     for (int i = 0; i < n; ++i) {
       const int fd = evs[i].data.fd;
-      if (fd == stop_fd) return;
+      if (fd == stop_fd) {
+        leave();
+        return;
+      }
       bool is_listen = false;
       for (int l : listen) is_listen |= (l == fd);
       if (is_listen) {
@@ -110,7 +137,8 @@ void KvService::Impl::run() {
         on_conn(fd, evs[i].events);
       }
     }
-    used.store(store.used_bytes(), std::memory_order_relaxed);
+    used.store(store->used_bytes(), std::memory_order_relaxed);
+    leave();
   }
 }
 
@@ -143,6 +171,8 @@ void KvService::Impl::accept_all(int lfd) {
     if (conns.size() <= static_cast<std::size_t>(fd)) conns.resize(static_cast<std::size_t>(fd) + 1);
     conns[static_cast<std::size_t>(fd)] = std::make_unique<Conn>();
     conns[static_cast<std::size_t>(fd)]->events = EPOLLIN;
+    conns[static_cast<std::size_t>(fd)]->id = next_id++;
+    if (next_id == 0) next_id = 1;  // 2^32 connections later: ids wrap
     nconns.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -153,6 +183,8 @@ Result<void> KvService::Impl::add_conn(KvConnState st) {
   if (fl < 0) return MK_FAIL(EINVAL, "kv: restored connection not open", "fd %d", fd);
   if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("kv: O_NONBLOCK on a restored connection");
   auto c = std::make_unique<Conn>();
+  c->id = st.id;
+  if (st.id >= next_id) next_id = st.id + 1 == 0 ? 1 : st.id + 1;
   c->in = std::move(st.in);
   c->out = std::move(st.out);
   c->closing = st.closing;
@@ -167,8 +199,10 @@ Result<void> KvService::Impl::add_conn(KvConnState st) {
   return {};
 }
 
-void KvService::Impl::close_conn(int fd) {
+void KvService::Impl::close_conn(int fd, bool shut) {
+  // DEL first: epoll keeps a registration while any dup of the socket lives.
   (void)::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+  if (shut) (void)::shutdown(fd, SHUT_RDWR);
   ::close(fd);
   conns[static_cast<std::size_t>(fd)].reset();
   nconns.fetch_sub(1, std::memory_order_relaxed);
@@ -191,7 +225,7 @@ void KvService::Impl::on_conn(int fd, std::uint32_t ev) {
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0 && errno == EINTR) continue;
-      close_conn(fd);  // EOF or reset
+      close_conn(fd, true);  // EOF or reset
       return;
     }
   }
@@ -243,14 +277,14 @@ bool KvService::Impl::flush(int fd, Conn& c) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    close_conn(fd);
+    close_conn(fd, true);
     return false;
   }
   if (c.out_off == c.out.size()) {
     c.out.clear();
     c.out_off = 0;
     if (c.closing) {
-      close_conn(fd);
+      close_conn(fd, true);
       return false;
     }
   }
@@ -305,7 +339,7 @@ void KvService::Impl::execute(Conn& c) {
     return false;
   };
   auto incr_by = [&](std::int64_t by) {
-    auto r = store.incr(args[1], by);
+    auto r = store->incr(args[1], by);
     if (r) {
       resp::append_integer(out, *r);
     } else {
@@ -314,7 +348,7 @@ void KvService::Impl::execute(Conn& c) {
   };
   if (eq_nocase(cmd, "get")) {
     if (!arity(n == 2)) return;
-    auto r = store.get(args[1]);
+    auto r = store->get(args[1]);
     if (!r) return reply_error(out, r.error());
     if (*r) {
       resp::append_bulk(out, **r);
@@ -324,7 +358,7 @@ void KvService::Impl::execute(Conn& c) {
   } else if (eq_nocase(cmd, "set")) {
     if (!arity(n >= 3)) return;
     if (n > 3) return resp::append_error(out, "ERR SET options (EX, PX, NX, XX, KEEPTTL, GET) are not supported");
-    auto r = store.set(args[1], args[2]);
+    auto r = store->set(args[1], args[2]);
     if (!r) return reply_error(out, r.error());
     resp::append_simple(out, "OK");
   } else if (eq_nocase(cmd, "incr")) {
@@ -349,21 +383,21 @@ void KvService::Impl::execute(Conn& c) {
     const bool del = eq_nocase(cmd, "del");
     std::int64_t count = 0;
     for (std::size_t i = 1; i < n; ++i) {
-      auto r = del ? store.del(args[i]) : store.exists(args[i]);
+      auto r = del ? store->del(args[i]) : store->exists(args[i]);
       if (!r) return reply_error(out, r.error());
       count += *r ? 1 : 0;
     }
     resp::append_integer(out, count);
   } else if (eq_nocase(cmd, "dbsize")) {
-    if (arity(n == 1)) resp::append_integer(out, static_cast<std::int64_t>(store.dbsize()));
+    if (arity(n == 1)) resp::append_integer(out, static_cast<std::int64_t>(store->dbsize()));
   } else if (eq_nocase(cmd, "mset")) {
     if (!arity(n >= 3 && n % 2 == 1)) return;
-    auto r = store.mset(std::span<const std::string>(args).subspan(1));
+    auto r = store->mset(std::span<const std::string>(args).subspan(1));
     if (!r) return reply_error(out, r.error());
     resp::append_simple(out, "OK");
   } else if (eq_nocase(cmd, "mget")) {
     if (!arity(n >= 2)) return;
-    auto r = store.mget(std::span<const std::string>(args).subspan(1));
+    auto r = store->mget(std::span<const std::string>(args).subspan(1));
     if (!r) return reply_error(out, r.error());
     resp::append_array_header(out, r->size());
     for (const auto& v : *r) {
@@ -375,16 +409,16 @@ void KvService::Impl::execute(Conn& c) {
     }
   } else if (eq_nocase(cmd, "flushall") || eq_nocase(cmd, "flushdb")) {
     if (!arity(n <= 2)) return;
-    store.flushall();
+    store->flushall();
     resp::append_simple(out, "OK");
   } else if (eq_nocase(cmd, "lpush")) {
     if (!arity(n >= 3)) return;
-    auto r = store.lpush(args[1], std::span<const std::string>(args).subspan(2));
+    auto r = store->lpush(args[1], std::span<const std::string>(args).subspan(2));
     if (!r) return reply_error(out, r.error());
     resp::append_integer(out, static_cast<std::int64_t>(*r));
   } else if (eq_nocase(cmd, "lpop")) {
     if (!arity(n == 2)) return;
-    auto r = store.lpop(args[1]);
+    auto r = store->lpop(args[1]);
     if (!r) return reply_error(out, r.error());
     if (*r) {
       resp::append_bulk(out, **r);
@@ -397,7 +431,7 @@ void KvService::Impl::execute(Conn& c) {
     if (!sdk::kv_parse_int(args[2], &a) || !sdk::kv_parse_int(args[3], &b)) {
       return resp::append_error(out, "ERR value is not an integer or out of range");
     }
-    auto r = store.lrange(args[1], a, b);
+    auto r = store->lrange(args[1], a, b);
     if (!r) return reply_error(out, r.error());
     resp::append_array_header(out, r->size());
     for (auto v : *r) resp::append_bulk(out, v);
@@ -435,9 +469,24 @@ void KvService::Impl::execute(Conn& c) {
   }
 }
 
-Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vector<int> listen_fds,
-                                                    std::uint32_t cpu, sdk::Console* con,
-                                                    std::vector<KvConnState> restored) {
+bool KvService::Impl::enter() {
+  std::unique_lock<std::mutex> lk(gate_mu);
+  gate_cv.wait(lk, [this] { return gate != Gate::kWait; });
+  if (gate == Gate::kQuit) return false;
+  busy = true;
+  return true;
+}
+
+void KvService::Impl::leave() {
+  {
+    std::lock_guard<std::mutex> lk(gate_mu);
+    busy = false;
+  }
+  gate_cv.notify_all();
+}
+
+Result<std::unique_ptr<KvService>> KvService::stage(std::vector<int> listen_fds, std::uint32_t cpu,
+                                                    sdk::Console* con, std::vector<KvConnState> conns) {
   // Owned from here on: closed on any error below.
   struct Closer {
     std::vector<KvConnState>* v;
@@ -448,15 +497,13 @@ Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vec
         if (c.fd >= 0) ::close(c.fd);
       }
     }
-  } closer{&restored};
+  } closer{&conns};
   std::unique_ptr<KvService> self(new KvService());
-  self->capacity_ = store.capacity_bytes();
-  self->impl_ = std::make_unique<Impl>(store);
+  self->impl_ = std::make_unique<Impl>();
   Impl& im = *self->impl_;
   im.listen = std::move(listen_fds);
   im.cpu = cpu;
   im.con = con;
-  im.used.store(store.used_bytes());
   // Room for -c 1000 and more: the soft fd limit up to the hard one.
   rlimit rl{};
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -474,19 +521,29 @@ Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vec
   if (::epoll_ctl(im.ep, EPOLL_CTL_ADD, im.stop_fd, &ev) != 0) return errno_error("kv: epoll_ctl");
   for (int l : im.listen) {
     int fl = ::fcntl(l, F_GETFL);
-    if (fl < 0 || ::fcntl(l, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("kv: listen fd O_NONBLOCK");
+    if (fl < 0 || ((fl & O_NONBLOCK) == 0 && ::fcntl(l, F_SETFL, fl | O_NONBLOCK) != 0)) {
+      return errno_error("kv: listen fd O_NONBLOCK");
+    }
     ev.data.fd = l;
     if (::epoll_ctl(im.ep, EPOLL_CTL_ADD, l, &ev) != 0) return errno_error("kv: epoll_ctl of a listen fd");
   }
-  for (auto& c : restored) {
+  for (auto& c : conns) {
+    for (const auto& other : im.conns) {
+      if (other && other->id == c.id) {
+        return MK_FAIL(EINVAL, "kv: two connections with one id", "id %u", c.id);
+      }
+    }
+  }
+  for (auto& c : conns) {
     const int fd = c.fd;
     c.fd = -1;  // the service owns it now (closed by stop() or on error below)
-    if (auto r = im.add_conn(KvConnState{fd, std::move(c.in), std::move(c.out), c.closing}); !r) {
+    if (auto r = im.add_conn(KvConnState{c.id, fd, std::move(c.in), std::move(c.out), c.closing}); !r) {
       ::close(fd);
       return r.error();
     }
   }
   closer.armed = false;
+  im.gate = Impl::Gate::kWait;
   try {
     im.thread = std::thread([&im] { im.run(); });
   } catch (const std::system_error& e) {
@@ -495,28 +552,112 @@ Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vec
   return self;
 }
 
-void KvService::pause() {
-  if (!impl_) return;
-  Impl& im = *impl_;
-  if (im.thread.joinable()) {
-    const std::uint64_t one = 1;
-    (void)!::write(im.stop_fd, &one, sizeof one);
-    im.thread.join();
-    std::uint64_t v = 0;
-    (void)!::read(im.stop_fd, &v, sizeof v);  // level-triggered: clear it for resume()
+Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_t>* live,
+                              std::vector<KvConnState> changes) {
+  struct Closer {
+    std::vector<KvConnState>* v;
+    ~Closer() {
+      for (auto& c : *v) {
+        if (c.fd >= 0) ::close(c.fd);
+      }
+    }
+  } closer{&changes};
+  if (!impl_ || stopped_ || impl_->store) {
+    return MK_FAIL(EINVAL, "kv: begin() on a service that is not staged", "stage() it first, begin() once");
   }
-  if (!stopped_) paused_ = true;
+  Impl& im = *impl_;
+  // Connections by id (few changes, many staged: one pass to index).
+  std::vector<std::pair<std::uint32_t, int>> by_id;
+  for (std::size_t fd = 0; fd < im.conns.size(); ++fd) {
+    if (im.conns[fd]) by_id.emplace_back(im.conns[fd]->id, static_cast<int>(fd));
+  }
+  std::sort(by_id.begin(), by_id.end());
+  auto find = [&](std::uint32_t id) -> int {
+    auto it = std::lower_bound(by_id.begin(), by_id.end(), std::make_pair(id, -1));
+    return it != by_id.end() && it->first == id ? it->second : -1;
+  };
+  std::vector<std::uint32_t> want;
+  if (live) {
+    want = *live;
+    std::sort(want.begin(), want.end());
+    if (std::adjacent_find(want.begin(), want.end()) != want.end()) {
+      return MK_FAIL(EINVAL, "kv: a connection listed twice", "the live list repeats an id");
+    }
+  }
+  auto is_live = [&](std::uint32_t id) { return !live || std::binary_search(want.begin(), want.end(), id); };
+  // Check everything before changing anything.
+  for (const auto& c : changes) {
+    const int at = find(c.id);
+    if (c.fd < 0 && at < 0) {
+      return MK_FAIL(EINVAL, "kv: state for a connection that was not staged", "id %u", c.id);
+    }
+    if (c.fd >= 0 && at >= 0) return MK_FAIL(EINVAL, "kv: a new connection reuses a staged id", "id %u", c.id);
+    if (!is_live(c.id)) return MK_FAIL(EINVAL, "kv: state for a connection not in the live list", "id %u", c.id);
+  }
+  for (std::uint32_t id : want) {
+    bool found = find(id) >= 0;
+    for (const auto& c : changes) found |= (c.fd >= 0 && c.id == id);
+    if (!found) return MK_FAIL(EINVAL, "kv: a live connection was handed no fd", "id %u", id);
+  }
+  // Staged connections the predecessor closed since: our dup goes quietly
+  // (the predecessor shut the socket down itself).
+  for (const auto& [id, fd] : by_id) {
+    if (!is_live(id)) im.close_conn(fd, false);
+  }
+  for (auto& c : changes) {
+    if (c.fd >= 0) {
+      const int fd = c.fd;
+      c.fd = -1;
+      if (auto r = im.add_conn(KvConnState{c.id, fd, std::move(c.in), std::move(c.out), c.closing}); !r) {
+        ::close(fd);
+        return r.error();
+      }
+    } else {
+      Conn& k = *im.conns[static_cast<std::size_t>(find(c.id))];
+      k.in = std::move(c.in);
+      k.in_off = 0;
+      k.out = std::move(c.out);
+      k.out_off = 0;
+      k.closing = c.closing;
+    }
+  }
+  capacity_ = store.capacity_bytes();
+  im.used.store(store.used_bytes());
+  im.store = store;
+  {
+    std::lock_guard<std::mutex> lk(im.gate_mu);
+    im.gate = Impl::Gate::kGo;
+  }
+  im.gate_cv.notify_one();
+  return {};
+}
+
+Result<std::unique_ptr<KvService>> KvService::start(sdk::KvStore store, std::vector<int> listen_fds,
+                                                    std::uint32_t cpu, sdk::Console* con,
+                                                    std::vector<KvConnState> restored) {
+  MK_TRY_ASSIGN(auto self, stage(std::move(listen_fds), cpu, con, std::move(restored)));
+  MK_TRY(self->begin(store, nullptr, {}));
+  return self;
+}
+
+void KvService::pause() {
+  if (!impl_ || stopped_) return;
+  Impl& im = *impl_;
+  std::unique_lock<std::mutex> lk(im.gate_mu);
+  if (im.gate == Impl::Gate::kGo) im.gate = Impl::Gate::kWait;
+  im.gate_cv.wait(lk, [&im] { return !im.busy; });
+  if (im.store) paused_ = true;  // (a staged service is not paused: begin() opens it)
 }
 
 Result<void> KvService::resume() {
   if (!impl_ || stopped_) return MK_FAIL(EINVAL, "kv: service stopped", "resume() after stop()");
   Impl& im = *impl_;
-  if (im.thread.joinable()) return {};
-  try {
-    im.thread = std::thread([&im] { im.run(); });
-  } catch (const std::system_error& e) {
-    return MK_FAIL(e.code().value(), "kv: cannot restart the service thread", "%s", e.what());
+  if (!im.store) return MK_FAIL(EINVAL, "kv: service staged, not begun", "begin() first");
+  {
+    std::lock_guard<std::mutex> lk(im.gate_mu);
+    im.gate = Impl::Gate::kGo;
   }
+  im.gate_cv.notify_all();
   paused_ = false;
   return {};
 }
@@ -527,19 +668,29 @@ std::vector<KvConnState> KvService::connection_states() const {
   for (std::size_t fd = 0; fd < impl_->conns.size(); ++fd) {
     const auto& c = impl_->conns[fd];
     if (!c) continue;
-    out.push_back(KvConnState{static_cast<int>(fd), c->in.substr(c->in_off), c->out.substr(c->out_off), c->closing});
+    out.push_back(
+        KvConnState{c->id, static_cast<int>(fd), c->in.substr(c->in_off), c->out.substr(c->out_off), c->closing});
   }
   return out;
 }
 
 void KvService::stop() {
-  if (!impl_) return;
+  if (!impl_ || stopped_) return;
   Impl& im = *impl_;
-  pause();
+  {
+    std::lock_guard<std::mutex> lk(im.gate_mu);
+    im.gate = Impl::Gate::kQuit;
+  }
+  im.gate_cv.notify_all();
+  if (im.thread.joinable()) {
+    const std::uint64_t one = 1;
+    (void)!::write(im.stop_fd, &one, sizeof one);  // out of epoll_wait
+    im.thread.join();
+  }
   stopped_ = true;
   paused_ = false;
   for (std::size_t fd = 0; fd < im.conns.size(); ++fd) {
-    if (im.conns[fd]) im.close_conn(static_cast<int>(fd));
+    if (im.conns[fd]) im.close_conn(static_cast<int>(fd), false);
   }
 }
 

@@ -17,13 +17,20 @@
 // bytes of a partial request not yet parsed and the reply bytes not yet
 // written (both plain buffers); no state lives between requests otherwise.
 //
-// Live update (docs/sdk.md "Live update"): pause() stops the thread at a
+// Live update (docs/sdk.md "Live update"): pause() holds the thread at a
 // request boundary (between two epoll batches: every request parsed so far
 // was executed and its reply queued); the connections, their unparsed input
 // and unwritten output stay. connection_states() lists them for the
-// handoff; resume() restarts the same loop (a cancelled update); start()
-// with `restored` connections is the successor's side: it serves them first
-// (pending complete requests are executed, pending replies written).
+// handoff; resume() restarts the same loop (a cancelled update). Each
+// connection has an id, unique in this service and carried across updates
+// (the handoff's token), never its fd number, which the kernel reuses.
+// The successor's side is two steps, so that the per-connection work
+// happens before the blackout: stage() takes the pre-copied connections,
+// registers them with epoll and parks the thread (outside the blackout);
+// begin() attaches the store, drops the connections the predecessor closed
+// since, adds the ones it accepted since, sets the buffers of each and
+// releases the thread, which serves them first (pending complete requests
+// are executed, pending replies written). start() is both at once.
 //
 // Flow control: a connection whose pending replies exceed 4 MiB is not read
 // until they drain (pipelined GETs of big values cannot grow memory without
@@ -43,6 +50,7 @@ namespace mk::image {
 
 // One client connection's state between two requests.
 struct KvConnState {
+  std::uint32_t id = 0;  // unique in the service (the handover token's low half)
   int fd = -1;
   std::string in;   // received, not yet parsed
   std::string out;  // replies not yet written
@@ -61,6 +69,20 @@ class KvService {
   static Result<std::unique_ptr<KvService>> start(sdk::KvStore store, std::vector<int> listen_fds,
                                                   std::uint32_t cpu, sdk::Console* con,
                                                   std::vector<KvConnState> restored = {});
+  // A successor's first step: the service with `conns` (owned from here on,
+  // even on error) registered, its thread started and parked until begin().
+  // Returns: epoll/eventfd/thread errno; EINVAL (an fd not open, two
+  // connections with one id).
+  static Result<std::unique_ptr<KvService>> stage(std::vector<int> listen_fds, std::uint32_t cpu,
+                                                  sdk::Console* con, std::vector<KvConnState> conns);
+  // The second step, once the predecessor froze: serve `store`. `live`: the
+  // ids that still exist (null: every staged one); staged connections not
+  // in it are closed. `changes` (fds owned from here on): with fd -1 the
+  // buffers of a staged connection, with an fd a connection accepted since
+  // staging. Checked before anything changes. Returns: EINVAL (not staged
+  // or begun already, an id repeated, buffers for an unknown id, a new fd
+  // under a staged id, a live id with no fd, an fd not open).
+  Result<void> begin(sdk::KvStore store, const std::vector<std::uint32_t>* live, std::vector<KvConnState> changes);
   ~KvService();  // stop()
   KvService(const KvService&) = delete;
   KvService& operator=(const KvService&) = delete;
@@ -69,10 +91,13 @@ class KvService {
   // fds stay open: they belong to the boot tree).
   void stop();
 
-  // Stops the thread, keeping every connection and its buffers (idempotent).
+  // Holds the thread at a request boundary, keeping every connection and
+  // its buffers (idempotent). It returns as soon as no batch of requests is
+  // being worked on: an idle thread is not woken (it stays in epoll_wait
+  // and, if a client wakes it, waits for resume()).
   void pause();
-  // Restarts the thread after pause(). Returns: EINVAL (stopped, not
-  // paused), thread errno.
+  // Lets the thread go on after pause(). Returns: EINVAL (stopped, or
+  // staged and not begun).
   Result<void> resume();
   // After pause(): each connection's state (fds still owned by the service).
   std::vector<KvConnState> connection_states() const;

@@ -205,10 +205,12 @@ struct Image {
   handover::UpdateMachine machine;  // outgoing order: memory, tenants, kv, files
   handover::KhoBlob blob;
   handover::OwnedFd package;  // the sealed handoff package, until finish/cancel
+  handover::OwnedFd precopy;  // the pre-copy package (prepare's reply), until freeze/cancel
 };
 
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m);
 abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m);
+abi::UpdateReply on_precopy(Image& im, const abi::HandoverMsg& m);
 
 HostServices services(Image& im) {
   HostServices s;
@@ -238,6 +240,7 @@ HostServices services(Image& im) {
   };
   s.update = [&im](std::uint16_t type, const abi::UpdateStepMsg& m) { return on_update(im, type, m); };
   s.handover = [&im](const abi::HandoverMsg& m) { return on_handover(im, m); };
+  s.precopy = [&im](const abi::HandoverMsg& m) { return on_precopy(im, m); };
   return s;
 }
 
@@ -308,6 +311,22 @@ Result<void> freeze(Image& im, std::uint32_t update_id) {
   return {};
 }
 
+// After prepare, with kUpdateFlagPrecopy: what the session holds so far, as
+// a package of its own (files subtree only), sent to the successor before
+// the freeze; the freeze's package then carries the rest.
+Result<void> write_precopy(Image& im, std::uint32_t update_id) {
+  handover::KhoBlob pre;
+  MK_TRY_ASSIGN(handover::Subsystem files, im.files->precopy_subsystem());
+  pre.subsystems.push_back(std::move(files));
+  MK_TRY_ASSIGN(std::vector<std::uint8_t> bytes, handover::emit_kho_blob(pre));
+  const std::vector<int> fds = im.files->precopy_fds();
+  MK_TRY_ASSIGN(im.precopy, image::write_handoff_package(update_id, fds, bytes));
+  im.files->commit_precopy();
+  im.con.print("mk-kernel: update %u: prepared, pre-copy package fd %d: %zu fds\n", update_id, im.precopy.get(),
+               fds.size());
+  return {};
+}
+
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m) {
   const std::uint64_t t0 = monotonic_ns();
   abi::UpdateReply r{};
@@ -326,7 +345,17 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
       ::_exit(1);
     }
     im.blob = {};
-    if (auto x = im.machine.prepare(im.blob); !x) fail(x.error());
+    im.precopy.reset();
+    if (auto x = im.machine.prepare(im.blob); !x) {
+      fail(x.error());
+    } else if (m.flags & abi::kUpdateFlagPrecopy) {
+      if (auto y = write_precopy(im, m.update_id); !y) {
+        (void)im.machine.cancel();
+        fail(y.error());
+      } else {
+        r.fd = im.precopy.get();
+      }
+    }
   } else if (type == abi::kMsgUpdateFreeze) {
     if (auto x = freeze(im, m.update_id); !x) {
       fail(x.error());
@@ -340,6 +369,7 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
       } else {
         reattach_peers(im);
         im.package.reset();
+        im.precopy.reset();
         im.blob = {};
         im.con.print("mk-kernel: update %u cancelled, serving as before\n", m.update_id);
       }
@@ -405,6 +435,42 @@ Result<void> restore(Image& im, const abi::HandoverMsg& m) {
   }
   MK_TRY(im.link->attach_peers());
   return {};
+}
+
+// kMsgUpdatePrecopy: take what the old image preserved at prepare and
+// stage it (files: the session and the device fds; kv: the connections and
+// a parked service thread), so that the handover has only the delta to do.
+Result<void> stage(Image& im, const abi::HandoverMsg& m) {
+  MK_TRY_ASSIGN(image::ReceivedHandoff got,
+                image::receive_handoff(*im.tree.handover_socket, m.fds, std::chrono::seconds(5)));
+  MK_TRY_ASSIGN(image::HandoffContents pkg, image::read_handoff_package(got.package.get(), m.fds, m.update_id));
+  MK_TRY_ASSIGN(handover::KhoBlob blob, handover::parse_kho_blob(pkg.blob));
+  MK_TRY(im.files->stage(blob, std::move(got.fds)));
+  if (im.kv_h) MK_TRY(im.kv_h->stage());
+  return {};
+}
+
+abi::UpdateReply on_precopy(Image& im, const abi::HandoverMsg& m) {
+  const std::uint64_t t0 = monotonic_ns();
+  abi::UpdateReply r{};
+  r.fd = -1;
+  if (!im.parked || im.files->staged()) {
+    r.status = -EALREADY;
+    std::snprintf(r.detail, sizeof r.detail, "%s",
+                  im.parked ? "a pre-copy was staged already" : "not a parked successor");
+    return r;
+  }
+  if (auto x = stage(im, m); !x) {
+    if (im.kv_h) im.kv_h->cancel();
+    im.files->cancel();
+    r.status = -x.error().code();
+    set_detail(&r, x.error());
+    im.con.print("mk-kernel: pre-copy %u refused: %s\n", m.update_id, x.error().to_string().c_str());
+  } else {
+    im.con.print("mk-kernel: pre-copy %u staged\n", m.update_id);
+  }
+  r.image_ns = monotonic_ns() - t0;
+  return r;
 }
 
 abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m) {

@@ -165,8 +165,9 @@ Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* na
 }
 
 Result<abi::UpdateReply> old_step(RunningInstance& ri, uint16_t type, const char* name, uint32_t id,
-                                  std::chrono::milliseconds timeout, const std::function<void()>& tick = {}) {
-  abi::UpdateStepMsg m{id, 0};
+                                  std::chrono::milliseconds timeout, const std::function<void()>& tick = {},
+                                  uint32_t flags = 0) {
+  abi::UpdateStepMsg m{id, flags};
   return step(ri, type, name, &m, sizeof m, timeout, tick);
 }
 
@@ -224,6 +225,10 @@ struct Update {
   std::optional<HandoffPackage> pkg;  // once the freeze completed
   OwnedFd pkg_fd;                     // the old image's package memfd (copied)
   std::vector<OwnedFd> held;          // the fds it lists (copied)
+  // The pre-copy (prepare's package, kUpdateFlagPrecopy) and its fds.
+  std::optional<HandoffPackage> pre;
+  OwnedFd pre_fd;
+  std::vector<OwnedFd> pre_held;
   UpdateAccess::Init init;            // the reaper, between two handles
   Clock::time_point freeze_sent{};
   bool in_blackout = false;  // freeze sent, restore not answered yet
@@ -285,8 +290,8 @@ struct Update {
 
   // A request to the old image while the successor is parked; a successor
   // that died meanwhile fails the step too.
-  Result<abi::UpdateReply> old_request(uint16_t type, const char* name) {
-    auto r = old_step(*current, type, name, req.update_id, req.timeout, waiter(Clock::now(), true));
+  Result<abi::UpdateReply> old_request(uint16_t type, const char* name, uint32_t flags = 0) {
+    auto r = old_step(*current, type, name, req.update_id, req.timeout, waiter(Clock::now(), true), flags);
     if (r && successor_gone()) {
       return MK_FAIL(ECHILD, "successor exited", "the parked successor exited during %s", name);
     }
@@ -298,6 +303,29 @@ struct Update {
       next->run->kill();
       next.reset();
     }
+  }
+
+  // Copies a package the old image wrote, and every fd it lists, out of
+  // it: the package's memfd into `pkg_out`, the fds into `fds_out`.
+  Result<HandoffPackage> take_package(int fd_in_old, OwnedFd& pkg_out, std::vector<OwnedFd>& fds_out) {
+    RunningInstance& old = *current;
+    MK_TRY_ASSIGN(pkg_out, getfd(old.pidfd(), fd_in_old, "handoff package"));
+    MK_TRY_ASSIGN(HandoffPackage p, read_handoff_package(pkg_out.get(), req.update_id));
+    for (int32_t src : p.source_fds) {
+      MK_TRY_ASSIGN(OwnedFd f, getfd(old.pidfd(), src, "preserved fd"));
+      fds_out.push_back(std::move(f));
+    }
+    return p;
+  }
+
+  // Sends the pre-copy package and its fds to a parked image and asks it to
+  // stage them (kMsgUpdatePrecopy).
+  Result<abi::UpdateReply> send_precopy(Successor& s) {
+    std::vector<int> fds;
+    for (const auto& f : pre_held) fds.push_back(f.get());
+    MK_TRY(send_handoff(s.handover_socket.get(), pre_fd.get(), fds));
+    abi::HandoverMsg m{req.update_id, static_cast<uint32_t>(fds.size())};
+    return step(*s.run, abi::kMsgUpdatePrecopy, "pre-copy", &m, sizeof m, req.timeout, waiter(Clock::now(), false));
   }
 
   // Hands the package and fds to a parked image and asks it to restore.
@@ -373,8 +401,13 @@ struct Update {
     Result<abi::UpdateReply> done = s ? Result<abi::UpdateReply>(abi::UpdateReply{}) : Result<abi::UpdateReply>(s.error());
     if (s) {
       auto ready = s->run->wait_ready(req.timeout);
-      if (!ready) done = ready.error();
-      else if (pkg) done = hand_over(*s, pkg_fd.get());
+      if (!ready) {
+        done = ready.error();
+      } else if (pkg) {
+        // The freeze package holds only what changed since the pre-copy.
+        if (pre) done = send_precopy(*s);
+        if (done) done = hand_over(*s, pkg_fd.get());
+      }
     }
     if (!done) {
       if (s) s->run->kill();
@@ -432,13 +465,32 @@ struct Update {
 
     // 2. prepare.
     t0 = Clock::now();
-    auto pr = old_request(abi::kMsgUpdatePrepare, "prepare");
+    auto pr = old_request(abi::kMsgUpdatePrepare, "prepare", abi::kUpdateFlagPrecopy);
     if (!pr) {
       roll_back(pr.error());
       return;
     }
     phase("prepare", t0, pr->image_ns);
     set_state("prepared");
+
+    // 2b. pre-copy: what prepare preserved goes to the successor now,
+    // outside the blackout (an old image without anything to send says -1).
+    if (pr->fd >= 0) {
+      t0 = Clock::now();
+      auto p = take_package(pr->fd, pre_fd, pre_held);
+      if (!p) {
+        roll_back(p.error());
+        return;
+      }
+      pre = std::move(*p);
+      auto staged = send_precopy(*next);
+      if (!staged) {
+        roll_back(staged.error());
+        return;
+      }
+      phase("precopy", t0, staged->image_ns);
+      if (req.after_precopy) req.after_precopy();
+    }
 
     // 3. freeze: the blackout starts now.
     t0 = freeze_sent = Clock::now();
@@ -491,19 +543,14 @@ struct Update {
   }
 
   Result<void> transfer(int fd_in_old) {
-    RunningInstance& old = *current;
-    MK_TRY_ASSIGN(pkg_fd, getfd(old.pidfd(), fd_in_old, "handoff package"));
-    MK_TRY_ASSIGN(HandoffPackage p, read_handoff_package(pkg_fd.get(), req.update_id));
+    MK_TRY_ASSIGN(HandoffPackage p, take_package(fd_in_old, pkg_fd, held));
     Error bad;
     out.preserved_bytes = preserved_bytes_of(p.blob(), &bad);
     if (bad.code() != 0) {
       return Error(bad.code(), "the old image wrote a bad handover blob").set_detail("%s", bad.message());
     }
-    for (int32_t src : p.source_fds) {
-      MK_TRY_ASSIGN(OwnedFd f, getfd(old.pidfd(), src, "preserved fd"));
-      held.push_back(std::move(f));
-    }
-    out.fds = p.header.fd_count;
+    out.fds = p.header.fd_count + (pre ? pre->header.fd_count : 0);
+    out.precopied_fds = pre ? pre->header.fd_count : 0;
     out.blob_bytes = p.header.blob_bytes;
     pkg = std::move(p);
     return ok();
@@ -567,7 +614,7 @@ struct Update {
 
 UpdateOutcome live_update(std::unique_ptr<RunningInstance>& current, const Topology& topo, const SysRoot& root,
                           const UpdateRequest& req) {
-  Update u{current, topo, root, req, {}, {}, {}, {}, {}, {}, {}, {}, false, 0};
+  Update u{current, topo, root, req};
   u.run();
   u.set_state("normal");  // updated, rolled back, or never left normal
   return std::move(u.out);

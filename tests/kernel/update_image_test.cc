@@ -339,8 +339,8 @@ TEST(MkKernelUpdate, ANewerKvSchemaIsRefused) {
   bool found = false;
   for (auto& s : parsed->subsystems) {
     if (s.name == "kv") {
-      EXPECT_EQ(s.compatible, "mkernel,kv-v1");
-      s.compatible = "mkernel,kv-v2";
+      EXPECT_EQ(s.compatible, "mkernel,kv-v2");
+      s.compatible = "mkernel,kv-v3";
       found = true;
     }
   }
@@ -415,6 +415,44 @@ INSTANTIATE_TEST_SUITE_P(
                    }
                  },
                  -EINVAL, "would not reach"},
+        BlobCase{"KvNoIds",
+                 [](handover::KhoBlob& b) {
+                   std::erase_if(sub(b, "kv")->properties, [](auto& p) { return p.name == "ids"; });
+                 },
+                 -EINVAL, "/kv/ids"},
+        BlobCase{"KvIdsNotU32s",
+                 [](handover::KhoBlob& b) {
+                   for (auto& p : sub(b, "kv")->properties) {
+                     if (p.name == "ids") p.value.push_back(7);
+                   }
+                 },
+                 -EINVAL, "/kv/ids"},
+        BlobCase{"KvIdTwice",
+                 [](handover::KhoBlob& b) {
+                   for (auto& p : sub(b, "kv")->properties) {
+                     if (p.name == "ids") p.value.insert(p.value.end(), p.value.begin(), p.value.end());
+                   }
+                 },
+                 -EINVAL, "kv id listed twice"},
+        BlobCase{"KvRecordForAnIdNotListed",
+                 [](handover::KhoBlob& b) {
+                   const std::uint8_t nothing[1] = {0};
+                   sub(b, "kv")->children.push_back(handover::KhoNode{
+                       "conn@fffe",
+                       {handover::KhoProperty::u32("id", 0xfffe),
+                        handover::KhoProperty::bytes("in", std::span<const std::uint8_t>(nothing, 0)),
+                        handover::KhoProperty::bytes("out", std::span<const std::uint8_t>(nothing, 0)),
+                        handover::KhoProperty::u32("closing", 1)},
+                       {}});
+                 },
+                 -EINVAL, "for an id not listed"},
+        BlobCase{"KvLiveIdWithoutItsFd",
+                 [](handover::KhoBlob& b) {
+                   for (auto& p : sub(b, "kv")->properties) {
+                     if (p.name == "ids") p.value.insert(p.value.end(), {0x00, 0x00, 0xff, 0xfe});
+                   }
+                 },
+                 -ENOENT, "session 'mk-kernel'"},
         BlobCase{"KvStoreElsewhere",
                  [](handover::KhoBlob& b) { sub(b, "kv")->properties[2] = handover::KhoProperty::u64("bytes", 4096); },
                  -EINVAL, "not where"}),

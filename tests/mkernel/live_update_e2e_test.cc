@@ -58,8 +58,8 @@ class Client {
     if (!send(args)) return "EOF";
     return reply(10000);
   }
-  bool send(const std::vector<std::string>& args) {
-    std::string out = encode(args);
+  bool send(const std::vector<std::string>& args) { return send_raw(encode(args)); }
+  bool send_raw(const std::string& out) {
     return ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
   }
   std::string reply(int timeout_ms) {
@@ -262,10 +262,12 @@ TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
   EXPECT_EQ(out.rollback, "");
   EXPECT_EQ(states, (std::vector<std::string>{"prepared", "frozen", "updated", "normal"}));
   // Phases and blackout.
-  for (const char* p : {"boot", "prepare", "freeze", "transfer", "restore", "finish"}) {
+  for (const char* p : {"boot", "prepare", "precopy", "freeze", "transfer", "restore", "finish"}) {
     EXPECT_TRUE(phases.count(p)) << p;
   }
-  EXPECT_EQ(out.phases.size(), 6u);
+  EXPECT_EQ(out.phases.size(), 7u);
+  // The listen socket and the client's connection went ahead of the freeze.
+  EXPECT_GE(out.precopied_fds, 2u);
   ASSERT_TRUE(out.blackout_ms);
   EXPECT_GT(*out.blackout_ms, 0.0);
   EXPECT_LT(*out.blackout_ms, 5000.0);
@@ -304,6 +306,50 @@ TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
   auto rel = run->release();
   EXPECT_TRUE(rel) << rel.error().to_string();
   run.reset();
+}
+
+// Pre-copy: what happens between prepare and freeze is not lost. The
+// connections were sent ahead; one closes, one quits, one sends half a
+// request, one is new, in that window.
+TEST_F(LiveUpdate, ConnectionsThatChangeBetweenPreCopyAndFreezeAreHandedOverAsTheyAre) {
+  boot();
+  Client kept(port), quits(port), half(port);
+  auto closed = std::make_unique<Client>(port);
+  for (Client* c : {&kept, closed.get(), &quits, &half}) ASSERT_TRUE(c->ok());
+  write_keys(kept, 10);
+  for (Client* c : {closed.get(), &quits, &half}) ASSERT_EQ(c->cmd({"PING"}), "+PONG");
+  std::unique_ptr<Client> fresh;
+  std::string quit_reply, quit_eof;
+  auto u = update_request();
+  u.after_precopy = [&] {
+    closed = std::make_unique<Client>(port);  // one goes away (the successor holds a dup), one comes
+    quit_reply = quits.cmd({"QUIT"});
+    // The old image shut the socket down: the client sees the end now,
+    // though the successor (and the host) still hold a dup of it.
+    quit_eof = quits.reply(2000);
+    ASSERT_TRUE(half.send_raw("*3\r\n$3\r\nSET\r\n$4\r\nhalf"));
+    fresh = std::make_unique<Client>(port);
+    ASSERT_TRUE(fresh->ok());
+    ASSERT_EQ(fresh->cmd({"SET", "fresh", "yes"}), "+OK");
+  };
+  UpdateOutcome out = live_update(run, topo, req.root, u);
+  ASSERT_TRUE(out.updated) << (out.cause ? out.cause->to_string() : "") << " / " << out.rollback
+                           << "\nconsole: " << (run ? drain(run->console_fd()) : "");
+  EXPECT_TRUE(phases.count("precopy"));
+  EXPECT_GE(out.precopied_fds, 5u);  // listen + the four connections
+  EXPECT_EQ(quit_reply, "+OK");
+  EXPECT_EQ(quit_eof, "EOF");
+  expect_keys(kept, 10);
+  ASSERT_TRUE(half.send_raw("\r\n$4\r\ndone\r\n"));  // the rest of SET half done
+  EXPECT_EQ(half.reply(5000), "+OK");
+  EXPECT_EQ(kept.cmd({"GET", "half"}), "$done");
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->cmd({"GET", "fresh"}), "$yes");
+  EXPECT_EQ(closed->cmd({"PING"}), "+PONG");  // the reconnected client
+  const std::string console = drain(run->console_fd());
+  EXPECT_NE(console.find("pre-copy 1 staged"), std::string::npos) << console;
+  // The old image's 4 connections were staged (kept, closed, quits, half).
+  EXPECT_NE(console.find("connections (4 pre-copied)"), std::string::npos) << console;
 }
 
 TEST_F(LiveUpdate, TwiceInARowThenAdoptedByARestartedHost) {

@@ -133,6 +133,8 @@ class Session {
   Result<OwnedFd> retrieve(uint64_t token);
   Result<void> finish();
 
+  // Whether `token` is held (preserved or restored, not retrieved yet).
+  bool contains(uint64_t token) const;
   // The entries in token order (the order of describe() and transfer_fds()).
   std::vector<PreservedFile> files() const;
   // The "mkernel,files-v1" subtree: node name = session name, property

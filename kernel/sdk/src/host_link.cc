@@ -141,19 +141,22 @@ Result<void> HostLink::register_handlers() {
       if (type == abi::kMsgUpdateFinish && r.status == 0) set_state(State::kRetired);
     }));
   }
-  MK_TRY(ep->on_value<abi::HandoverMsg>(abi::kMsgHandover, [this](const abi::HandoverMsg& m, ipi::Incoming& in) {
-    rx_.fetch_add(1, std::memory_order_relaxed);
-    abi::UpdateReply r{};
-    r.fd = -1;
-    if (services_.handover) {
-      r = services_.handover(m);
-    } else {
-      r.status = -EOPNOTSUPP;
-      std::snprintf(r.detail, sizeof r.detail, "this image is not a parked successor");
-    }
-    if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
-    ep_->flush();
-  }));
+  for (std::uint16_t type : {abi::kMsgHandover, abi::kMsgUpdatePrecopy}) {
+    MK_TRY(ep->on_value<abi::HandoverMsg>(type, [this, type](const abi::HandoverMsg& m, ipi::Incoming& in) {
+      rx_.fetch_add(1, std::memory_order_relaxed);
+      abi::UpdateReply r{};
+      r.fd = -1;
+      const auto& service = type == abi::kMsgHandover ? services_.handover : services_.precopy;
+      if (service) {
+        r = service(m);
+      } else {
+        r.status = -EOPNOTSUPP;
+        std::snprintf(r.detail, sizeof r.detail, "this image is not a parked successor");
+      }
+      if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+      ep_->flush();
+    }));
+  }
   ep->on_peer_down([this](ipi::PeerId peer, const Error& why) {
     if (peer != host_id_) return;
     std::fprintf(stderr, "mksdk: host down: %s\n", why.to_string().c_str());

@@ -118,14 +118,20 @@ struct UpdateRequest {
   std::chrono::milliseconds timeout{10000};  // per step (successor READY, each request)
   uint32_t update_id = 1;
   bool corrupt_package = false;  // fault injection: flip bytes of the blob in transit
-  // Progress: called when each phase ends ("boot", "prepare", "freeze",
-  // "transfer", "restore", "finish", "rollback"), with its duration.
+  // Progress: called when each phase ends ("boot", "prepare", "precopy",
+  // "freeze", "transfer", "restore", "finish", "rollback"), with its
+  // duration. "precopy" (the old image had fds to send ahead) is outside
+  // the blackout: the fds preserved at prepare travel to the successor,
+  // which stages them; the freeze then hands over only what changed.
   std::function<void(std::string_view phase, double ms)> on_phase;
   // Called once the successor is READY and parked, before prepare: the
   // daemon persists it (a restarted daemon must be able to kill it).
   std::function<void(const RuntimeRecord& successor)> on_successor;
   // Called right after the freeze reply (test hook: a host that dies here).
   std::function<void()> after_freeze;
+  // Called after the pre-copy, before the freeze (test hook: connections
+  // that open, close or send between the two).
+  std::function<void()> after_precopy;
   // The instance's update state each time it changes (DESIGN.md §5):
   // "prepared" once the old image preserved everything, "frozen" when the
   // freeze is sent (the blackout starts), "updated" when the successor
@@ -156,7 +162,8 @@ struct UpdateOutcome {
   std::optional<double> blackout_ms;   // freeze sent -> successor's restore reply
   std::optional<Error> cause;          // why it rolled back
   std::string rollback;                // how ("" when updated)
-  uint32_t fds = 0;                    // fds handed over
+  uint32_t fds = 0;                    // fds handed over (pre-copied ones included)
+  uint32_t precopied_fds = 0;          // of which sent before the freeze
   uint64_t blob_bytes = 0;
   uint64_t preserved_bytes = 0;        // sum of the blob's preserved-memory map
 };

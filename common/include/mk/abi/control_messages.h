@@ -22,6 +22,14 @@
 //   6. host -> old    kMsgUpdatePrepare (request UpdateStepMsg; reply
 //      UpdateReply): the old image's handlers preserve (may refuse: the
 //      update is cancelled, nothing changed);
+//   6b. host -> new   kMsgUpdatePrecopy (request HandoverMsg; reply
+//      UpdateReply), when prepare was sent with kUpdateFlagPrecopy and its
+//      reply carried a package (fd >= 0):
+//      what the old image preserved at prepare (client connections, listen
+//      sockets, pipes: the fds whose per-fd work is costly) travels now,
+//      outside the blackout, the same way as at step 8; the successor
+//      stages it (takes the fds, registers them, parks its service
+//      threads) and the freeze package carries only what changed since;
 //   7. host -> old    kMsgUpdateFreeze: the old image stops mutating
 //      preserved state (services paused at a request boundary, peer channel
 //      sides detached), writes the handoff package (mk/abi/handoff.h) into a
@@ -68,6 +76,7 @@ inline constexpr uint16_t kMsgUpdateFreeze = 0x1008;   // host -> old image, req
 inline constexpr uint16_t kMsgUpdateCancel = 0x1009;   // host -> old image, request
 inline constexpr uint16_t kMsgUpdateFinish = 0x100a;   // host -> old image, request
 inline constexpr uint16_t kMsgHandover = 0x100b;       // host -> successor, request
+inline constexpr uint16_t kMsgUpdatePrecopy = 0x100c;  // host -> successor, request
 
 struct ReadyMsg {
   uint32_t version;      // kControlVersion
@@ -121,8 +130,14 @@ struct PingPeerReply {
 // Payload of kMsgUpdatePrepare / Freeze / Cancel / Finish.
 struct UpdateStepMsg {
   uint32_t update_id;  // the host's number for this update (logs, checks)
-  uint32_t flags;      // 0
+  uint32_t flags;      // kMsgUpdatePrepare: kUpdateFlagPrecopy or 0; others 0
 };
+
+// kMsgUpdatePrepare's flag: the host will deliver a pre-copy package (the
+// prepare reply's fd, when >= 0) with kMsgUpdatePrecopy before the freeze;
+// the freeze package then carries only what changed since. Without it the
+// freeze package carries everything (one-step handover).
+inline constexpr uint32_t kUpdateFlagPrecopy = 1u << 0;
 
 // Reply of every update step and of kMsgHandover.
 struct UpdateReply {

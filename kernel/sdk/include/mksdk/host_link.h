@@ -85,6 +85,8 @@ struct HostServices {
   std::function<abi::UpdateReply(std::uint16_t type, const abi::UpdateStepMsg&)> update;
   // kMsgHandover (a parked successor).
   std::function<abi::UpdateReply(const abi::HandoverMsg&)> handover;
+  // kMsgUpdatePrecopy (a parked successor, before the freeze).
+  std::function<abi::UpdateReply(const abi::HandoverMsg&)> precopy;
 };
 
 struct HostLinkOptions {
