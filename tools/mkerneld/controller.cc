@@ -37,6 +37,7 @@ mk::Result<std::unique_ptr<Controller>> Controller::create(std::string runtime_d
   std::unique_ptr<Controller> c(
       new Controller(std::move(runtime_dir), std::move(sysroot), std::move(topo), std::move(part), io));
   c->apply_host_affinity();
+  c->load_last_updates();  // before adopt_all(): it may record an interrupted update
   c->adopt_all();
   return c;
 }
@@ -53,6 +54,7 @@ Controller::~Controller() {
 }
 
 rpc::Response Controller::handle(const rpc::Action& action, const Progress& progress) {
+  if (auto busy = refuse_while_updating(action)) return *busy;  // only while an update polls the loop
   if (std::holds_alternative<rpc::HostStatusAction>(action)) return status();
   if (std::holds_alternative<rpc::HostStopAction>(action)) {
     stop_requested_ = true;
@@ -72,7 +74,9 @@ rpc::Response Controller::handle(const rpc::Action& action, const Progress& prog
   if (mk::tools::rpc::changes_partition(action)) return change(action);
   mk::Partition view = part_;  // read-only actions never touch the owned state
   bool changed = false;
-  return mk::tools::apply_partition_action(action, {topo_, sysroot_, "live"}, view, changed);
+  rpc::Response r = mk::tools::apply_partition_action(action, {topo_, sysroot_, "live"}, view, changed);
+  if (const auto* a = std::get_if<rpc::ShowAction>(&action)) add_update_status(*a, r);
+  return r;
 }
 
 rpc::Response Controller::change(const rpc::Action& action) {

@@ -10,7 +10,9 @@
 // Files: controller.cc (creation, partition actions, persistence),
 // lifecycle.cc (load, start, stop, crash, re-adoption, instance-to-instance
 // channels), observe.cc (ping, console, top), update.cc (live update and its
-// journal: what a restarted daemon needs to finish or undo one).
+// journal: what a restarted daemon needs to finish or undo one),
+// update_gate.cc (requests while an update runs, the update status in show;
+// the values are update_state.h's).
 //
 // Lifecycle:
 //   1. create(): read the live topology once, load <dir>/state.json under
@@ -30,6 +32,11 @@
 //   4. host-stop / destruction: every running instance is detached (its
 //      host-channel side left attached, not closed) — instances outlive
 //      mkerneld.
+//   5. while an update runs, its waits call serve_while_updating(): the loop
+//      is polled re-entrantly (never recursively) so read-only requests
+//      (show, host status, console, plan without --apply) are answered and
+//      every other one is refused with EBUSY; instance exits seen meanwhile
+//      are handled once the update returned (update_gate.cc).
 // Unhappy paths: every failure is a failure Response (errno, what, message,
 // hint) for the client; nothing here throws or exits, and a refused or
 // failed action leaves the state file and the instance as they were.
@@ -46,6 +53,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ipi/channel.h"
 #include "mk/result.h"
@@ -56,6 +64,7 @@
 #include "mkernel/topology.h"
 #include "rpc_protocol.h"
 #include "supervisor.h"
+#include "update_state.h"
 
 namespace mkerneld {
 
@@ -130,6 +139,23 @@ class Controller {
   void recover_updates();
   // Stop watching the image of `live` (its pid changes in an update).
   void stop_watching(Live& live);
+  mk::tools::rpc::Response run_update(const mk::tools::rpc::UpdateAction& a, const Progress& progress);
+  // The update's end as `mkctl show` keeps it (memory and last-update file).
+  void record_last_update(const std::string& name, LastUpdate u);
+
+  // update_gate.cc
+  // What an update in progress answers for `action` instead of running it:
+  // EBUSY for everything but the read-only actions; nullopt = run it.
+  std::optional<mk::tools::rpc::Response> refuse_while_updating(const mk::tools::rpc::Action& action) const;
+  // UpdateRequest::on_wait: polls the loop once (guarded: never recursive).
+  void serve_while_updating();
+  // Exits the supervisor reported during an update, handled now.
+  void handle_deferred_exits();
+  // "update" of show's instance(s), and its lines in show NAME's text.
+  void add_update_status(const mk::tools::rpc::ShowAction& a, mk::tools::rpc::Response& r) const;
+  boost::json::object update_status_json(const std::string& name) const;
+  // Reads every instance's last-update file (create(), before adopt_all()).
+  void load_last_updates();
 
   // observe.cc
   mk::tools::rpc::Response ping(const mk::tools::rpc::PingAction& a);
@@ -147,6 +173,18 @@ class Controller {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stop_requested_ = false;
   uint32_t next_update_id_ = 1;
+
+  // Live-update status (update_gate.cc). An entry exists for every instance
+  // that was updated since the daemon started or has a last-update file.
+  struct UpdateStatus {
+    UpdateState state = UpdateState::Normal;
+    std::optional<LastUpdate> last;
+  };
+  std::map<std::string, UpdateStatus> update_status_;
+  std::optional<std::string> updating_;  // the instance an update runs on
+  uint32_t updating_id_ = 0;
+  bool serving_ = false;                 // inside serve_while_updating()'s poll
+  std::vector<ProcessExit> deferred_exits_;
 };
 
 }  // namespace mkerneld

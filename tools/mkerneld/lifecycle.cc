@@ -322,6 +322,20 @@ void Controller::retire(const std::string& name, InstanceState next, const std::
 }
 
 void Controller::on_exit(const ProcessExit& ex) {
+  if (updating_) {  // seen in an update's poll: handled once it returned (update_gate.cc)
+    for (auto& [name, live] : live_) {
+      if (live.run->pid() != ex.who.pid) continue;
+      // Its endpoint and console stay readable now: stop watching them
+      // (a completion already queued finds no watch to re-arm; only the
+      // dups close, retire() does the rest later).
+      if (live.ipi_watch) live.ipi_watch->cancel();
+      if (live.console_watch) live.console_watch->cancel();
+      live.ipi_watch.reset();
+      live.console_watch.reset();
+    }
+    deferred_exits_.push_back(ex);
+    return;
+  }
   for (auto& [name, live] : live_) {
     if (live.run->pid() != ex.who.pid) continue;
     if (live.stopping) return;  // stop() reaps and retires it
@@ -381,6 +395,8 @@ rpc::Response Controller::remove(const rpc::DeleteAction& a) {
   const std::string path = console_path(a.name);
   ::unlink(path.c_str());
   ::unlink((path + ".1").c_str());
+  ::unlink(last_update_path(dir_, a.name).c_str());
+  update_status_.erase(a.name);
   return r;
 }
 

@@ -122,7 +122,10 @@ rpc::Response Controller::ping(const rpc::PingAction& a) {
 rpc::Response Controller::console(const rpc::ConsoleAction& a) {
   const Instance* inst = part_.find(a.name);
   if (!inst) return rpc::Response::failure(not_running(part_, a.name));
-  if (auto it = live_.find(a.name); it != live_.end()) drain_console(it->second);  // fresh
+  // Fresh, except during the instance's own update (its image is being
+  // replaced: the update drained it before it began, and watches it again
+  // once it returned).
+  if (auto it = live_.find(a.name); it != live_.end() && updating_ != a.name) drain_console(it->second);
   const std::string path = console_path(a.name);
   auto text = mk::read_console(path);
   std::string body;

@@ -45,6 +45,13 @@ void Controller::stop_watching(Live& live) {
 }
 
 rpc::Response Controller::update(const rpc::UpdateAction& a, const Progress& progress) {
+  rpc::Response r = run_update(a, progress);
+  updating_.reset();        // (run_update did, on every path past live_update)
+  handle_deferred_exits();  // exits of other instances seen while it ran
+  return r;
+}
+
+rpc::Response Controller::run_update(const rpc::UpdateAction& a, const Progress& progress) {
   const Instance* cur = part_.find(a.name);
   if (!cur) return rpc::Response::failure(no_such_instance(part_, a.name));
   auto it = live_.find(a.name);
@@ -85,6 +92,7 @@ rpc::Response Controller::update(const rpc::UpdateAction& a, const Progress& pro
     ::mkdir((dir_ + "/update").c_str(), 0700);
     json::object j{{"instance", a.name},
                    {"update_id", req.update_id},
+                   {"kernel", next.path},
                    {"old", mk::tools::runtime_to_json(old_record)},
                    {"successor", mk::tools::runtime_to_json(successor)}};
     if (auto w = mk::tools::write_file_atomic(journal_path(a.name), json::serialize(j) + "\n"); !w)
@@ -97,15 +105,47 @@ rpc::Response Controller::update(const rpc::UpdateAction& a, const Progress& pro
     ::kill(::getpid(), SIGKILL);
   };
 
+  // The state machine as `mkctl show` reports it. on_state runs inside the
+  // blackout: an enum store into an entry that exists already, nothing more
+  // (remove() of this instance is refused while it runs, so `status` stays).
+  UpdateStatus& status = update_status_[a.name];
+  status.state = UpdateState::Normal;
+  // A rollback has no blackout of the library's (freeze -> restore); the
+  // old image was frozen from the freeze until the rollback ended, which
+  // the state's timestamps give (a clock read: no I/O).
+  std::optional<std::chrono::steady_clock::time_point> frozen_at, thawed_at;
+  req.on_state = [&](std::string_view st) {
+    auto s = parse_update_state(st);
+    if (!s) return;
+    status.state = *s;
+    if (*s == UpdateState::Frozen) frozen_at = std::chrono::steady_clock::now();
+    else if (frozen_at && !thawed_at && *s != UpdateState::Prepared) thawed_at = std::chrono::steady_clock::now();
+  };
+  req.on_wait = [this] { serve_while_updating(); };
+
   // The old image's exit (or exec into the reaper) is the update's business
   // now, not a crash; the event loop does not serve its endpoint meanwhile.
   live.stopping = true;
   stop_watching(live);
   drain_console(live);
   log("update %u of %s: %s -> %s", req.update_id, a.name.c_str(), was.path.c_str(), next.path.c_str());
+  updating_ = a.name;
+  updating_id_ = req.update_id;
   mk::UpdateOutcome out = mk::live_update(live.run, topo_, sysroot_, req);
+  updating_.reset();
   live.stopping = false;
   ::unlink(journal_path(a.name).c_str());
+  {
+    LastUpdate last{utc_now_iso8601(), req.update_id, next.path, "updated", out.blackout_ms, "", ""};
+    if (!out.updated) {
+      last.outcome = live.run ? "rolled back" : "failed";
+      last.cause = out.cause ? out.cause->to_string() : std::string("no cause recorded");
+      last.rollback = out.rollback;
+      if (!last.blackout_ms && frozen_at && thawed_at)
+        last.blackout_ms = std::chrono::duration<double, std::milli>(*thawed_at - *frozen_at).count();
+    }
+    record_last_update(a.name, std::move(last));
+  }
 
   if (!live.run) {
     const std::string why = "live update failed and the instance could not be kept running: " +
@@ -195,10 +235,21 @@ void Controller::recover_updates() {
       ::rename(path.c_str(), (path + ".corrupt").c_str());
       continue;
     }
+    // What show reports as the last update (kernel: journals of older
+    // daemons do not name it).
+    LastUpdate last{utc_now_iso8601(), 0, "", "rolled back", std::nullopt,
+                    "mkerneld was restarted during the update (it was killed or crashed)", ""};
+    const json::object& jo = v.get_object();
+    if (const json::value* id = jo.if_contains("update_id"); id && id->is_int64() && id->get_int64() >= 0 &&
+                                                              id->get_int64() <= UINT32_MAX)
+      last.update_id = static_cast<uint32_t>(id->get_int64());
+    if (const json::value* k = jo.if_contains("kernel"); k && k->is_string()) last.kernel = std::string(k->get_string());
     auto it = live_.find(name);
     if (it != live_.end()) {
       // The old image was re-adopted: undo the update, it resumes.
       auto r = mk::abort_update(*it->second.run, *rec, std::chrono::seconds(5));
+      last.rollback = "by the restarted mkerneld: successor pid " + std::to_string(rec->pid) + " killed, old image " +
+                      (r ? "unfrozen" : "did not answer the cancel: " + r.error().to_string());
       log("update of %s interrupted by a mkerneld restart: rolled back (successor pid %d killed, old image pid %d %s)",
           name.c_str(), rec->pid, it->second.run->pid(),
           r ? "unfrozen" : ("did not answer the cancel: " + r.error().to_string()).c_str());
@@ -211,7 +262,10 @@ void Controller::recover_updates() {
       }
       log("update of %s interrupted by a mkerneld restart and its old image is gone: successor pid %d killed",
           name.c_str(), rec->pid);
+      last.outcome = "failed";
+      last.rollback = "the old image was gone too: successor pid " + std::to_string(rec->pid) + " killed";
     }
+    if (part_.find(name)) record_last_update(name, std::move(last));
     ::unlink(path.c_str());
   }
 }
