@@ -95,17 +95,20 @@ Result<void> KvHandler::preserve(KhoBlob&) {
     for (auto& [id, d] : dups) ::close(d);
     return r.error();
   }
+  precopied_.clear();
   for (auto& [id, d] : dups) {
     // A connection that cannot be preserved now (e.g. reset meanwhile) is
     // left to the freeze, which refuses it if it is still there.
-    (void)files_->add(d, token_of(id));
+    if (files_->add(d, token_of(id))) precopied_.push_back(id);
     ::close(d);
   }
+  std::sort(precopied_.begin(), precopied_.end());
   return {};
 }
 
 void KvHandler::cancel() {
   added_.clear();
+  precopied_.clear();
   staged_.reset();  // new side: closes the staged connections (no shutdown)
   staged_ids_.clear();
   if (started_) {  // new side after a failed retrieve
@@ -139,7 +142,8 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
                      c.fd, c.in.size(), c.out.size(), KvService::kMaxHandoverBytes);
     }
     const std::uint64_t token = token_of(c.id);
-    if (!files_->has(token)) {  // accepted since prepare (or not preservable then)
+    // Accepted since prepare (or not preservable then): into the session now.
+    if (!std::binary_search(precopied_.begin(), precopied_.end(), c.id)) {
       if (auto r = files_->add(c.fd, token); !r) {
         undo();
         return r.error();
@@ -293,7 +297,7 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
   std::vector<KvConnState> owned = std::move(changes);
   changes.clear();  // begin/start own them now, even on error
   if (staged_) {
-    MK_TRY(staged_->begin(*store, &ids, std::move(owned)));
+    MK_TRY(staged_->begin(*store, &sorted, std::move(owned)));
     *ctx_.service = std::move(staged_);
   } else {
     const std::vector<int> listen = listen_fds();
@@ -314,6 +318,7 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
 Result<void> KvHandler::finish() {
   started_ = false;  // the service is this image's from here on
   added_.clear();
+  precopied_.clear();
   staged_ids_.clear();
   return {};
 }

@@ -75,6 +75,7 @@ class KvHandler final : public handover::Handler {
   std::vector<int> listen_fds() const;
   KvContext ctx_;
   FilesHandler* files_;
+  std::vector<std::uint32_t> precopied_;  // old side: ids preserve added (sorted)
   std::vector<std::uint64_t> added_;   // old side: tokens the freeze added
   std::unique_ptr<KvService> staged_;  // new side: stage() .. retrieve()
   std::vector<std::uint32_t> staged_ids_;  // sorted

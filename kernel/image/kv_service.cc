@@ -63,6 +63,12 @@ struct KvService::Impl {
   int stop_fd = -1;
   int reserve_fd = -1;  // closed to accept-and-drop when out of fds
   std::vector<std::unique_ptr<Conn>> conns;  // by fd
+  // stage(): (id, fd) of the staged connections, by id, so that begin()
+  // touches only the connections that changed (the rest are cold).
+  std::vector<std::pair<std::uint32_t, int>> staged_index;
+  // Connections carried over with buffered bytes or a pending close: the
+  // thread works on these first; the others wait for epoll like any.
+  std::vector<int> carried;
   std::vector<std::string> args;
   std::vector<char> scratch = std::vector<char>(kReadChunk);
   std::thread thread;
@@ -107,9 +113,12 @@ void KvService::Impl::run() {
   if (!enter()) return;
   // Connections carried over (a restored service): execute what is
   // already buffered and write what is pending before waiting.
-  for (std::size_t fd = 0; fd < conns.size(); ++fd) {
-    if (conns[fd]) process(static_cast<int>(fd), *conns[fd]);
+  for (int fd : carried) {
+    if (static_cast<std::size_t>(fd) < conns.size() && conns[static_cast<std::size_t>(fd)]) {
+      process(fd, *conns[static_cast<std::size_t>(fd)]);
+    }
   }
+  carried.clear();
   used.store(store->used_bytes(), std::memory_order_relaxed);
   leave();
   epoll_event evs[kMaxEvents];
@@ -181,8 +190,13 @@ Result<void> KvService::Impl::add_conn(KvConnState st) {
   const int fd = st.fd;
   int fl = ::fcntl(fd, F_GETFL);
   if (fl < 0) return MK_FAIL(EINVAL, "kv: restored connection not open", "fd %d", fd);
-  if (::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("kv: O_NONBLOCK on a restored connection");
+  // Usually set already: the flag lives in the socket's open file, shared
+  // with the predecessor's descriptor.
+  if ((fl & O_NONBLOCK) == 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+    return errno_error("kv: O_NONBLOCK on a restored connection");
+  }
   auto c = std::make_unique<Conn>();
+  if (!st.in.empty() || !st.out.empty() || st.closing) carried.push_back(fd);
   c->id = st.id;
   if (st.id >= next_id) next_id = st.id + 1 == 0 ? 1 : st.id + 1;
   c->in = std::move(st.in);
@@ -527,13 +541,15 @@ Result<std::unique_ptr<KvService>> KvService::stage(std::vector<int> listen_fds,
     ev.data.fd = l;
     if (::epoll_ctl(im.ep, EPOLL_CTL_ADD, l, &ev) != 0) return errno_error("kv: epoll_ctl of a listen fd");
   }
-  for (auto& c : conns) {
-    for (const auto& other : im.conns) {
-      if (other && other->id == c.id) {
-        return MK_FAIL(EINVAL, "kv: two connections with one id", "id %u", c.id);
-      }
+  std::vector<std::pair<std::uint32_t, int>> index;
+  for (const auto& c : conns) index.emplace_back(c.id, c.fd);
+  std::sort(index.begin(), index.end());
+  for (std::size_t i = 1; i < index.size(); ++i) {
+    if (index[i].first == index[i - 1].first) {
+      return MK_FAIL(EINVAL, "kv: two connections with one id", "id %u", index[i].first);
     }
   }
+  im.staged_index = std::move(index);
   for (auto& c : conns) {
     const int fd = c.fd;
     c.fd = -1;  // the service owns it now (closed by stop() or on error below)
@@ -566,23 +582,24 @@ Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_
     return MK_FAIL(EINVAL, "kv: begin() on a service that is not staged", "stage() it first, begin() once");
   }
   Impl& im = *impl_;
-  // Connections by id (few changes, many staged: one pass to index).
-  std::vector<std::pair<std::uint32_t, int>> by_id;
-  for (std::size_t fd = 0; fd < im.conns.size(); ++fd) {
-    if (im.conns[fd]) by_id.emplace_back(im.conns[fd]->id, static_cast<int>(fd));
-  }
-  std::sort(by_id.begin(), by_id.end());
+  // Staged connections by id (stage() sorted them).
+  const std::vector<std::pair<std::uint32_t, int>>& by_id = im.staged_index;
   auto find = [&](std::uint32_t id) -> int {
     auto it = std::lower_bound(by_id.begin(), by_id.end(), std::make_pair(id, -1));
     return it != by_id.end() && it->first == id ? it->second : -1;
   };
-  std::vector<std::uint32_t> want;
-  if (live) {
-    want = *live;
-    std::sort(want.begin(), want.end());
-    if (std::adjacent_find(want.begin(), want.end()) != want.end()) {
-      return MK_FAIL(EINVAL, "kv: a connection listed twice", "the live list repeats an id");
-    }
+  // `live` sorted (the caller's order is kept; a sorted list costs one pass).
+  std::vector<std::uint32_t> sorted_copy;
+  const std::vector<std::uint32_t>* want_p = live;
+  if (live && !std::is_sorted(live->begin(), live->end())) {
+    sorted_copy = *live;
+    std::sort(sorted_copy.begin(), sorted_copy.end());
+    want_p = &sorted_copy;
+  }
+  static const std::vector<std::uint32_t> kNone;
+  const std::vector<std::uint32_t>& want = want_p ? *want_p : kNone;
+  if (std::adjacent_find(want.begin(), want.end()) != want.end()) {
+    return MK_FAIL(EINVAL, "kv: a connection listed twice", "the live list repeats an id");
   }
   auto is_live = [&](std::uint32_t id) { return !live || std::binary_search(want.begin(), want.end(), id); };
   // Check everything before changing anything.
@@ -594,15 +611,27 @@ Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_
     if (c.fd >= 0 && at >= 0) return MK_FAIL(EINVAL, "kv: a new connection reuses a staged id", "id %u", c.id);
     if (!is_live(c.id)) return MK_FAIL(EINVAL, "kv: state for a connection not in the live list", "id %u", c.id);
   }
+  std::vector<std::uint32_t> added;  // ids of the changes that bring an fd
+  for (const auto& c : changes) {
+    if (c.fd >= 0) added.push_back(c.id);
+  }
+  std::sort(added.begin(), added.end());
+  if (std::adjacent_find(added.begin(), added.end()) != added.end()) {
+    return MK_FAIL(EINVAL, "kv: two new connections with one id", "the changes repeat an id");
+  }
   for (std::uint32_t id : want) {
-    bool found = find(id) >= 0;
-    for (const auto& c : changes) found |= (c.fd >= 0 && c.id == id);
-    if (!found) return MK_FAIL(EINVAL, "kv: a live connection was handed no fd", "id %u", id);
+    if (find(id) < 0 && !std::binary_search(added.begin(), added.end(), id)) {
+      return MK_FAIL(EINVAL, "kv: a live connection was handed no fd", "id %u", id);
+    }
   }
   // Staged connections the predecessor closed since: our dup goes quietly
-  // (the predecessor shut the socket down itself).
-  for (const auto& [id, fd] : by_id) {
-    if (!is_live(id)) im.close_conn(fd, false);
+  // (the predecessor shut the socket down itself). Both lists are sorted.
+  if (live) {
+    auto w = want.begin();
+    for (const auto& [id, fd] : by_id) {
+      while (w != want.end() && *w < id) ++w;
+      if (w == want.end() || *w != id) im.close_conn(fd, false);
+    }
   }
   for (auto& c : changes) {
     if (c.fd >= 0) {
@@ -613,7 +642,9 @@ Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_
         return r.error();
       }
     } else {
-      Conn& k = *im.conns[static_cast<std::size_t>(find(c.id))];
+      const int fd = find(c.id);
+      Conn& k = *im.conns[static_cast<std::size_t>(fd)];
+      if (!c.in.empty() || !c.out.empty() || c.closing) im.carried.push_back(fd);
       k.in = std::move(c.in);
       k.in_off = 0;
       k.out = std::move(c.out);
@@ -621,6 +652,8 @@ Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_
       k.closing = c.closing;
     }
   }
+  im.staged_index.clear();
+  im.staged_index.shrink_to_fit();
   capacity_ = store.capacity_bytes();
   im.used.store(store.used_bytes());
   im.store = store;

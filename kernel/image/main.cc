@@ -50,6 +50,7 @@
 #include "kv_handler.h"
 #include "kv_service.h"
 #include "memory_handler.h"
+#include "prefault.h"
 #include "mk/abi/control_messages.h"
 #include "mksdk/boot_info.h"
 #include "mksdk/devices.h"
@@ -327,6 +328,12 @@ Result<void> write_precopy(Image& im, std::uint32_t update_id) {
   return {};
 }
 
+void prefault(Image& im) {
+  if (auto r = image::prefault_image(); !r) {
+    im.con.print("mk-kernel: update: %s (going on)\n", r.error().to_string().c_str());
+  }
+}
+
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m) {
   const std::uint64_t t0 = monotonic_ns();
   abi::UpdateReply r{};
@@ -346,6 +353,7 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
     }
     im.blob = {};
     im.precopy.reset();
+    prefault(im);  // the freeze runs code this process may never have run
     if (auto x = im.machine.prepare(im.blob); !x) {
       fail(x.error());
     } else if (m.flags & abi::kUpdateFlagPrecopy) {
@@ -655,6 +663,8 @@ int boot(Image& im, const Args& args) {
   const abi::ReadyMsg ready{abi::kControlVersion, im.tree.instance.id,
                             static_cast<std::uint32_t>(im.loops->size()), im.tenants.started(),
                             monotonic_ns() - im.t0};
+  // A successor's restore runs inside the blackout: its code is faulted in now.
+  if (im.parked) prefault(im);
   if (im.parked && args.fault == Fault::kExitAtBoot) {
     im.con.print("mk-kernel: --fault=exit-at-boot: exiting before READY\n");
     return exit_code::kInternal;

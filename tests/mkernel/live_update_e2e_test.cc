@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -254,7 +255,19 @@ TEST_F(LiveUpdate, InPlaceKeepsTheConnectionTheKeysTheTenantAndTheNamespaces) {
   auto u = update_request();
   u.update_id = 41;
   u.on_successor = [&](const RuntimeRecord& r) { successor = r; };
+  // The host leaves the instance's CPUs during the blackout, and comes back.
+  cpu_set_t before, during, after;
+  CPU_ZERO(&during);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof before, &before), 0);
+  u.after_freeze = [&] { (void)::sched_getaffinity(0, sizeof during, &during); };
   UpdateOutcome out = live_update(run, topo, req.root, u);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof after, &after), 0);
+  EXPECT_TRUE(CPU_EQUAL(&before, &after));
+  cpu_set_t elsewhere = before;
+  for (uint32_t c : req.instance.cpus.to_vector()) CPU_CLR(c, &elsewhere);
+  if (CPU_COUNT(&elsewhere) > 0) {  // else it has nowhere to go (and does not spin)
+    for (uint32_t c : req.instance.cpus.to_vector()) EXPECT_FALSE(CPU_ISSET(c, &during)) << "cpu " << c;
+  }
   ASSERT_TRUE(out.updated) << (out.cause ? out.cause->to_string() : "") << " / " << out.rollback
                            << "\nconsole: " << (run ? drain(run->console_fd()) : "");
   ASSERT_TRUE(run);

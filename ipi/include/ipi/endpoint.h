@@ -156,6 +156,11 @@ class Endpoint {
   std::size_t dispatch(std::chrono::nanoseconds timeout);
   // One non-blocking pass. Returns messages handled.
   std::size_t poll();
+  // How later dispatch() calls wait (from the dispatching thread only): a
+  // host that must not pay a wake-up for a reply it expects within
+  // microseconds (a live update's blackout) spins with kPoll meanwhile.
+  void set_wait_mode(WaitMode mode) { opts_.mode = mode; }
+  WaitMode wait_mode() const { return opts_.mode; }
 
   // Event-loop view: event_fd() is an epoll fd that becomes readable when a
   // peer rings or dies. arm() returns false if work is already pending (do
