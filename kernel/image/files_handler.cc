@@ -156,9 +156,10 @@ Result<void> FilesHandler::retrieve(const KhoBlob& blob) {
   received_.clear();
   if (staged_) {
     for (const auto& f : restored.files()) {
-      if (has(f.token)) {
-        return MK_FAIL(EINVAL, "handover: a token both pre-copied and in the freeze package",
-                       "token 0x%llx", static_cast<unsigned long long>(f.token));
+      if (staged_->knows(f.token)) {
+        return MK_FAIL(EINVAL, "handover: token sent twice",
+                       "token 0x%llx is both pre-copied and in the freeze package",
+                       static_cast<unsigned long long>(f.token));
       }
     }
   }

@@ -143,9 +143,15 @@ TEST(Session, PreserveRetrieveFinish) {
   EXPECT_EQ(busy.error().code(), EBUSY);
   EXPECT_NE(std::string(busy.error().message()).find("token 3"), std::string::npos);
 
+  EXPECT_TRUE(s->contains(7));
+  EXPECT_TRUE(s->knows(7));
+  EXPECT_FALSE(s->contains(99));
+  EXPECT_FALSE(s->knows(99));
   auto got = s->retrieve(7);
   ASSERT_TRUE(got) << got.error().to_string();
   EXPECT_EQ(inode(got->get()), ino);
+  EXPECT_FALSE(s->contains(7));  // retrieved: no longer held
+  EXPECT_TRUE(s->knows(7));      // but it was in the session
   auto again = s->retrieve(7);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code(), EALREADY);

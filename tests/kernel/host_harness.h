@@ -119,8 +119,9 @@ class ImageRun {
   int handover_fd() const { return handover_fd_; }  // successor only
   // One update step to this image; the reply.
   Result<abi::UpdateReply> step(std::uint16_t type, std::uint32_t update_id = 1,
-                                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-    return request<abi::UpdateStepMsg, abi::UpdateReply>(type, abi::UpdateStepMsg{update_id, 0}, timeout);
+                                std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                std::uint32_t flags = 0) {
+    return request<abi::UpdateStepMsg, abi::UpdateReply>(type, abi::UpdateStepMsg{update_id, flags}, timeout);
   }
 
  private:

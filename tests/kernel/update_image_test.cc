@@ -326,6 +326,102 @@ TEST(MkKernelUpdate, ACorruptPackageIsRefused) {
   ::close(*bad);
 }
 
+// Pre-copy (kUpdateFlagPrecopy): prepare replies with a package of what it
+// preserved; the successor stages it; the freeze package carries only the
+// connection accepted since; the client of each keeps its connection.
+TEST(MkKernelUpdate, PreCopyThenFreezeHandsOverOnlyTheDelta) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client early(old->listen_port());
+  ASSERT_EQ(early.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  // Not for an image that is not parked.
+  auto wrong = old->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, 0});
+  ASSERT_TRUE(wrong.has_value());
+  EXPECT_EQ(wrong->status, -EALREADY) << detail(*wrong);
+  auto pr = old->step(abi::kMsgUpdatePrepare, 1, 30s, abi::kUpdateFlagPrecopy);
+  ASSERT_TRUE(pr.has_value());
+  ASSERT_EQ(pr->status, 0) << detail(*pr);
+  ASSERT_GE(pr->fd, 0);
+  auto pre = fetch_handoff(old->pid(), pr->fd);
+  ASSERT_TRUE(pre.has_value()) << pre.error().to_string();
+  EXPECT_EQ(pre->fds.size(), 2u);  // the listen socket and `early`
+  ASSERT_TRUE(send_handoff(succ->handover_fd(), pre->package, pre->fds).has_value());
+  auto staged = succ->request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, static_cast<std::uint32_t>(pre->fds.size())});
+  ASSERT_TRUE(staged.has_value());
+  ASSERT_EQ(staged->status, 0) << detail(*staged) << succ->console();
+  // Twice: refused, the first stays staged.
+  auto twice = succ->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, 0});
+  ASSERT_TRUE(twice.has_value());
+  EXPECT_EQ(twice->status, -EALREADY) << detail(*twice);
+  // Still serving; a client arrives between pre-copy and freeze.
+  EXPECT_EQ(early.cmd({"INCR", "x"}), ":2");
+  Client late(old->listen_port());
+  ASSERT_EQ(late.cmd({"SET", "y", "late"}), "+OK");
+  auto fr = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr.has_value());
+  ASSERT_EQ(fr->status, 0) << detail(*fr);
+  auto h = fetch_handoff(old->pid(), fr->fd);
+  ASSERT_TRUE(h.has_value()) << h.error().to_string();
+  EXPECT_EQ(h->fds.size(), 1u);  // `late` only
+  auto rep = hand_over(*succ, *h);
+  ASSERT_TRUE(rep.has_value()) << rep.error().to_string();
+  ASSERT_EQ(rep->status, 0) << detail(*rep) << succ->console();
+  expect_step_ok(*old, abi::kMsgUpdateFinish);
+  EXPECT_EQ(early.cmd({"GET", "y"}), "$late");
+  EXPECT_EQ(late.cmd({"INCR", "x"}), ":3");
+  EXPECT_NE(succ->console().find("2 connections (1 pre-copied)"), std::string::npos) << succ->console();
+  shutdown(*succ);
+}
+
+// A freeze package that repeats a pre-copied token is refused; the old
+// image is cancelled back into service.
+TEST(MkKernelUpdate, ATokenBothPreCopiedAndInTheFreezePackageIsRefused) {
+  auto old = launch_old({"--services=kv"}, true);
+  ASSERT_TRUE(old);
+  Client c(old->listen_port());
+  ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
+  auto succ = launch_successor(*old, {"--services=kv"}, true);
+  ASSERT_TRUE(succ && succ->wait_ready());
+  auto pr = old->step(abi::kMsgUpdatePrepare, 1, 30s, abi::kUpdateFlagPrecopy);
+  ASSERT_TRUE(pr.has_value() && pr->status == 0 && pr->fd >= 0);
+  auto pre = fetch_handoff(old->pid(), pr->fd);
+  ASSERT_TRUE(pre.has_value());
+  ASSERT_TRUE(send_handoff(succ->handover_fd(), pre->package, pre->fds).has_value());
+  auto staged = succ->request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, static_cast<std::uint32_t>(pre->fds.size())});
+  ASSERT_TRUE(staged.has_value() && staged->status == 0);
+  auto fr = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr.has_value() && fr->status == 0);
+  // Hand over the pre-copy's package again as the freeze's: every token twice.
+  Handoff again;
+  again.package = ::dup(pre->package);
+  for (int f : pre->fds) again.fds.push_back(::dup(f));
+  auto parsed = handover::parse_kho_blob(blob_of(*pre));
+  ASSERT_TRUE(parsed.has_value());
+  auto frozen = handover::parse_kho_blob(blob_of(*fetch_handoff(old->pid(), fr->fd)));
+  ASSERT_TRUE(frozen.has_value());
+  for (auto& s : frozen->subsystems) {
+    if (s.name != "mk-kernel") parsed->subsystems.push_back(s);  // memory, tenants, kv of the freeze
+  }
+  auto bytes = handover::emit_kho_blob(*parsed);
+  ASSERT_TRUE(bytes.has_value());
+  auto pkg = repackage(again, *bytes);
+  ASSERT_TRUE(pkg.has_value());
+  ASSERT_TRUE(send_handoff(succ->handover_fd(), *pkg, again.fds).has_value());
+  auto rep = succ->request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgHandover, abi::HandoverMsg{1, static_cast<std::uint32_t>(again.fds.size())});
+  ASSERT_TRUE(rep.has_value());
+  EXPECT_EQ(rep->status, -EINVAL) << detail(*rep);
+  EXPECT_NE(detail(*rep).find("token sent twice"), std::string::npos) << detail(*rep);
+  ::close(*pkg);
+  expect_step_ok(*old, abi::kMsgUpdateCancel);
+  EXPECT_EQ(c.cmd({"INCR", "x"}), ":2");
+  shutdown(*old);
+}
+
 TEST(MkKernelUpdate, ANewerKvSchemaIsRefused) {
   auto old = launch_old({"--services=kv"}, true);
   ASSERT_TRUE(old);

@@ -135,6 +135,8 @@ class Session {
 
   // Whether `token` is held (preserved or restored, not retrieved yet).
   bool contains(uint64_t token) const;
+  // Whether `token` was ever in this session (retrieved ones included).
+  bool knows(uint64_t token) const { return entries_.count(token) != 0; }
   // The entries in token order (the order of describe() and transfer_fds()).
   std::vector<PreservedFile> files() const;
   // The "mkernel,files-v1" subtree: node name = session name, property
