@@ -251,10 +251,12 @@ struct Case {
   LatencyStats update, floor, cold;
   std::vector<double> blackout_ms;
   // Inside the blackout, medians: the freeze, transfer and restore phases as
-  // the host saw them, and the images' own time for freeze and restore.
+  // the host saw them, and the images' own time for freeze and restore;
+  // and "precopy" (before the freeze, outside the blackout).
   std::map<std::string, std::vector<double>> parts;
   uint64_t preserved_bytes = 0;
   uint32_t fds = 0;
+  uint32_t precopied_fds = 0;  // of `fds`, sent before the freeze
   uint64_t blob_bytes = 0;
   uint64_t keys = 0;
 };
@@ -355,12 +357,13 @@ mk::Result<void> run_case(Setup& s, Case& c, long runs, long cold_runs) {
     if (i < 0) continue;
     c.blackout_ms.push_back(*out.blackout_ms);
     for (const auto& p : out.phases) {
-      if (p.phase != "freeze" && p.phase != "transfer" && p.phase != "restore") continue;
+      if (p.phase != "freeze" && p.phase != "transfer" && p.phase != "restore" && p.phase != "precopy") continue;
       c.parts[p.phase].push_back(p.ms);
       if (p.image_ms) c.parts[p.phase + "_in_image"].push_back(*p.image_ms);
     }
     c.preserved_bytes = out.preserved_bytes;
     c.fds = out.fds;
+    c.precopied_fds = out.precopied_fds;
     c.blob_bytes = out.blob_bytes;
   }
   const long got = get_length(loader, "key:0");
@@ -542,6 +545,7 @@ int run_update(const Args& args) {
                                          {"conns", c.conns},
                                          {"keys", c.keys},
                                          {"fds_handed_over", c.fds},
+                                         {"fds_precopied", c.precopied_fds},
                                          {"blob_bytes", c.blob_bytes},
                                          {"preserved_bytes", c.preserved_bytes},
                                          {"update_blackout", to_json(c.update)},
@@ -583,6 +587,8 @@ int run_update(const Args& args) {
     std::printf("  %-8s %6llu  blackout p50 parts: freeze %.3f (image %.3f) + transfer %.3f + restore %.3f (image %.3f)\n",
                 size_text(c.bytes).c_str(), static_cast<unsigned long long>(c.conns), p50("freeze"),
                 p50("freeze_in_image"), p50("transfer"), p50("restore"), p50("restore_in_image"));
+    std::printf("  %-8s %6s  before it: precopy %.3f (image %.3f) sent %u of the %u fds\n", "", "", p50("precopy"),
+                p50("precopy_in_image"), c.precopied_fds, c.fds);
   }
   std::printf("  (ms; blackout = freeze sent -> successor restored; floor = SCM_RIGHTS of the same fds + mmap of a\n"
               "   populated memfd of that size into a running process; cold = stop, boot, reload the dump, reconnect)\n");
