@@ -27,6 +27,7 @@
 // Exit codes: mk::sdk::exit_code (0 shutdown requested, 1 internal, 2 usage,
 // 3 bad boot tree, 4 missing resource, 5 host link, 6 host down, 7 tenant).
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 
@@ -682,6 +683,11 @@ int main(int argc, char** argv) {
   im.t0 = monotonic_ns();  // first thing: boot_ns counts from here
   // Console/host pipes may close under us: report, never die of SIGPIPE.
   ::signal(SIGPIPE, SIG_IGN);
+  // Heap pages freed stay mapped (no trim, no mmap for big blocks): the
+  // freeze and the restore allocate what prepare and the pre-copy just
+  // did, and a fresh page costs a fault inside the blackout.
+  ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   Args args;
   if (int rc = parse_args(argc, argv, &args); rc >= 0) return rc;
   if (args.reaper_fd >= 0) return image::run_reaper(args.reaper_fd);

@@ -160,7 +160,8 @@ class HostOffInstance {
 // dispatches while the reply is awaited; `spin`: see kBlackoutSpin.
 Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* name, const void* payload,
                               std::size_t size, std::chrono::milliseconds timeout,
-                              const std::function<void()>& tick = {}, bool spin = false) {
+                              const std::function<void()>& tick = {}, bool spin = false,
+                              const std::function<void()>& after_send = {}) {
   struct State {
     bool done = false;
     std::size_t len = 0;
@@ -179,6 +180,7 @@ Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* na
         }
       });
   if (!id) st.err = id.error();
+  if (id && after_send) after_send();
   ipi::Endpoint& ep = ri.endpoint();
   const ipi::WaitMode mode = ep.wait_mode();
   const auto spin_end = std::chrono::steady_clock::now() + kBlackoutSpin;
@@ -376,13 +378,23 @@ struct Update {
   }
 
   // Hands the package and fds to a parked image and asks it to restore.
+  // The request goes first: the successor wakes up (tens of microseconds
+  // on a guest) while the package and fds are being sent. A send that
+  // fails shuts the socket down, so the successor's receive fails at once
+  // and the step ends with its refusal; the send's error is returned.
   Result<abi::UpdateReply> hand_over(Successor& s, int package_fd) {
     std::vector<int> fds;
     for (const auto& f : held) fds.push_back(f.get());
-    MK_TRY(send_handoff(s.handover_socket.get(), package_fd, fds));
     abi::HandoverMsg m{req.update_id, static_cast<uint32_t>(fds.size())};
-    return step(*s.run, abi::kMsgHandover, "handover", &m, sizeof m, req.timeout, waiter(Clock::now(), false),
-                spin);
+    Result<void> sent = ok();
+    auto send = [&] {
+      sent = send_handoff(s.handover_socket.get(), package_fd, fds);
+      if (!sent) (void)::shutdown(s.handover_socket.get(), SHUT_RDWR);
+    };
+    auto r = step(*s.run, abi::kMsgHandover, "handover", &m, sizeof m, req.timeout, waiter(Clock::now(), false), spin,
+                  send);
+    if (!sent) return sent.error();
+    return r;
   }
 
   // The successor (or the image booted again) takes the instance over,
