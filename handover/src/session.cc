@@ -19,8 +19,8 @@ constexpr const char* kSessionWhat = "session error";
 constexpr const char* kRestoreWhat = "cannot restore session";
 constexpr uint32_t kFlagMask = O_ACCMODE | O_APPEND | O_NONBLOCK;
 
-constexpr std::string_view kTypeNames[] = {"memfd", "regular", "pipe",          "fifo",
-                                           "unix",  "tcp-listen", "tcp-connected", "eventfd"};
+constexpr std::string_view kTypeNames[] = {"memfd", "regular",       "pipe",    "fifo",    "unix",
+                                           "tcp-listen", "tcp-connected", "eventfd", "chardev", "blockdev"};
 
 bool valid_session_name(std::string_view n) {
   if (n.empty() || n.size() > 63) return false;
@@ -100,8 +100,10 @@ Result<FdType> classify_fd(int fd) {
   const mode_t kind = st.st_mode & S_IFMT;
   if (kind == S_IFSOCK) return classify_socket(fd);
   if (kind == S_IFDIR) return refuse(fd, "directory");
-  if (kind == S_IFCHR) return refuse(fd, "character device");
-  if (kind == S_IFBLK) return refuse(fd, "block device");
+  // Device nodes: the open file travels as it is (its position, flags and
+  // the driver's per-open state are the file's, not the process's).
+  if (kind == S_IFCHR) return FdType::kCharDevice;
+  if (kind == S_IFBLK) return FdType::kBlockDevice;
   // Anonymous inodes (eventfd, epoll, signalfd, timerfd, pidfd...) carry no
   // useful mode bits on every kernel: tell them apart by their link name.
   std::string link = fd_link(fd);

@@ -568,7 +568,7 @@ TEST(MkKernelUpdate, ASuccessorWithoutKvRefusesAKvBlob) {
 TEST(MkKernelUpdate, ADeviceThatCannotTravelRefusesThePrepareEveryTime) {
   LaunchSpec spec;
   spec.init = "sleep 1000";      // the tenants handler adds the reaper pipe first
-  spec.file_device = "/dev/null";  // a character device: not preservable
+  spec.file_device = "/tmp";  // a directory: not preservable
   auto r = ImageRun::launch(spec);
   ASSERT_TRUE(r.has_value()) << r.error().to_string();
   auto old = std::move(*r);

@@ -24,7 +24,7 @@
 //   6. Session::finish() — every token retrieved: the session is closed.
 // Unhappy paths:
 //   1. An fd of a type the runtime cannot carry (directory, epoll, pidfd,
-//      signalfd, timerfd, UDP or unconnected socket, device...) is refused at
+//      signalfd, timerfd, UDP or unconnected socket...) is refused at
 //      preserve time with ENOENT ("cannot preserve fd of type X"), so the
 //      application learns it before any update starts.
 //   2. The update is cancelled: the outgoing image keeps running and simply
@@ -107,6 +107,8 @@ enum class FdType : uint8_t {
   kTcpListen,     // AF_INET/AF_INET6 TCP in listen state
   kTcpConnected,  // AF_INET/AF_INET6 TCP with a peer
   kEventfd,
+  kCharDevice,   // an open character device node (a tty, /dev/null, a driver's node)
+  kBlockDevice,  // an open block device node (an instance's `block` device)
 };
 std::string_view to_string(FdType type) noexcept;  // "memfd", "regular", ...
 std::optional<FdType> parse_fd_type(std::string_view text) noexcept;
