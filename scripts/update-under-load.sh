@@ -48,7 +48,8 @@ BENCH=$!
 sleep 0.5
 blackouts=()
 for i in $(seq 1 "$UPDATES"); do
-  b=$("$MKCTL" update "$NAME" --json | sed -n 's/.*"blackout_ms":\([0-9.e+-]*\).*/\1/p')
+  j=$("$MKCTL" update "$NAME" --json); [ -n "${MK_UPDATE_LOG:-}" ] && echo "$j" >>"$MK_UPDATE_LOG"
+  b=$(echo "$j" | sed -n 's/.*"blackout_ms":\([0-9.eE+-]*\).*/\1/p' | awk '{printf "%.3f", $1}')
   [ -n "$b" ] || { echo "update-under-load: update $i failed" >&2; exit 1; }
   blackouts+=("$b")
   sleep 0.8  # spread the updates over the whole benchmark (about 20 s at -n 200000)

@@ -64,6 +64,16 @@ Result<FdType> classify_socket(int fd) {
   return refuse(fd, "socket (TCP, neither listening nor connected)");
 }
 
+// A TCP stream socket, not listening, whose peer is gone: what a connection
+// preserved as tcp-connected becomes when its client closes or resets it
+// in transit. It is still that connection (the application reads EOF or
+// ECONNRESET from it), so restore takes it as described.
+bool is_tcp_connection_without_peer(int fd) {
+  const int domain = sockopt(fd, SOL_SOCKET, SO_DOMAIN);
+  return (domain == AF_INET || domain == AF_INET6) && sockopt(fd, SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
+         sockopt(fd, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP && sockopt(fd, SOL_SOCKET, SO_ACCEPTCONN) == 0;
+}
+
 }  // namespace
 
 // ---- OwnedFd / FdType ------------------------------------------------------------
@@ -276,6 +286,9 @@ Result<Session> Session::restore(const Subsystem& files, std::vector<OwnedFd> fd
   for (std::size_t i = 0; i < list.size(); ++i) {
     auto type = classify_fd(fds[i].get());
     if (!type && type.error().code() == EBADF) return type.error();
+    if (!type && list[i].type == FdType::kTcpConnected && is_tcp_connection_without_peer(fds[i].get())) {
+      type = FdType::kTcpConnected;  // its client left while it travelled
+    }
     if (!type || *type != list[i].type) {
       return MK_FAIL(EINVAL, kRestoreWhat, "/%s: fd %zu (token %llu) is %s, the subtree says %s",
                      files.name.c_str(), i, static_cast<unsigned long long>(list[i].token),

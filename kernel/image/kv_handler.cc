@@ -131,9 +131,8 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
   handover::Subsystem sub;
   sub.name = "kv";
   sub.compatible = kCompatible;
-  sub.properties = {KhoProperty::u32("region", range.region), KhoProperty::u64("offset", range.offset),
-                    KhoProperty::u64("bytes", range.pages * sdk::kPageSize),
-                    KhoProperty::bytes("ids", encode_ids(conns))};
+  std::vector<KvConnState> live;  // what the successor gets (`ids`)
+  live.reserve(conns.size());
   for (const auto& c : conns) {
     if (c.in.size() > KvService::kMaxHandoverBytes || c.out.size() > KvService::kMaxHandoverBytes) {
       undo();
@@ -145,11 +144,19 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
     // Accepted since prepare (or not preservable then): into the session now.
     if (!std::binary_search(precopied_.begin(), precopied_.end(), c.id)) {
       if (auto r = files_->add(c.fd, token); !r) {
+        if (r.error().code() == ENOENT) {
+          // A TCP connection that lost its peer (reset: nothing more can be
+          // read from or written to it): nothing to hand over; it stays
+          // here and ends with this image, or after a cancel when the
+          // service reads the reset.
+          continue;
+        }
         undo();
         return r.error();
       }
       added_.push_back(token);
     }
+    live.push_back(KvConnState{c.id, c.fd, {}, {}, false});
     if (c.in.empty() && c.out.empty() && !c.closing) continue;
     char name[32];
     std::snprintf(name, sizeof name, "conn@%x", c.id);
@@ -162,6 +169,9 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
                                     KhoProperty::u32("closing", c.closing ? 1 : 0)},
                                    {}});
   }
+  sub.properties = {KhoProperty::u32("region", range.region), KhoProperty::u64("offset", range.offset),
+                    KhoProperty::u64("bytes", range.pages * sdk::kPageSize),
+                    KhoProperty::bytes("ids", encode_ids(live))};
   if (sub.children.size() > handover::kMaxChildren) {
     undo();
     return MK_FAIL(E2BIG, "kv: too many connections with pending data to hand over",

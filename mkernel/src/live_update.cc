@@ -130,8 +130,12 @@ constexpr auto kBlackoutSpin = std::chrono::milliseconds(20);
 
 // For the blackout: the calling (host) thread leaves the instance's CPUs,
 // so that spinning for replies never takes a CPU from the images; put
-// back as it was on destruction. `active` is false (no spinning) when the
-// thread may run nowhere else or its affinity cannot be read or set.
+// back as it was on destruction. `active` is false (no spinning: the
+// thread sleeps for its replies as at any other time) when the thread may
+// run nowhere else or its affinity cannot be read or set. (A spinner at
+// normal priority on a busy host CPU can lose a time slice to the tasks
+// there; under redis-benchmark on the host CPU the blackouts measured the
+// same with SCHED_FIFO as without, so it stays at its priority.)
 class HostOffInstance {
  public:
   explicit HostOffInstance(const CpuSet& instance) {

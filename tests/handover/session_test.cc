@@ -267,6 +267,40 @@ TEST(Session, DescribeBlobRoundTripAndRestore) {
   EXPECT_TRUE(in->finish());
 }
 
+// A connection preserved as tcp-connected whose client leaves (and which
+// its old owner shut down) while it travels is still that connection; a
+// TCP socket that never had a peer is not.
+TEST(Session, RestoreTakesAConnectionWhoseClientLeftInTransit) {
+  OwnedFd listener = tcp_listener();
+  OwnedFd client = tcp_connect(listener.get());
+  OwnedFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(server.valid());
+  SessionRegistry reg;
+  Session* s = *reg.create("conns");
+  ASSERT_TRUE(s->preserve(server.get(), 5));
+  Subsystem sub = *s->describe();
+  client.reset();                               // the client goes
+  ASSERT_EQ(::shutdown(server.get(), SHUT_RDWR), 0);  // the old owner closes it on purpose
+  std::vector<OwnedFd> sent;
+  sent.emplace_back(::fcntl(server.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_FALSE(classify_fd(sent.back().get()));  // not connected any more
+  auto r = Session::restore(sub, std::move(sent));
+  ASSERT_TRUE(r) << r.error().to_string();
+  auto fd = r->retrieve(5);
+  ASSERT_TRUE(fd);
+  char c;
+  EXPECT_EQ(::read(fd->get(), &c, 1), 0);  // the application sees the end
+  // An unconnected TCP socket described as a listener is still refused.
+  SessionRegistry reg2;
+  Session* l = *reg2.create("l");
+  ASSERT_TRUE(l->preserve(listener.get(), 1));
+  std::vector<OwnedFd> fresh;
+  fresh.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto bad = Session::restore(*l->describe(), std::move(fresh));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), EINVAL);
+}
+
 TEST(Session, RestoreRefusesMismatches) {
   SessionRegistry reg;
   Session* s = *reg.create("web");

@@ -29,11 +29,14 @@
 //      application learns it before any update starts.
 //   2. The update is cancelled: the outgoing image keeps running and simply
 //      retrieves its tokens from the same session (or drops the session).
-//   3. The incoming image receives a subtree it does not understand (another
+//   3. A connection whose client closes or resets it while it travels is
+//      still restored as tcp-connected (the application then reads EOF or
+//      ECONNRESET from it, as it would have without the update).
+//   4. The incoming image receives a subtree it does not understand (another
 //      version) or fds that do not match it: restore fails (EPROTONOSUPPORT,
 //      EINVAL), the image refuses the blob and the update rolls back; the
 //      fds it received are closed, the host still holds its own dups.
-//   4. finish() with tokens never retrieved is refused (EBUSY): nothing
+//   5. finish() with tokens never retrieved is refused (EBUSY): nothing
 //      preserved is dropped silently. (LUO lets a file handler veto finish
 //      with can_finish(); here every unretrieved fd vetoes it.)
 //
