@@ -185,6 +185,7 @@ rpc::Response Controller::run_update(const rpc::UpdateAction& a, const Progress&
                    {"pid", live.run->pid()},
                    {"phases", std::move(phases)},
                    {"fds", out.fds},
+                   {"precopied_fds", out.precopied_fds},
                    {"blob_bytes", out.blob_bytes},
                    {"preserved_bytes", out.preserved_bytes}};
   if (out.blackout_ms) doc["blackout_ms"] = *out.blackout_ms;
@@ -200,9 +201,9 @@ rpc::Response Controller::run_update(const rpc::UpdateAction& a, const Progress&
   }
   char text[512];
   std::snprintf(text, sizeof text,
-                "updated '%s': pid %d -> %d, blackout %.3f ms (%u fd(s), %.1f MiB of memory preserved, blob %llu "
-                "bytes)\n",
-                a.name.c_str(), old_pid, live.run->pid(), out.blackout_ms.value_or(0), out.fds,
+                "updated '%s': pid %d -> %d, blackout %.3f ms (%u fd(s), %u of them before the freeze, %.1f MiB of "
+                "memory preserved, blob %llu bytes)\n",
+                a.name.c_str(), old_pid, live.run->pid(), out.blackout_ms.value_or(0), out.fds, out.precopied_fds,
                 static_cast<double>(out.preserved_bytes) / (1 << 20),
                 static_cast<unsigned long long>(out.blob_bytes));
   log("update %u of %s: done, blackout %.3f ms", req.update_id, a.name.c_str(), out.blackout_ms.value_or(0));
