@@ -100,6 +100,7 @@ class FilesHandler final : public handover::Handler {
   // Pre-copy: old side, the entries sent ahead; new side, the staged ones.
   std::unique_ptr<handover::SessionRegistry> staged_registry_;
   handover::Session* staged_ = nullptr;
+  std::unique_ptr<handover::SessionRegistry> spent_;  // finished staged session, freed at the next preserve
   std::vector<handover::OwnedFd> received_;
   std::vector<std::size_t> installed_;  // new side: device indexes given an fd
 };

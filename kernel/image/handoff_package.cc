@@ -29,8 +29,17 @@ Result<void> write_all(int fd, const void* data, std::size_t n) {
 
 }  // namespace
 
+Result<handover::OwnedFd> make_package_memfd(std::size_t reserve) {
+  handover::OwnedFd fd(::memfd_create("mk-handoff", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return errno_error("memfd_create for the handoff package");
+  if (reserve > 0 && ::fallocate(fd.get(), 0, 0, static_cast<off_t>(reserve)) != 0) {
+    return errno_error("fallocate of the handoff package");
+  }
+  return fd;
+}
+
 Result<handover::OwnedFd> write_handoff_package(std::uint32_t update_id, std::span<const int> source_fds,
-                                                std::span<const std::uint8_t> blob) {
+                                                std::span<const std::uint8_t> blob, handover::OwnedFd into) {
   if (source_fds.size() > abi::kMaxHandoffFds) {
     return MK_FAIL(EINVAL, "too many fds to hand over", "%zu fds, the package carries at most %u", source_fds.size(),
                    abi::kMaxHandoffFds);
@@ -39,8 +48,10 @@ Result<handover::OwnedFd> write_handoff_package(std::uint32_t update_id, std::sp
     return MK_FAIL(EINVAL, "bad handover blob size", "%zu bytes (1..%llu)", blob.size(),
                    static_cast<unsigned long long>(abi::kMaxHandoffBlobBytes));
   }
-  handover::OwnedFd fd(::memfd_create("mk-handoff", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid()) return errno_error("memfd_create for the handoff package");
+  handover::OwnedFd fd = std::move(into);
+  if (!fd.valid()) {
+    MK_TRY_ASSIGN(fd, make_package_memfd(0));
+  }
   const auto count = static_cast<std::uint32_t>(source_fds.size());
   abi::HandoffHeader h{};
   std::memcpy(h.magic, abi::kHandoffMagic, sizeof h.magic);
@@ -56,6 +67,10 @@ Result<handover::OwnedFd> write_handoff_package(std::uint32_t update_id, std::sp
   }
   MK_TRY(write_all(fd.get(), head.data(), head.size()));
   MK_TRY(write_all(fd.get(), blob.data(), blob.size()));
+  // A reserved memfd is longer than the package: its size must be exact.
+  if (::ftruncate(fd.get(), static_cast<off_t>(head.size() + blob.size())) != 0) {
+    return errno_error("sizing the handoff package");
+  }
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     return errno_error("sealing the handoff package");
   }

@@ -13,7 +13,9 @@
 //
 // Returns:
 //   write_handoff_package: EINVAL (more than kMaxHandoffFds fds, empty or
-//                          oversized blob), memfd_create/write/fcntl errno.
+//                          oversized blob), memfd_create/write/ftruncate/
+//                          fcntl errno.
+//   make_package_memfd:    memfd_create/fallocate errno.
 //   receive_handoff:       ETIMEDOUT (nothing arrived in time), EPROTO (a
 //                          chunk out of order, wrong fd count, missing
 //                          SCM_RIGHTS, MSG_CTRUNC: fds were dropped, short
@@ -35,9 +37,15 @@
 
 namespace mk::image {
 
-// Writes and seals (F_SEAL_WRITE|SHRINK|GROW|SEAL) the package memfd.
+// A fresh, empty package memfd (sealable) with `reserve` bytes of pages
+// allocated: the old image makes one at prepare so that the freeze, inside
+// the blackout, neither creates the memfd nor allocates its pages.
+Result<handover::OwnedFd> make_package_memfd(std::size_t reserve);
+
+// Writes and seals (F_SEAL_WRITE|SHRINK|GROW|SEAL) the package memfd:
+// `into` (from make_package_memfd, nothing written yet) or a new one.
 Result<handover::OwnedFd> write_handoff_package(std::uint32_t update_id, std::span<const int> source_fds,
-                                                std::span<const std::uint8_t> blob);
+                                                std::span<const std::uint8_t> blob, handover::OwnedFd into = {});
 
 struct ReceivedHandoff {
   handover::OwnedFd package;

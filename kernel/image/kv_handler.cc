@@ -240,8 +240,8 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
     const auto* b = &ids_prop->value[i];
     ids.push_back(std::uint32_t{b[0]} << 24 | std::uint32_t{b[1]} << 16 | std::uint32_t{b[2]} << 8 | b[3]);
   }
-  std::vector<std::uint32_t> sorted = ids;
-  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::uint32_t> sorted = ids;  // in the old image's fd order: usually nearly sorted
+  if (!std::is_sorted(sorted.begin(), sorted.end())) std::sort(sorted.begin(), sorted.end());
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
     return MK_FAIL(EINVAL, "handover: a kv id listed twice", "/kv/ids lists a connection twice");
   }
@@ -287,7 +287,10 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
   } guard{&changes};
   std::size_t r = 0;
   std::sort(records.begin(), records.end(), [](const ConnRecord& a, const ConnRecord& b) { return a.id < b.id; });
+  auto staged = staged_ids_.begin();  // both sorted: one walk
   for (std::uint32_t id : sorted) {
+    while (staged != staged_ids_.end() && *staged < id) ++staged;
+    const bool was_staged = staged != staged_ids_.end() && *staged == id;
     KvConnState st{id, -1, {}, {}, false};
     const bool has_record = r < records.size() && records[r].id == id;
     if (has_record) {
@@ -296,7 +299,7 @@ Result<void> KvHandler::retrieve(const KhoBlob& blob) {
       st.closing = records[r].closing;
       ++r;
     }
-    if (!std::binary_search(staged_ids_.begin(), staged_ids_.end(), id)) {
+    if (!was_staged) {
       MK_TRY_ASSIGN(handover::OwnedFd fd, files_->take(token_of(id)));
       st.fd = fd.release();
     } else if (!has_record) {

@@ -619,9 +619,15 @@ Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_
   if (std::adjacent_find(added.begin(), added.end()) != added.end()) {
     return MK_FAIL(EINVAL, "kv: two new connections with one id", "the changes repeat an id");
   }
-  for (std::uint32_t id : want) {
-    if (find(id) < 0 && !std::binary_search(added.begin(), added.end(), id)) {
-      return MK_FAIL(EINVAL, "kv: a live connection was handed no fd", "id %u", id);
+  {  // every live id staged or added (all three lists sorted: one walk)
+    auto st = by_id.begin();
+    auto ad = added.begin();
+    for (std::uint32_t id : want) {
+      while (st != by_id.end() && st->first < id) ++st;
+      while (ad != added.end() && *ad < id) ++ad;
+      if ((st == by_id.end() || st->first != id) && (ad == added.end() || *ad != id)) {
+        return MK_FAIL(EINVAL, "kv: a live connection was handed no fd", "id %u", id);
+      }
     }
   }
   // Staged connections the predecessor closed since: our dup goes quietly

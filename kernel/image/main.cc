@@ -208,6 +208,7 @@ struct Image {
   handover::KhoBlob blob;
   handover::OwnedFd package;  // the sealed handoff package, until finish/cancel
   handover::OwnedFd precopy;  // the pre-copy package (prepare's reply), until freeze/cancel
+  handover::OwnedFd spare;    // made at prepare: the freeze writes its package into it
 };
 
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m);
@@ -305,13 +306,17 @@ Result<void> freeze(Image& im, std::uint32_t update_id) {
   auto bytes = handover::emit_kho_blob(im.blob);
   if (!bytes) return undo(bytes.error());
   const std::vector<int> fds = im.files->transfer_fds();
-  auto pkg = image::write_handoff_package(update_id, fds, *bytes);
+  auto pkg = image::write_handoff_package(update_id, fds, *bytes, std::move(im.spare));
   if (!pkg) return undo(pkg.error());
   im.package = std::move(*pkg);
   im.con.print("mk-kernel: update %u: frozen, package fd %d: %zu fds, %zu blob bytes\n", update_id, im.package.get(),
                fds.size(), bytes->size());
   return {};
 }
+
+// The freeze's package memfd, made at prepare with this much room: the
+// delta package of a pre-copied update is a few KiB; a larger one grows.
+constexpr std::size_t kSpareBytes = 64 * 1024;
 
 // After prepare, with kUpdateFlagPrecopy: what the session holds so far, as
 // a package of its own (files subtree only), sent to the successor before
@@ -335,6 +340,29 @@ void prefault(Image& im) {
   }
 }
 
+// Prepare: the handlers preserve; then the freeze's package memfd is made
+// and, with kUpdateFlagPrecopy, the pre-copy package written. Anything
+// failing after the handlers preserved cancels them: normal again.
+Result<void> prepare(Image& im, const abi::UpdateStepMsg& m) {
+  im.blob = {};
+  im.precopy.reset();
+  im.spare.reset();
+  prefault(im);  // the freeze runs code this process may never have run
+  MK_TRY(im.machine.prepare(im.blob));
+  auto rest = [&]() -> Result<void> {
+    MK_TRY_ASSIGN(im.spare, image::make_package_memfd(kSpareBytes));
+    if (m.flags & abi::kUpdateFlagPrecopy) MK_TRY(write_precopy(im, m.update_id));
+    return {};
+  };
+  if (auto r = rest(); !r) {
+    (void)im.machine.cancel();
+    im.spare.reset();
+    im.precopy.reset();
+    return r.error();
+  }
+  return {};
+}
+
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m) {
   const std::uint64_t t0 = monotonic_ns();
   abi::UpdateReply r{};
@@ -352,18 +380,10 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
       im.con.print("mk-kernel: --fault=die-in-prepare: exiting on kMsgUpdatePrepare\n");
       ::_exit(1);
     }
-    im.blob = {};
-    im.precopy.reset();
-    prefault(im);  // the freeze runs code this process may never have run
-    if (auto x = im.machine.prepare(im.blob); !x) {
+    if (auto x = prepare(im, m); !x) {
       fail(x.error());
-    } else if (m.flags & abi::kUpdateFlagPrecopy) {
-      if (auto y = write_precopy(im, m.update_id); !y) {
-        (void)im.machine.cancel();
-        fail(y.error());
-      } else {
-        r.fd = im.precopy.get();
-      }
+    } else {
+      r.fd = im.precopy.valid() ? im.precopy.get() : -1;
     }
   } else if (type == abi::kMsgUpdateFreeze) {
     if (auto x = freeze(im, m.update_id); !x) {
@@ -379,6 +399,7 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
         reattach_peers(im);
         im.package.reset();
         im.precopy.reset();
+        im.spare.reset();
         im.blob = {};
         im.con.print("mk-kernel: update %u cancelled, serving as before\n", m.update_id);
       }

@@ -1,6 +1,7 @@
 // The handoff package codec of the image (kernel/image/handoff_package.h):
 // write/seal, the socket protocol and every validation error.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,6 +71,36 @@ TEST(HandoffPackage, RoundTripThroughTheSocket) {
   EXPECT_EQ(c->header.update_id, 42u);
   EXPECT_EQ(c->source_fds, (std::vector<std::int32_t>{11, 12, 13}));
   EXPECT_EQ(c->blob, blob);
+}
+
+// The freeze writes into a memfd made (and its pages reserved) at prepare:
+// the package is the same, at its exact size, sealed.
+TEST(HandoffPackage, WrittenIntoAReservedMemfdItHasItsExactSize) {
+  auto spare = image::make_package_memfd(64 * 1024);
+  ASSERT_TRUE(spare.has_value()) << spare.error().to_string();
+  struct stat st {};
+  ASSERT_EQ(::fstat(spare->get(), &st), 0);
+  EXPECT_EQ(st.st_size, 64 * 1024);
+  const std::vector<std::uint8_t> blob(100, 9);
+  const int src[2] = {7, 8};
+  auto pkg = write_handoff_package(5, src, blob, std::move(*spare));
+  ASSERT_TRUE(pkg.has_value()) << pkg.error().to_string();
+  ASSERT_EQ(::fstat(pkg->get(), &st), 0);
+  EXPECT_EQ(static_cast<std::uint64_t>(st.st_size), abi::handoff_size(2, 100));
+  EXPECT_EQ(::fcntl(pkg->get(), F_GET_SEALS), F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  auto c = read_handoff_package(pkg->get(), 2, 5);
+  ASSERT_TRUE(c.has_value()) << c.error().to_string();
+  EXPECT_EQ(c->source_fds, (std::vector<std::int32_t>{7, 8}));
+  EXPECT_EQ(c->blob, blob);
+  // A blob bigger than the reservation grows the memfd.
+  auto small = image::make_package_memfd(16);
+  ASSERT_TRUE(small.has_value());
+  const std::vector<std::uint8_t> big(8192, 3);
+  auto grown = write_handoff_package(6, {}, big, std::move(*small));
+  ASSERT_TRUE(grown.has_value()) << grown.error().to_string();
+  auto g = read_handoff_package(grown->get(), 0, 6);
+  ASSERT_TRUE(g.has_value()) << g.error().to_string();
+  EXPECT_EQ(g->blob, big);
 }
 
 TEST(HandoffPackage, WriteRefusesEmptyBlobs) {

@@ -72,6 +72,7 @@ HostLink::~HostLink() = default;
 
 Result<void> HostLink::attach_peers() {
   if (peers_) return MK_FAIL(EALREADY, "peer channels already attached", "attach_peers() twice");
+  retired_peers_.reset();
   PeerLink::Options po;
   po.mode = opts_.mode;
   po.ping_timeout = opts_.peer_ping_timeout;
@@ -84,7 +85,9 @@ Result<void> HostLink::attach_peers() {
 Result<void> HostLink::detach_peers() {
   if (!peers_) return MK_FAIL(EALREADY, "peer channels not attached", "detach_peers() twice");
   MK_TRY_ASSIGN(parked_->sides, peers_->detach());
-  peers_.reset();
+  // Destroyed later (attach_peers, or with the link): its endpoint's
+  // teardown is tens of microseconds a live update's freeze need not wait.
+  retired_peers_ = std::move(peers_);
   return {};
 }
 

@@ -135,6 +135,7 @@ class HostLink {
   std::unique_ptr<ipi::Endpoint> ep_;
   struct ParkedPeers;  // detached peer sides (their fds), or not yet attached
   std::unique_ptr<PeerLink> peers_;
+  std::unique_ptr<PeerLink> retired_peers_;  // detached, not yet destroyed
   std::unique_ptr<ParkedPeers> parked_;
   HostServices services_;
   HostLinkOptions opts_;
