@@ -23,11 +23,13 @@ constexpr std::uint32_t kVersion = 2;
 
 std::uint64_t token_of(std::uint32_t id) { return kConnToken | id; }
 
-std::vector<std::uint8_t> encode_ids(const std::vector<KvConnState>& conns) {
-  std::vector<std::uint8_t> out;
-  out.reserve(conns.size() * 4);
-  for (const auto& c : conns) {
-    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<std::uint8_t>(c.id >> s));
+std::vector<std::uint8_t> encode_ids(const std::vector<std::uint32_t>& ids) {
+  std::vector<std::uint8_t> out(ids.size() * 4);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    out[4 * i] = static_cast<std::uint8_t>(ids[i] >> 24);
+    out[4 * i + 1] = static_cast<std::uint8_t>(ids[i] >> 16);
+    out[4 * i + 2] = static_cast<std::uint8_t>(ids[i] >> 8);
+    out[4 * i + 3] = static_cast<std::uint8_t>(ids[i]);
   }
   return out;
 }
@@ -87,9 +89,10 @@ Result<void> KvHandler::preserve(KhoBlob&) {
   KvService& svc = **ctx_.service;
   svc.pause();
   std::vector<std::pair<std::uint32_t, int>> dups;
-  for (const auto& c : svc.connection_states()) {
-    const int d = ::fcntl(c.fd, F_DUPFD_CLOEXEC, 0);
-    if (d >= 0) dups.emplace_back(c.id, d);
+  const KvService::Snapshot snap = svc.snapshot();
+  for (std::size_t i = 0; i < snap.ids.size(); ++i) {
+    const int d = ::fcntl(snap.fds[i], F_DUPFD_CLOEXEC, 0);
+    if (d >= 0) dups.emplace_back(snap.ids[i], d);
   }
   if (auto r = svc.resume(); !r) {
     for (auto& [id, d] : dups) ::close(d);
@@ -127,37 +130,44 @@ Result<void> KvHandler::freeze(KhoBlob& blob) {
     if (auto r = svc.resume(); !r) ctx_.con->print("mk-kernel: kv: cannot resume: %s\n", r.error().to_string().c_str());
   };
   const sdk::PageRange& range = **ctx_.store;
-  const std::vector<KvConnState> conns = svc.connection_states();
+  const KvService::Snapshot snap = svc.snapshot();
   handover::Subsystem sub;
   sub.name = "kv";
   sub.compatible = kCompatible;
-  std::vector<KvConnState> live;  // what the successor gets (`ids`)
-  live.reserve(conns.size());
-  for (const auto& c : conns) {
+  for (const auto& c : snap.pending) {
     if (c.in.size() > KvService::kMaxHandoverBytes || c.out.size() > KvService::kMaxHandoverBytes) {
       undo();
       return MK_FAIL(E2BIG, "kv: a connection has too much pending data to hand over",
                      "connection %u (fd %d): %zu input / %zu output bytes (cap %zu); retry once it drained", c.id,
                      c.fd, c.in.size(), c.out.size(), KvService::kMaxHandoverBytes);
     }
-    const std::uint64_t token = token_of(c.id);
+  }
+  std::vector<std::uint32_t> live;  // what the successor gets (`ids`)
+  std::vector<std::uint32_t> left_out;  // sorted: lost their peer, not handed over
+  live.reserve(snap.ids.size());
+  for (std::size_t i = 0; i < snap.ids.size(); ++i) {
+    const std::uint32_t id = snap.ids[i];
     // Accepted since prepare (or not preservable then): into the session now.
-    if (!std::binary_search(precopied_.begin(), precopied_.end(), c.id)) {
-      if (auto r = files_->add(c.fd, token); !r) {
+    if (!std::binary_search(precopied_.begin(), precopied_.end(), id)) {
+      if (auto r = files_->add(snap.fds[i], token_of(id)); !r) {
         if (r.error().code() == ENOENT) {
           // A TCP connection that lost its peer (reset: nothing more can be
           // read from or written to it): nothing to hand over; it stays
           // here and ends with this image, or after a cancel when the
           // service reads the reset.
+          left_out.push_back(id);
           continue;
         }
         undo();
         return r.error();
       }
-      added_.push_back(token);
+      added_.push_back(token_of(id));
     }
-    live.push_back(KvConnState{c.id, c.fd, {}, {}, false});
-    if (c.in.empty() && c.out.empty() && !c.closing) continue;
+    live.push_back(id);
+  }
+  std::sort(left_out.begin(), left_out.end());
+  for (const auto& c : snap.pending) {
+    if (std::binary_search(left_out.begin(), left_out.end(), c.id)) continue;
     char name[32];
     std::snprintf(name, sizeof name, "conn@%x", c.id);
     const auto* in = reinterpret_cast<const std::uint8_t*>(c.in.data());

@@ -63,6 +63,11 @@ struct KvService::Impl {
   int stop_fd = -1;
   int reserve_fd = -1;  // closed to accept-and-drop when out of fds
   std::vector<std::unique_ptr<Conn>> conns;  // by fd
+  // By fd too, contiguous: the connection's id (0: none) and whether it
+  // holds buffered bytes or a pending close. snapshot() reads these, not
+  // the (cold) connections, at the freeze of a live update.
+  std::vector<std::uint32_t> id_of;
+  std::vector<std::uint8_t> pending_of;
   // stage(): (id, fd) of the staged connections, by id, so that begin()
   // touches only the connections that changed (the rest are cold).
   std::vector<std::pair<std::uint32_t, int>> staged_index;
@@ -97,6 +102,8 @@ struct KvService::Impl {
   // successor do during a live update). Never for connections that are
   // handed on (stop() of a successor that gives the instance back).
   void close_conn(int fd, bool shut);
+  void track(int fd, std::uint32_t id, bool pending);  // id 0: gone
+  static bool pending(const Conn& c) { return c.in_off < c.in.size() || c.out_off < c.out.size() || c.closing; }
   bool enter();  // waits for an open gate, then busy; false: quit
   void leave();
   void execute(Conn& c);
@@ -114,8 +121,10 @@ void KvService::Impl::run() {
   // Connections carried over (a restored service): execute what is
   // already buffered and write what is pending before waiting.
   for (int fd : carried) {
-    if (static_cast<std::size_t>(fd) < conns.size() && conns[static_cast<std::size_t>(fd)]) {
-      process(fd, *conns[static_cast<std::size_t>(fd)]);
+    const auto i = static_cast<std::size_t>(fd);
+    if (i < conns.size() && conns[i]) {
+      process(fd, *conns[i]);
+      if (conns[i]) pending_of[i] = pending(*conns[i]);
     }
   }
   carried.clear();
@@ -182,6 +191,7 @@ void KvService::Impl::accept_all(int lfd) {
     conns[static_cast<std::size_t>(fd)]->events = EPOLLIN;
     conns[static_cast<std::size_t>(fd)]->id = next_id++;
     if (next_id == 0) next_id = 1;  // 2^32 connections later: ids wrap
+    track(fd, conns[static_cast<std::size_t>(fd)]->id, false);
     nconns.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -208,6 +218,7 @@ Result<void> KvService::Impl::add_conn(KvConnState st) {
   ev.data.fd = fd;
   if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) return errno_error("kv: epoll_ctl of a restored connection");
   if (conns.size() <= static_cast<std::size_t>(fd)) conns.resize(static_cast<std::size_t>(fd) + 1);
+  track(fd, c->id, pending(*c));
   conns[static_cast<std::size_t>(fd)] = std::move(c);
   nconns.fetch_add(1, std::memory_order_relaxed);
   return {};
@@ -219,6 +230,7 @@ void KvService::Impl::close_conn(int fd, bool shut) {
   if (shut) (void)::shutdown(fd, SHUT_RDWR);
   ::close(fd);
   conns[static_cast<std::size_t>(fd)].reset();
+  track(fd, 0, false);
   nconns.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -244,6 +256,17 @@ void KvService::Impl::on_conn(int fd, std::uint32_t ev) {
     }
   }
   process(fd, c);
+  if (conns[static_cast<std::size_t>(fd)]) pending_of[static_cast<std::size_t>(fd)] = pending(c);
+}
+
+void KvService::Impl::track(int fd, std::uint32_t id, bool p) {
+  const auto i = static_cast<std::size_t>(fd);
+  if (id_of.size() <= i) {
+    id_of.resize(i + 1, 0);
+    pending_of.resize(i + 1, 0);
+  }
+  id_of[i] = id;
+  pending_of[i] = p ? 1 : 0;
 }
 
 // Parses and executes buffered requests while replies are not backed up,
@@ -656,6 +679,7 @@ Result<void> KvService::begin(sdk::KvStore store, const std::vector<std::uint32_
       k.out = std::move(c.out);
       k.out_off = 0;
       k.closing = c.closing;
+      im.pending_of[static_cast<std::size_t>(fd)] = Impl::pending(k) ? 1 : 0;
     }
   }
   im.staged_index.clear();
@@ -709,6 +733,25 @@ std::vector<KvConnState> KvService::connection_states() const {
     if (!c) continue;
     out.push_back(
         KvConnState{c->id, static_cast<int>(fd), c->in.substr(c->in_off), c->out.substr(c->out_off), c->closing});
+  }
+  return out;
+}
+
+KvService::Snapshot KvService::snapshot() const {
+  Snapshot out;
+  if (!impl_) return out;
+  const Impl& im = *impl_;
+  out.ids.reserve(im.nconns.load(std::memory_order_relaxed));
+  out.fds.reserve(out.ids.capacity());
+  for (std::size_t fd = 0; fd < im.id_of.size(); ++fd) {
+    if (im.id_of[fd] == 0) continue;
+    out.ids.push_back(im.id_of[fd]);
+    out.fds.push_back(static_cast<int>(fd));
+    if (im.pending_of[fd]) {
+      const Conn& c = *im.conns[fd];
+      out.pending.push_back(
+          KvConnState{c.id, static_cast<int>(fd), c.in.substr(c.in_off), c.out.substr(c.out_off), c.closing});
+    }
   }
   return out;
 }

@@ -101,6 +101,15 @@ class KvService {
   Result<void> resume();
   // After pause(): each connection's state (fds still owned by the service).
   std::vector<KvConnState> connection_states() const;
+  // After pause(), what a freeze needs: every connection's id and fd (in fd
+  // order), and the full state of only those with buffered bytes or a
+  // pending close. Reads compact per-fd arrays, not each connection.
+  struct Snapshot {
+    std::vector<std::uint32_t> ids;
+    std::vector<int> fds;  // fds[i] is ids[i]'s
+    std::vector<KvConnState> pending;
+  };
+  Snapshot snapshot() const;
   bool paused() const { return paused_; }
 
   // Store bytes in use (header, buckets, live blocks) and the whole store,

@@ -187,6 +187,36 @@ TEST_F(KvServiceTest, AQuitClosesTheConnectionEvenWhileADupIsHeldElsewhere) {
   ::close(held);
 }
 
+TEST_F(KvServiceTest, SnapshotListsEveryConnectionAndTheStateOfThoseWithBufferedBytes) {
+  Pair idle, half, gone;
+  auto svc = KvService::start(*store_, listen(), 0, &con_,
+                              {{3, idle.server, {}, {}, false}, {4, half.server, {}, {}, false},
+                               {5, gone.server, {}, {}, false}});
+  ASSERT_TRUE(svc);
+  ASSERT_TRUE(send_all(half.client, "*2\r\n$3\r\nGET"));  // half a request: buffered
+  ::close(gone.client);
+  gone.client = -1;
+  // Until the service has read both (no reply comes for either).
+  KvService::Snapshot snap;
+  for (int i = 0; i < 200; ++i) {
+    (*svc)->pause();
+    snap = (*svc)->snapshot();
+    const bool done = snap.ids.size() == 2 && snap.pending.size() == 1;
+    if (done) break;
+    ASSERT_TRUE((*svc)->resume());
+    ::usleep(10000);
+  }
+  ASSERT_EQ(snap.ids.size(), 2u);
+  EXPECT_EQ(snap.ids[0], 3u);  // fd order: idle's server end was opened first
+  EXPECT_EQ(snap.ids[1], 4u);
+  EXPECT_EQ(snap.fds[0], idle.server);
+  EXPECT_EQ(snap.fds[1], half.server);
+  ASSERT_EQ(snap.pending.size(), 1u);
+  EXPECT_EQ(snap.pending[0].id, 4u);
+  EXPECT_EQ(snap.pending[0].in, "*2\r\n$3\r\nGET");
+  ASSERT_TRUE((*svc)->resume());
+}
+
 TEST_F(KvServiceTest, AcceptedConnectionsGetIdsAfterTheRestoredOnes) {
   Pair a;
   auto svc = KvService::start(*store_, listen(), 0, &con_, {{41, a.server, {}, {}, false}});
