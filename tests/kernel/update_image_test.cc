@@ -326,6 +326,22 @@ TEST(MkKernelUpdate, ACorruptPackageIsRefused) {
   ::close(*bad);
 }
 
+// Prepare with kUpdateFlagPrecopy, copy the pre-copy package out of `old`,
+// send it to `succ` and have it staged (kMsgUpdatePrecopy).
+Handoff prepare_and_stage(ImageRun& old, ImageRun& succ) {
+  auto pr = old.step(abi::kMsgUpdatePrepare, 1, 30s, abi::kUpdateFlagPrecopy);
+  EXPECT_TRUE(pr.has_value() && pr->status == 0 && pr->fd >= 0) << (pr ? detail(*pr) : pr.error().to_string());
+  if (!pr || pr->fd < 0) return {};
+  auto pre = fetch_handoff(old.pid(), pr->fd);
+  EXPECT_TRUE(pre.has_value()) << (pre ? "" : pre.error().to_string());
+  if (!pre) return {};
+  EXPECT_TRUE(send_handoff(succ.handover_fd(), pre->package, pre->fds).has_value());
+  auto staged = succ.request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, static_cast<std::uint32_t>(pre->fds.size())});
+  EXPECT_TRUE(staged.has_value() && staged->status == 0) << (staged ? detail(*staged) : "") << succ.console();
+  return std::move(*pre);
+}
+
 // Pre-copy (kUpdateFlagPrecopy): prepare replies with a package of what it
 // preserved; the successor stages it; the freeze package carries only the
 // connection accepted since; the client of each keeps its connection.
@@ -340,18 +356,8 @@ TEST(MkKernelUpdate, PreCopyThenFreezeHandsOverOnlyTheDelta) {
   auto wrong = old->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, 0});
   ASSERT_TRUE(wrong.has_value());
   EXPECT_EQ(wrong->status, -EALREADY) << detail(*wrong);
-  auto pr = old->step(abi::kMsgUpdatePrepare, 1, 30s, abi::kUpdateFlagPrecopy);
-  ASSERT_TRUE(pr.has_value());
-  ASSERT_EQ(pr->status, 0) << detail(*pr);
-  ASSERT_GE(pr->fd, 0);
-  auto pre = fetch_handoff(old->pid(), pr->fd);
-  ASSERT_TRUE(pre.has_value()) << pre.error().to_string();
-  EXPECT_EQ(pre->fds.size(), 2u);  // the listen socket and `early`
-  ASSERT_TRUE(send_handoff(succ->handover_fd(), pre->package, pre->fds).has_value());
-  auto staged = succ->request<abi::HandoverMsg, abi::UpdateReply>(
-      abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, static_cast<std::uint32_t>(pre->fds.size())});
-  ASSERT_TRUE(staged.has_value());
-  ASSERT_EQ(staged->status, 0) << detail(*staged) << succ->console();
+  Handoff pre = prepare_and_stage(*old, *succ);
+  EXPECT_EQ(pre.fds.size(), 2u);  // the listen socket and `early`
   // Twice: refused, the first stays staged.
   auto twice = succ->request<abi::HandoverMsg, abi::UpdateReply>(abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, 0});
   ASSERT_TRUE(twice.has_value());
@@ -385,14 +391,8 @@ TEST(MkKernelUpdate, ATokenBothPreCopiedAndInTheFreezePackageIsRefused) {
   ASSERT_EQ(c.cmd({"SET", "x", "1"}), "+OK");
   auto succ = launch_successor(*old, {"--services=kv"}, true);
   ASSERT_TRUE(succ && succ->wait_ready());
-  auto pr = old->step(abi::kMsgUpdatePrepare, 1, 30s, abi::kUpdateFlagPrecopy);
-  ASSERT_TRUE(pr.has_value() && pr->status == 0 && pr->fd >= 0);
-  auto pre = fetch_handoff(old->pid(), pr->fd);
-  ASSERT_TRUE(pre.has_value());
-  ASSERT_TRUE(send_handoff(succ->handover_fd(), pre->package, pre->fds).has_value());
-  auto staged = succ->request<abi::HandoverMsg, abi::UpdateReply>(
-      abi::kMsgUpdatePrecopy, abi::HandoverMsg{1, static_cast<std::uint32_t>(pre->fds.size())});
-  ASSERT_TRUE(staged.has_value() && staged->status == 0);
+  Handoff pre_h = prepare_and_stage(*old, *succ);
+  const Handoff* pre = &pre_h;
   auto fr = old->step(abi::kMsgUpdateFreeze);
   ASSERT_TRUE(fr.has_value() && fr->status == 0);
   // Hand over the pre-copy's package again as the freeze's: every token twice.
