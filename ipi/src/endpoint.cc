@@ -4,10 +4,13 @@
 
 #include <poll.h>
 #include <sys/epoll.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <cstring>
 
 #include "endpoint_internal.h"
@@ -19,7 +22,7 @@ using Clock = Channel::Clock;
 
 namespace {
 
-constexpr std::size_t kMaxPeers = 128;  // futex_waitv limit
+constexpr std::size_t kMaxPeers = 127;  // futex_waitv's limit (128), less the wake() word
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -291,13 +294,17 @@ void Endpoint::check_liveness(bool force) {
 }
 
 void Endpoint::sleep_until(Clock::time_point wake_at) {
-  Doorbell* bells[kMaxPeers];
+  Doorbell* bells[kMaxPeers + 1];
   std::size_t n = 0;
+  bells[n++] = &wake_bell_;
   for (auto& p : peers_) {
     if (!p->down) bells[n++] = &p->ch.rx_doorbell();
   }
   for (std::size_t i = 0; i < n; ++i) bells[i]->announce_sleep(abi::kSleepingFutex);
-  bool work = false;
+  // The seq_cst store of announce_sleep and this seq_cst load pair with
+  // wake()'s store of the flag and load of the word: one of the two sides
+  // sees the other, no wake-up is lost.
+  bool work = wake_requested_.load(std::memory_order_seq_cst);
   for (auto& p : peers_) {
     if (!p->down && (p->ch.consumer().has_pending() || p->ch.peer_closed())) work = true;
   }
@@ -308,6 +315,15 @@ void Endpoint::sleep_until(Clock::time_point wake_at) {
     if (left.count() > 0) wait_any(std::span<Doorbell* const>(bells, n), left);
   }
   for (std::size_t i = 0; i < n; ++i) bells[i]->cancel_sleep();
+}
+
+void Endpoint::wake() {
+  wake_requested_.store(true, std::memory_order_seq_cst);
+  std::atomic_ref<std::uint32_t> word(wake_line_.state);
+  std::uint32_t s = word.load(std::memory_order_seq_cst);
+  if (s != abi::kAwake && word.compare_exchange_strong(s, abi::kAwake, std::memory_order_acq_rel)) {
+    ::syscall(SYS_futex, &wake_line_.state, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  }
 }
 
 std::size_t Endpoint::dispatch(std::chrono::nanoseconds timeout) {
@@ -325,6 +341,7 @@ std::size_t Endpoint::dispatch(std::chrono::nanoseconds timeout) {
   for (std::uint32_t i = 1;; ++i) {
     if (std::size_t n = drain_all()) return n;
     if ((i & 63) == 0) {
+      if (take_wake()) return 0;
       expire_requests();
       const auto now = Clock::now();
       if (now >= next_liveness_) check_liveness(true);
@@ -335,6 +352,7 @@ std::size_t Endpoint::dispatch(std::chrono::nanoseconds timeout) {
   }
   for (;;) {
     if (std::size_t n = poll()) return n;
+    if (take_wake()) return 0;
     check_liveness(false);
     const auto now = Clock::now();
     if (now >= deadline) return 0;

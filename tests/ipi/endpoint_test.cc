@@ -353,5 +353,39 @@ TEST(Endpoint, IdleDispatchSleepsAfterAnsweredRequests) {
   EXPECT_LT(used, 150.0) << "idle dispatch used " << used << " ms of CPU in 300 ms";
 }
 
+// wake() from another thread ends a dispatch that would otherwise wait for
+// its (long) timeout, in every wait mode, with and without peers; a wake()
+// before dispatch() makes the next one return at once, and only that one.
+TEST(Endpoint, WakeFromAnotherThreadEndsTheDispatch) {
+  for (WaitMode mode : {WaitMode::kBlock, WaitMode::kAdaptive, WaitMode::kPoll}) {
+    for (bool with_peer : {true, false}) {
+      EndpointOptions o;
+      o.mode = mode;
+      Pair p(o);
+      std::unique_ptr<Endpoint> alone = make_ep(o);
+      Endpoint& ep = with_peer ? *p.a : *alone;
+      std::atomic<bool> returned{false};
+      std::size_t handled = 99;
+      const auto t0 = std::chrono::steady_clock::now();
+      std::thread t([&] {
+        handled = ep.dispatch(60s);
+        returned = true;
+      });
+      std::this_thread::sleep_for(20ms);
+      EXPECT_FALSE(returned) << to_string(mode) << " peer " << with_peer;  // still waiting
+      ep.wake();
+      t.join();
+      EXPECT_EQ(handled, 0u);
+      // Not the 60 s timeout (any bound far below it shows the wake-up).
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << to_string(mode) << " peer " << with_peer;
+      ep.wake();  // before: the next dispatch returns at once...
+      EXPECT_EQ(ep.dispatch(60s), 0u);
+      const auto t1 = std::chrono::steady_clock::now();
+      EXPECT_EQ(ep.dispatch(20ms), 0u);  // ...and the one after waits its timeout again
+      EXPECT_GE(std::chrono::steady_clock::now() - t1, 20ms);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mk::ipi

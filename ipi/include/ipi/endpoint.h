@@ -37,6 +37,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -122,7 +123,7 @@ class Endpoint {
   // peer_pid > 0: watch that process with a pidfd (it must be our child or
   // otherwise not yet reaped to avoid pid reuse). 0: same-process peer,
   // noticed down only when it closes its channel.
-  // Returns: EEXIST, EINVAL (more than 128 peers), pidfd_open errno (ESRCH).
+  // Returns: EEXIST, EINVAL (more than 127 peers), pidfd_open errno (ESRCH).
   Result<void> add_peer(PeerId id, Channel&& ch, pid_t peer_pid = 0);
 
   Result<void> on(std::uint16_t type, Handler h);
@@ -156,6 +157,11 @@ class Endpoint {
   std::size_t dispatch(std::chrono::nanoseconds timeout);
   // One non-blocking pass. Returns messages handled.
   std::size_t poll();
+  // From any thread: the dispatch() running (or the next one to start)
+  // returns at once, 0 if it handled nothing. For a thread that serves
+  // this endpoint and must also see a request of its own (a stop, a job),
+  // without waiting for a message or its timeout.
+  void wake();
   // How later dispatch() calls wait (from the dispatching thread only): a
   // host that must not pay a wake-up for a reply it expects within
   // microseconds (a live update's blackout) spins with kPoll meanwhile.
@@ -208,6 +214,12 @@ class Endpoint {
   UniqueFd epoll_;
   EndpointStats stats_{};
   int dispatch_depth_ = 0;
+  // wake(): a futex word that sleep_until() waits on next to the peers'
+  // doorbells (first of them), and the flag dispatch() returns on.
+  abi::DoorbellLine wake_line_{};
+  Doorbell wake_bell_{&wake_line_, -1};
+  std::atomic<bool> wake_requested_{false};
+  bool take_wake() { return wake_requested_.load(std::memory_order_relaxed) && wake_requested_.exchange(false); }
 };
 
 template <class T>

@@ -83,6 +83,7 @@ Result<std::vector<PeerLink::Side>> PeerLink::detach() {
     stop_ = true;
   }
   cv_.notify_all();
+  ep_->wake();  // out of its dispatch now, not when the 10 ms wait ends (inside an update's freeze)
   if (thread_.joinable()) thread_.join();
   std::vector<Side> out;
   for (const auto& sd : sides_) {
@@ -108,6 +109,7 @@ PeerLink::~PeerLink() {
     std::lock_guard g(mu_);
     stop_ = true;
   }
+  if (ep_) ep_->wake();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -141,6 +143,7 @@ abi::PingPeerReply PeerLink::ping(std::uint32_t peer, std::uint32_t count, std::
   if (!thread_.joinable()) return run_ping(job.req);  // no peers: ENOENT
   std::unique_lock lock(mu_);
   job_ = &job;
+  ep_->wake();  // the peer thread takes the job now, not after its current wait
   cv_.wait(lock, [&] { return job.done || stop_; });
   if (!job.done) {
     job_ = nullptr;
