@@ -41,7 +41,7 @@ run_ctest() {  # run_ctest LOGNAME ctest-args...
   return "$rc"
 }
 
-step "build (ci preset: RelWithDebInfo, -Werror)"
+step "build (ci preset: -O2 without debug info, -Werror)"
 cmake --preset ci >/dev/null
 cmake --build --preset ci -j "$JOBS"
 step "tests (ci)"
