@@ -72,11 +72,10 @@ class FilesHandler final : public handover::Handler {
   // The held fds in package order (valid after freeze).
   std::vector<int> transfer_fds() const;
   // Old side, after prepare: the session so far, as the pre-copy package's
-  // "mk-kernel" subtree and fds (empty: nothing to pre-copy); once that
-  // package is written, commit_precopy() sets these entries aside (freeze
-  // describes only later adds; has()/drop()/cancel() still cover them).
+  // "mk-kernel" subtree (its fds: transfer_fds()); once that package is
+  // written, commit_precopy() sets these entries aside (freeze describes
+  // only later adds; has()/drop()/cancel() still cover them).
   Result<handover::Subsystem> precopy_subsystem();
-  std::vector<int> precopy_fds() const { return transfer_fds(); }
   void commit_precopy();
 
   // New side, before retrieve: the fds received with the package (index order).

@@ -725,18 +725,6 @@ Result<void> KvService::resume() {
   return {};
 }
 
-std::vector<KvConnState> KvService::connection_states() const {
-  std::vector<KvConnState> out;
-  if (!impl_) return out;
-  for (std::size_t fd = 0; fd < impl_->conns.size(); ++fd) {
-    const auto& c = impl_->conns[fd];
-    if (!c) continue;
-    out.push_back(
-        KvConnState{c->id, static_cast<int>(fd), c->in.substr(c->in_off), c->out.substr(c->out_off), c->closing});
-  }
-  return out;
-}
-
 KvService::Snapshot KvService::snapshot() const {
   Snapshot out;
   if (!impl_) return out;

@@ -20,8 +20,8 @@
 // Live update (docs/sdk.md "Live update"): pause() holds the thread at a
 // request boundary (between two epoll batches: every request parsed so far
 // was executed and its reply queued); the connections, their unparsed input
-// and unwritten output stay. connection_states() lists them for the
-// handoff; resume() restarts the same loop (a cancelled update). Each
+// and unwritten output stay. snapshot() lists them for the handoff;
+// resume() restarts the same loop (a cancelled update). Each
 // connection has an id, unique in this service and carried across updates
 // (the handoff's token), never its fd number, which the kernel reuses.
 // The successor's side is two steps, so that the per-connection work
@@ -99,8 +99,6 @@ class KvService {
   // Lets the thread go on after pause(). Returns: EINVAL (stopped, or
   // staged and not begun).
   Result<void> resume();
-  // After pause(): each connection's state (fds still owned by the service).
-  std::vector<KvConnState> connection_states() const;
   // After pause(), what a freeze needs: every connection's id and fd (in fd
   // order), and the full state of only those with buffered bytes or a
   // pending close. Reads compact per-fd arrays, not each connection.

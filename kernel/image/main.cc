@@ -326,7 +326,7 @@ Result<void> write_precopy(Image& im, std::uint32_t update_id) {
   MK_TRY_ASSIGN(handover::Subsystem files, im.files->precopy_subsystem());
   pre.subsystems.push_back(std::move(files));
   MK_TRY_ASSIGN(std::vector<std::uint8_t> bytes, handover::emit_kho_blob(pre));
-  const std::vector<int> fds = im.files->precopy_fds();
+  const std::vector<int> fds = im.files->transfer_fds();
   MK_TRY_ASSIGN(im.precopy, image::write_handoff_package(update_id, fds, bytes));
   im.files->commit_precopy();
   im.con.print("mk-kernel: update %u: prepared, pre-copy package fd %d: %zu fds\n", update_id, im.precopy.get(),

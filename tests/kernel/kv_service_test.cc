@@ -169,9 +169,9 @@ TEST_F(KvServiceTest, PauseHoldsRequestsUntilResume) {
   EXPECT_TRUE((*svc)->paused());
   ASSERT_TRUE(send_all(a.client, kPing));
   EXPECT_EQ(read_some(a.client, 200), "TIMEOUT");  // held at the gate
-  auto st = (*svc)->connection_states();
+  auto st = (*svc)->snapshot().ids;
   ASSERT_EQ(st.size(), 1u);
-  EXPECT_EQ(st[0].id, 1u);
+  EXPECT_EQ(st[0], 1u);
   ASSERT_TRUE((*svc)->resume());
   EXPECT_EQ(read_some(a.client, 2000), "+PONG\r\n");
 }
@@ -222,9 +222,9 @@ TEST_F(KvServiceTest, AcceptedConnectionsGetIdsAfterTheRestoredOnes) {
   auto svc = KvService::start(*store_, listen(), 0, &con_, {{41, a.server, {}, {}, false}});
   ASSERT_TRUE(svc);
   (*svc)->pause();
-  auto st = (*svc)->connection_states();
+  auto st = (*svc)->snapshot().ids;
   ASSERT_EQ(st.size(), 1u);
-  EXPECT_EQ(st[0].id, 41u);
+  EXPECT_EQ(st[0], 41u);
   ASSERT_TRUE((*svc)->resume());
 }
 
