@@ -20,6 +20,7 @@
 #include "handover/kho_blob.h"
 #include "ipi/fd_passing.h"
 #include "mkernel/process_identity.h"
+#include "update_step.h"
 
 namespace mk {
 
@@ -97,6 +98,9 @@ struct UpdateAccess {
 
 namespace {
 
+using update_step::HostOffInstance;
+using update_step::old_step;
+using update_step::step;
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) {
@@ -119,107 +123,6 @@ Result<OwnedFd> getfd(int pidfd, int target, const char* what) {
         .set_detail("%s (fd %d): pidfd_getfd: %s", what, target, std::strerror(e));
   }
   return OwnedFd(fd);
-}
-
-// Inside the blackout the host spins for a reply (kPoll) for up to this
-// long instead of sleeping: a sleeping host costs a wake-up per reply
-// (60-120 us on a paravirtualized guest) and the image a doorbell write.
-// Only ever on a CPU the instance does not own (HostOffInstance); past the
-// budget it sleeps again.
-constexpr auto kBlackoutSpin = std::chrono::milliseconds(20);
-
-// For the blackout: the calling (host) thread leaves the instance's CPUs,
-// so that spinning for replies never takes a CPU from the images; put
-// back as it was on destruction. `active` is false (no spinning: the
-// thread sleeps for its replies as at any other time) when the thread may
-// run nowhere else or its affinity cannot be read or set. (A spinner at
-// normal priority on a busy host CPU can lose a time slice to the tasks
-// there; under redis-benchmark on the host CPU the blackouts measured the
-// same with SCHED_FIFO as without, so it stays at its priority.)
-class HostOffInstance {
- public:
-  explicit HostOffInstance(const CpuSet& instance) {
-    if (::sched_getaffinity(0, sizeof was_, &was_) != 0) return;
-    cpu_set_t away = was_;
-    for (uint32_t c : instance.to_vector()) {
-      if (c < CPU_SETSIZE) CPU_CLR(c, &away);
-    }
-    if (CPU_COUNT(&away) == 0) return;
-    active_ = ::sched_setaffinity(0, sizeof away, &away) == 0;
-  }
-  ~HostOffInstance() {
-    if (active_) (void)::sched_setaffinity(0, sizeof was_, &was_);
-  }
-  HostOffInstance(const HostOffInstance&) = delete;
-  HostOffInstance& operator=(const HostOffInstance&) = delete;
-  bool active() const { return active_; }
-
- private:
-  cpu_set_t was_{};
-  bool active_ = false;
-};
-
-// One update step as a request; a negative status is the image's refusal,
-// returned as an error with its own errno and detail. `tick` runs between
-// dispatches while the reply is awaited; `spin`: see kBlackoutSpin.
-Result<abi::UpdateReply> step(RunningInstance& ri, uint16_t type, const char* name, const void* payload,
-                              std::size_t size, std::chrono::milliseconds timeout,
-                              const std::function<void()>& tick = {}, bool spin = false,
-                              const std::function<void()>& after_send = {}) {
-  struct State {
-    bool done = false;
-    std::size_t len = 0;
-    abi::UpdateReply r{};
-    std::optional<Error> err;
-  } st;
-  auto id = ri.endpoint().request_async(
-      ri.instance().id, type, std::span<const std::byte>(static_cast<const std::byte*>(payload), size), timeout,
-      [s = &st](Result<std::span<const std::byte>> r) {
-        s->done = true;
-        if (!r) {
-          s->err = r.error();
-        } else {
-          s->len = r->size();
-          std::memcpy(&s->r, r->data(), std::min(r->size(), sizeof s->r));
-        }
-      });
-  if (!id) st.err = id.error();
-  if (id && after_send) after_send();
-  ipi::Endpoint& ep = ri.endpoint();
-  const ipi::WaitMode mode = ep.wait_mode();
-  const auto spin_end = std::chrono::steady_clock::now() + kBlackoutSpin;
-  bool spinning = spin && mode != ipi::WaitMode::kPoll;
-  if (spinning) ep.set_wait_mode(ipi::WaitMode::kPoll);
-  while (id && !st.done) {
-    if (spinning && std::chrono::steady_clock::now() >= spin_end) {
-      ep.set_wait_mode(mode);
-      spinning = false;
-    }
-    (void)ep.dispatch(spinning ? std::chrono::milliseconds(1) : std::chrono::milliseconds(10));
-    if (tick) tick();
-  }
-  ep.set_wait_mode(mode);
-  if (st.err) {
-    return Error(st.err->code(), "update step failed")
-        .set_detail("%s to the image (pid %d): %s", name, ri.pid(), st.err->message());
-  }
-  abi::UpdateReply& r = st.r;
-  if (st.len != sizeof r)
-    return MK_FAIL(EPROTO, "bad update reply", "%s: reply of %zu bytes, expected %zu", name, st.len, sizeof r);
-  if (r.status < 0) {
-    r.detail[sizeof r.detail - 1] = '\0';
-    return Error(-r.status, "the image refused the update step")
-        .set_detail("%s (pid %d): %s: %s", name, ri.pid(), std::strerror(-r.status),
-                    r.detail[0] ? r.detail : "no detail");
-  }
-  return r;
-}
-
-Result<abi::UpdateReply> old_step(RunningInstance& ri, uint16_t type, const char* name, uint32_t id,
-                                  std::chrono::milliseconds timeout, const std::function<void()>& tick = {},
-                                  uint32_t flags = 0, bool spin = false) {
-  abi::UpdateStepMsg m{id, flags};
-  return step(ri, type, name, &m, sizeof m, timeout, tick, spin);
 }
 
 // PID 1 of its (innermost) PID namespace? /proc/PID/status NSpid's last field.
