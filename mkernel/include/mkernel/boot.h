@@ -147,6 +147,11 @@ class RunningInstance {
   const std::optional<abi::ReadyMsg>& ready() const { return ready_; }
   ipi::Endpoint& endpoint() { return *ep_; }
   const Instance& instance() const { return inst_; }
+  // The instance's cgroup (null: it runs confined by affinity alone).
+  InstanceCgroup* cgroup() { return cgroup_ ? &*cgroup_ : nullptr; }
+  // A CPU move changed what it owns (cpu_move.h): later boot trees (a live
+  // update's successor) list these CPUs.
+  void set_cpus(const CpuSet& cpus) { inst_.cpus = cpus; }
   // What the host persists to re-adopt the instance (see above).
   const RuntimeRecord& record() const { return record_; }
   bool is_child() const { return child_; }

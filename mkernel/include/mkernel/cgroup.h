@@ -109,6 +109,12 @@ class InstanceCgroup {
                                               std::string_view name);
 
   Result<void> attach(pid_t pid) const;
+  // A CPU move (cpu_move.h): the instance's cpuset becomes `cpus`. Growing,
+  // the parent is widened first; v1 keeps cpu_exclusive, v2 re-reads the
+  // partition state (guarantees() updated). No cpuset hierarchy: no-op.
+  // Returns: EINVAL (empty), the write's errno naming file and value (the
+  // kernel refuses a CPU an exclusive sibling holds: EINVAL).
+  Result<void> set_cpus(const CpuSet& cpus);
   // Pids in the instance cgroup (cpuset hierarchy first, else memory).
   Result<std::vector<pid_t>> pids() const;
   Result<void> destroy();

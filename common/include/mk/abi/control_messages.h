@@ -44,6 +44,25 @@
 //      on and their exits reach the successor through the reaper pipe);
 //      or kMsgUpdateCancel (from prepared or frozen): the old image unfreezes
 //      and resumes with everything it had.
+// CPU moves (DESIGN.md §5 "staged update", `mkctl cpu move`, `mkctl update
+// NAME --cpus`; docs/handover.md "Moving CPUs"): one CPU per request, so
+// every request is small and idempotent (a restarted host re-sends them):
+//   10. host -> image kMsgCpuRelease (request CpuMsg; reply CpuReply): the
+//       image's consent to give the CPU up. It stops its per-CPU loop there,
+//       moves any other pinned thread of its own (the kv service) to a CPU
+//       it keeps, and re-pins its remaining threads and every thread of its
+//       tenants to the CPUs it keeps; then replies 0. It refuses (status
+//       < 0, detail says why) when the CPU is its last one (-EBUSY), during
+//       a live update or while parked (-EBUSY). A CPU it does not hold
+//       answers 0 with CpuReply::changed = 0. Only after the consent does
+//       the host take the CPU out of the instance's cpuset and affinity.
+//   11. host -> image kMsgCpuAdd (request CpuMsg; reply CpuReply), after the
+//       host put the CPU into the instance's cpuset: the image re-pins its
+//       threads and its tenants to the grown set and starts a per-CPU loop
+//       on the CPU. -EINVAL when the kernel does not let it run there (the
+//       host did not grant it). A CPU it holds already answers 0, changed 0.
+//   A host whose later step fails sends the opposite request to put the
+//   image back where it was (all or nothing).
 // Unhappy paths:
 //   1. no READY within the boot timeout: the host kills the instance and
 //      marks it failed;
@@ -77,6 +96,8 @@ inline constexpr uint16_t kMsgUpdateCancel = 0x1009;   // host -> old image, req
 inline constexpr uint16_t kMsgUpdateFinish = 0x100a;   // host -> old image, request
 inline constexpr uint16_t kMsgHandover = 0x100b;       // host -> successor, request
 inline constexpr uint16_t kMsgUpdatePrecopy = 0x100c;  // host -> successor, request
+inline constexpr uint16_t kMsgCpuRelease = 0x100d;     // host -> image, request
+inline constexpr uint16_t kMsgCpuAdd = 0x100e;         // host -> image, request
 
 struct ReadyMsg {
   uint32_t version;      // kControlVersion
@@ -154,6 +175,30 @@ struct HandoverMsg {
   uint32_t fds;        // session fds sent after the package memfd
 };
 
+// Payload of kMsgCpuRelease / kMsgCpuAdd: the CPU, as the boot tree's /cpus
+// describes it (mk/boot_tree.h BootCpu), so an image that grows needs no
+// other source for what it gains.
+struct CpuMsg {
+  uint32_t op_id;       // the host's number for the move (logs)
+  uint32_t os_index;    // the CPU
+  uint32_t core;
+  uint32_t package;
+  uint32_t numa;
+  int32_t kind;         // hwloc CPU kind index, -1 = none
+  int32_t efficiency;   // -1 = unknown
+  uint32_t reserved;    // 0
+};
+
+// Reply of kMsgCpuRelease / kMsgCpuAdd.
+struct CpuReply {
+  int32_t status;           // 0, or a negative errno (refused / failed)
+  uint32_t changed;         // 1: the CPU was released / added; 0: nothing to do
+  uint32_t cpus;            // per-CPU loops running after the request
+  uint32_t threads_pinned;  // threads (own and tenants') given the new CPU set
+  uint64_t image_ns;        // time the image spent on the request
+  char detail[104];         // NUL-terminated: why it refused, for the user
+};
+
 #define MK_CONTROL_ABI(T, size)                          \
   static_assert(std::is_trivially_copyable_v<T>);        \
   static_assert(std::is_standard_layout_v<T>);           \
@@ -168,6 +213,8 @@ MK_CONTROL_ABI(PingPeerReply, 40);
 MK_CONTROL_ABI(UpdateStepMsg, 8);
 MK_CONTROL_ABI(UpdateReply, 128);
 MK_CONTROL_ABI(HandoverMsg, 8);
+MK_CONTROL_ABI(CpuMsg, 32);
+MK_CONTROL_ABI(CpuReply, 128);
 #undef MK_CONTROL_ABI
 
 }  // namespace mk::abi

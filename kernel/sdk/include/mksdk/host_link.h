@@ -87,6 +87,9 @@ struct HostServices {
   std::function<abi::UpdateReply(const abi::HandoverMsg&)> handover;
   // kMsgUpdatePrecopy (a parked successor, before the freeze).
   std::function<abi::UpdateReply(const abi::HandoverMsg&)> precopy;
+  // kMsgCpuRelease / kMsgCpuAdd (type): give a CPU up, or start using one
+  // (no callback: -EOPNOTSUPP).
+  std::function<abi::CpuReply(std::uint16_t type, const abi::CpuMsg&)> cpu;
 };
 
 struct HostLinkOptions {
