@@ -353,6 +353,54 @@ TEST(RpcLifecycle, UpdateRefusals) {
   expect_refused(R"({"action": "update", "name": "a", "force": true})", "update: unknown field 'force'");
 }
 
+TEST(RpcLifecycle, CpuMoveRoundTripsAndDefaults) {
+  rpc::CpuMoveAction m{3, "old", "new", 250, "fail:add CPU"};
+  auto b = std::get<rpc::CpuMoveAction>(round_trip(m));
+  EXPECT_EQ(b.cpu, 3u);
+  EXPECT_EQ(b.from, "old");
+  EXPECT_EQ(b.to, "new");
+  EXPECT_EQ(b.timeout_ms, 250u);
+  EXPECT_EQ(b.fault, "fail:add CPU");
+  auto d = parsed_as<rpc::CpuMoveAction>(R"({"action": "cpu-move", "cpu": 0, "from": "a", "to": "b"})");
+  EXPECT_EQ(d.cpu, 0u);
+  EXPECT_EQ(d.timeout_ms, 5000u);
+  EXPECT_TRUE(d.fault.empty());
+}
+
+TEST(RpcLifecycle, CpuMoveRefusals) {
+  expect_refused(R"({"action": "cpu-move", "from": "a", "to": "b"})", "cpu-move: missing field 'cpu'");
+  expect_refused(R"({"action": "cpu-move", "cpu": 1, "to": "b"})", "cpu-move: missing field 'from'");
+  expect_refused(R"({"action": "cpu-move", "cpu": 1, "from": "a"})", "cpu-move: missing field 'to'");
+  expect_refused(R"({"action": "cpu-move", "cpu": 8192, "from": "a", "to": "b"})", "cpu-move.cpu: 8192 is above 8191");
+  expect_refused(R"({"action": "cpu-move", "cpu": -1, "from": "a", "to": "b"})",
+                 "cpu-move.cpu: expected a non-negative integer");
+  expect_refused(R"({"action": "cpu-move", "cpu": 1, "from": "a", "to": "b", "timeout_ms": 0})",
+                 "cpu-move.timeout_ms: 0 is below 1");
+  expect_refused(R"({"action": "cpu-move", "cpu": 1, "from": "a", "to": "b", "fault": "boom"})",
+                 "cpu-move.fault: 'boom' (known: fail:STEP, host-exit-after:STEP)");
+  expect_refused(R"({"action": "cpu-move", "cpu": 1, "from": "a", "to": "b", "fault": "fail:"})",
+                 "cpu-move.fault: 'fail:'");
+  expect_refused(R"({"action": "cpu-move", "cpu": 1, "from": "a", "to": "b", "name": "x"})",
+                 "cpu-move: unknown field 'name'");
+}
+
+TEST(RpcLifecycle, ResizeRoundTripsAndRefusals) {
+  rpc::ResizeAction r{"kv", *mk::CpuSet::parse("0-1,4"), 100, "host-exit-after:release CPU 1"};
+  auto b = std::get<rpc::ResizeAction>(round_trip(r));
+  EXPECT_EQ(b.name, "kv");
+  EXPECT_EQ(b.cpus.to_string(), "0-1,4");
+  EXPECT_EQ(b.timeout_ms, 100u);
+  EXPECT_EQ(b.fault, "host-exit-after:release CPU 1");
+  auto d = parsed_as<rpc::ResizeAction>(R"({"action": "resize", "name": "a", "cpus": "0"})");
+  EXPECT_EQ(d.cpus.to_string(), "0");
+  EXPECT_EQ(d.timeout_ms, 5000u);
+  expect_refused(R"({"action": "resize", "name": "a"})", "resize: missing field 'cpus'");
+  expect_refused(R"({"action": "resize", "cpus": "0"})", "resize: missing field 'name'");
+  expect_refused(R"({"action": "resize", "name": "a", "cpus": "1-x"})", "resize.cpus");
+  expect_refused(R"({"action": "resize", "name": "a", "cpus": "0", "fault": "host-exit-after:"})",
+                 "resize.fault: 'host-exit-after:'");
+}
+
 TEST(RpcProtocol, ProgressFramesRoundTripAndAreToldFromResponses) {
   const boost::json::object p{{"instance", "a"}, {"phase", "freeze"}, {"ms", 0.25}};
   const std::string line = rpc::encode_progress(p);
@@ -371,7 +419,7 @@ TEST(RpcLifecycle, NamesAndClassification) {
   const std::vector<std::pair<rpc::Action, std::string>> lifecycle = {
       {rpc::LoadAction{}, "load"}, {rpc::StartAction{}, "start"},     {rpc::StopAction{}, "stop"},
       {rpc::PingAction{}, "ping"}, {rpc::ConsoleAction{}, "console"}, {rpc::TopAction{}, "top"},
-      {rpc::UpdateAction{}, "update"},
+      {rpc::UpdateAction{}, "update"}, {rpc::CpuMoveAction{}, "cpu-move"}, {rpc::ResizeAction{}, "resize"},
   };
   for (const auto& [a, name] : lifecycle) {
     EXPECT_EQ(rpc::action_name(a), name);
@@ -394,7 +442,7 @@ TEST(RpcLifecycle, UnknownActionListsTheLifecycleActions) {
   EXPECT_EQ(r.error().code(), EOPNOTSUPP);
   const std::string msg = r.error().message();
   EXPECT_NE(msg.find("'reboot'"), std::string::npos) << msg;
-  for (const char* a : {"load", "start", "stop", "ping", "console", "top", "update"})
+  for (const char* a : {"load", "start", "stop", "ping", "console", "top", "update", "cpu-move", "resize"})
     EXPECT_NE(msg.find(std::string(" ") + a), std::string::npos) << a << " missing from: " << msg;
 }
 

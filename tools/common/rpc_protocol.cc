@@ -209,6 +209,13 @@ json::object encode(const UpdateAction& a) {
   return o;
 }
 
+json::object encode(const CpuMoveAction& a) {
+  return {{"cpu", a.cpu}, {"from", a.from}, {"to", a.to}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
+}
+json::object encode(const ResizeAction& a) {
+  return {{"name", a.name}, {"cpus", a.cpus.to_string()}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
+}
+
 // A bounded integer field with a default, refusing values below `min`.
 uint32_t bounded(Fields& f, const char* action, const char* key, uint32_t def, uint32_t min, uint32_t max) {
   auto v = f.opt_uint(key, max);
@@ -219,6 +226,17 @@ uint32_t bounded(Fields& f, const char* action, const char* key, uint32_t def, u
     return def;
   }
   return static_cast<uint32_t>(*v);
+}
+
+// The fault injection of CpuMoveAction/ResizeAction (rpc_protocol.h).
+void check_move_fault(Fields& f, const char* action, const std::string& fault) {
+  if (fault.empty()) return;
+  const bool ok = fault.size() <= 200 &&
+                  ((fault.rfind("fail:", 0) == 0 && fault.size() > 5) ||
+                   (fault.rfind("host-exit-after:", 0) == 0 && fault.size() > 16));
+  if (!ok)
+    f.set(MK_FAIL(EINVAL, "bad request", "%s.fault: '%.200s' (known: fail:STEP, host-exit-after:STEP)", action,
+                  fault.c_str()));
 }
 
 Result<Action> decode(const std::string& name, const json::object& o) {
@@ -334,10 +352,29 @@ Result<Action> decode(const std::string& name, const json::object& o) {
       f.set(MK_FAIL(EINVAL, "bad request", "update.fault: '%s' (known: corrupt-package, host-exit-after-freeze)",
                     a.fault.c_str()));
     out = std::move(a);
+  } else if (name == "cpu-move") {
+    CpuMoveAction a;
+    if (!o.contains("cpu")) f.set(MK_FAIL(EINVAL, "bad request", "cpu-move: missing field 'cpu'"));
+    a.cpu = static_cast<uint32_t>(f.opt_uint("cpu", 8191).value_or(0));
+    a.from = f.str("from");
+    a.to = f.str("to");
+    a.timeout_ms = bounded(f, "cpu-move", "timeout_ms", a.timeout_ms, 1, 600000);
+    a.fault = f.opt_str("fault").value_or("");
+    check_move_fault(f, "cpu-move", a.fault);
+    out = std::move(a);
+  } else if (name == "resize") {
+    ResizeAction a;
+    a.name = f.str("name");
+    if (!o.contains("cpus")) f.set(MK_FAIL(EINVAL, "bad request", "resize: missing field 'cpus'"));
+    if (auto c = f.parsed<CpuSet>("cpus", [](const std::string& s) { return CpuSet::parse(s); })) a.cpus = *c;
+    a.timeout_ms = bounded(f, "resize", "timeout_ms", a.timeout_ms, 1, 600000);
+    a.fault = f.opt_str("fault").value_or("");
+    check_move_fault(f, "resize", a.fault);
+    out = std::move(a);
   } else {
     return MK_FAIL(EOPNOTSUPP, "unknown action",
                    "'%s' (actions: init, create, delete, show, plan, host-status, host-stop, load, start, stop, "
-                   "ping, console, top, update)",
+                   "ping, console, top, update, cpu-move, resize)",
                    name.c_str());
   }
   MK_TRY(f.finish());
@@ -349,7 +386,7 @@ Result<Action> decode(const std::string& name, const json::object& o) {
 const char* action_name(const Action& a) {
   static constexpr const char* kNames[] = {"init",  "create", "delete", "show", "plan",    "host-status", "host-stop",
                                            "load",  "start",  "stop",   "ping", "console", "top",
-                                           "update"};
+                                           "update", "cpu-move", "resize"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }
@@ -358,7 +395,8 @@ bool is_lifecycle(const Action& a) {
   return std::holds_alternative<LoadAction>(a) || std::holds_alternative<StartAction>(a) ||
          std::holds_alternative<StopAction>(a) || std::holds_alternative<PingAction>(a) ||
          std::holds_alternative<ConsoleAction>(a) || std::holds_alternative<TopAction>(a) ||
-         std::holds_alternative<UpdateAction>(a);
+         std::holds_alternative<UpdateAction>(a) || std::holds_alternative<CpuMoveAction>(a) ||
+         std::holds_alternative<ResizeAction>(a);
 }
 
 bool changes_partition(const Action& a) {

@@ -123,12 +123,34 @@ struct UpdateAction {
 struct TopAction {
   uint32_t interval_ms = 500;  // 50..10000
 };
+// Fault injection of the CPU moves (tests, docs/cli.md): "" |
+// "fail:STEP" (the first step whose name contains STEP fails, e.g.
+// "fail:add CPU") | "host-exit-after:STEP" (mkerneld SIGKILLs itself after
+// that step; its restart puts every CPU back where the state file says).
+// At most 200 bytes.
+// Hand one CPU from a running (or stopped) instance to another (mkctl cpu
+// move), with the losing image's consent.
+struct CpuMoveAction {
+  uint32_t cpu = 0;
+  std::string from;
+  std::string to;
+  uint32_t timeout_ms = 5000;  // per image request, 1..600000
+  std::string fault;
+};
+// Grow or shrink an instance's CPUs (mkctl update NAME --cpus LIST).
+struct ResizeAction {
+  std::string name;
+  CpuSet cpus;
+  uint32_t timeout_ms = 5000;  // per image request, 1..600000
+  std::string fault;
+};
 
 using Action = std::variant<InitAction, CreateAction, DeleteAction, ShowAction, PlanAction, HostStatusAction,
                             HostStopAction, LoadAction, StartAction, StopAction, PingAction, ConsoleAction,
-                            TopAction, UpdateAction>;
+                            TopAction, UpdateAction, CpuMoveAction, ResizeAction>;
 
-// The wire name of an action ("init", "create", ..., "host-stop", "load", ...).
+// The wire name of an action ("init", "create", ..., "host-stop", "load", ...,
+// "cpu-move", "resize").
 const char* action_name(const Action& a);
 // True for actions that change the partition (they take the state lock for
 // writing when run locally and are persisted by the daemon).
