@@ -301,7 +301,8 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
 }
 
 Result<Successor> boot_successor(const Topology& topo, RunningInstance& old, const SuccessorRequest& req) {
-  const Instance& inst = old.inst_;
+  Instance inst = old.inst_;
+  if (req.cpus) inst.cpus = *req.cpus;  // a staged update's new image
   std::vector<int> region_fds;
   for (const auto& r : old.regions_) region_fds.push_back(r.fd());
   for (const auto& r : old.adopted_regions_) region_fds.push_back(r.get());

@@ -122,6 +122,11 @@ struct SuccessorRequest {
   // are re-adopted). Not parked: a fresh boot with init and newly opened
   // devices (a rollback when nothing was frozen).
   bool parked = true;
+  // The successor's CPUs (boot tree /cpus and its affinity) when they are
+  // not the old image's: a staged update boots it on CPUs the old image
+  // gave up (or spare ones the instance's cgroup was given). Default: the
+  // old image's CPUs (an in-place update).
+  std::optional<CpuSet> cpus;
 };
 
 class RunningInstance;
