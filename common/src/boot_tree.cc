@@ -65,6 +65,17 @@ Result<void> validate_chosen(const BootTree& t) {
   if (t.handover_socket && !fd_ok(*t.handover_socket, false)) {
     return invalid("%s: '%s' is %d, expected 0..%d", p, kPropHandoverSocket, *t.handover_socket, kMaxFd);
   }
+  if (t.handover_socket_host) {
+    if (!t.handover_socket) return invalid("%s: '%s' without '%s'", p, kPropHandoverSocketHost, kPropHandoverSocket);
+    if (!fd_ok(*t.handover_socket_host, false)) {
+      return invalid("%s: '%s' is %d, expected 0..%d", p, kPropHandoverSocketHost, *t.handover_socket_host, kMaxFd);
+    }
+    if (*t.handover_socket_host == *t.handover_socket) {
+      return invalid("%s: '%s' and '%s' are both fd %d", p, kPropHandoverSocket, kPropHandoverSocketHost,
+                     *t.handover_socket);
+    }
+  }
+  if (t.parked && !t.handover_socket) return invalid("%s: '%s' without '%s'", p, kPropParked, kPropHandoverSocket);
   return ok();
 }
 
@@ -279,6 +290,8 @@ Result<std::vector<uint8_t>> emit_boot_tree(const BootTree& t) {
     MK_TRY(w.prop_u64(kPropHandoverSize, t.handover->size));
   }
   if (t.handover_socket) MK_TRY(w.prop_s32(kPropHandoverSocket, *t.handover_socket));
+  if (t.handover_socket_host) MK_TRY(w.prop_s32(kPropHandoverSocketHost, *t.handover_socket_host));
+  if (t.parked) MK_TRY(w.prop_u32(kPropParked, 1));
   MK_TRY(w.end_node());
 
   MK_TRY(w.begin_node(kNodeCpus));

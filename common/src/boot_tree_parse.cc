@@ -37,7 +37,7 @@ Result<void> expect_device_type(const Node& n, const char* expected) {
 Result<void> parse_chosen(const Tree& t, int offset, BootTree& out) {
   MK_TRY_ASSIGN(Node n, Node::read_leaf(t, offset, "/chosen", kMaxProps));
   MK_TRY(n.expect_only({kPropBootargs, kPropInstanceId, kPropInstanceName, kPropInit, kPropHandoverFd,
-                        kPropHandoverSize, kPropHandoverSocket}));
+                        kPropHandoverSize, kPropHandoverSocket, kPropHandoverSocketHost, kPropParked}));
     MK_TRY_ASSIGN(out.bootargs, n.str(kPropBootargs));
   MK_TRY_ASSIGN(out.instance.id, n.u32(kPropInstanceId));
   MK_TRY_ASSIGN(out.instance.name, n.str(kPropInstanceName));
@@ -56,6 +56,14 @@ Result<void> parse_chosen(const Tree& t, int offset, BootTree& out) {
   }
   if (n.find(kPropHandoverSocket) != nullptr) {
     MK_TRY_ASSIGN(out.handover_socket, n.s32(kPropHandoverSocket));  // range: validate_boot_tree
+  }
+  if (n.find(kPropHandoverSocketHost) != nullptr) {
+    MK_TRY_ASSIGN(out.handover_socket_host, n.s32(kPropHandoverSocketHost));
+  }
+  if (n.find(kPropParked) != nullptr) {
+    MK_TRY_ASSIGN(uint32_t parked, n.u32(kPropParked));
+    if (parked != 1) return n.bad("'%s' is %u, expected 1", kPropParked, parked);
+    out.parked = true;
   }
   return ok();
 }

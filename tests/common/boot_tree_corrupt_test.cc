@@ -244,6 +244,17 @@ TEST(BootTreeCorrupt, OutOfRangeValues) {
       {[](void* f) { set_u32(f, "/chosen", "mkernel,handover-fd", 70000); }, "'mkernel,handover-fd' is 70000"},
       {[](void* f) { set_u64(f, "/chosen", "mkernel,handover-size", 0); }, "'mkernel,handover-size' is 0"},
       {[](void* f) { set_u32(f, "/chosen", "mkernel,handover-socket", 70000); }, "'mkernel,handover-socket' is 70000"},
+      {[](void* f) { set_u32(f, "/chosen", "mkernel,parked", 1); }, "'mkernel,parked' without 'mkernel,handover-socket'"},
+      {[](void* f) {
+         set_u32(f, "/chosen", "mkernel,handover-socket", 9);
+         set_u32(f, "/chosen", "mkernel,parked", 2);
+       },
+       "'mkernel,parked' is 2, expected 1"},
+      {[](void* f) {
+         set_u32(f, "/chosen", "mkernel,handover-socket", 9);
+         set_u32(f, "/chosen", "mkernel,handover-socket-host", 9);
+       },
+       "are both fd 9"},
       {[](void* f) {
          rename(f, "/cpus/cpu@4", "cpu@2000");
          set_u32(f, "/cpus/cpu@2000", "reg", 8192);

@@ -65,6 +65,22 @@ TEST(BootTree, RoundTripsHandoverSocket) {
   BootTree back = round_trip(t);
   EXPECT_EQ(back, t);
   EXPECT_EQ(back.handover_socket, 10);
+  EXPECT_FALSE(back.handover_socket_host);
+  EXPECT_FALSE(back.parked);
+}
+
+// Every image's handover socket (staged updates hand state back to a running
+// image), the copy of the host's end a restarted host takes back, and the
+// parked flag of a successor.
+TEST(BootTree, RoundTripsHandoverSocketHostAndParked) {
+  BootTree t = samples::full_tree();
+  t.handover_socket = 10;
+  t.handover_socket_host = 11;
+  t.parked = true;
+  BootTree back = round_trip(t);
+  EXPECT_EQ(back, t);
+  EXPECT_EQ(back.handover_socket_host, 11);
+  EXPECT_TRUE(back.parked);
 }
 
 TEST(BootTree, RoundTripsMinimalTreeWithEmptyOptionalParts) {
@@ -198,6 +214,13 @@ const EmitCase kEmitCases[] = {
     {"handover fd", [](BootTree& t) { t.handover->fd = -1; }, "'mkernel,handover-fd' is -1"},
     {"handover size 0", [](BootTree& t) { t.handover->size = 0; }, "'mkernel,handover-size' is 0"},
     {"handover socket", [](BootTree& t) { t.handover_socket = 65536; }, "'mkernel,handover-socket' is 65536"},
+    {"socket host alone", [](BootTree& t) { t.handover_socket_host = 9; },
+     "'mkernel,handover-socket-host' without 'mkernel,handover-socket'"},
+    {"socket host range", [](BootTree& t) { t.handover_socket = 9; t.handover_socket_host = 65536; },
+     "'mkernel,handover-socket-host' is 65536"},
+    {"socket host same", [](BootTree& t) { t.handover_socket = 9; t.handover_socket_host = 9; },
+     "'mkernel,handover-socket' and 'mkernel,handover-socket-host' are both fd 9"},
+    {"parked alone", [](BootTree& t) { t.parked = true; }, "'mkernel,parked' without 'mkernel,handover-socket'"},
     {"handover size big", [](BootTree& t) { t.handover->size = abi::kMaxHandoverBytes + 1; },
      "'mkernel,handover-size' is 67108865"},
     {"no cpus", [](BootTree& t) { t.cpus.clear(); }, "/cpus: no CPUs"},

@@ -133,11 +133,18 @@ struct BootTree {
   std::string bootargs;  // image command line, may be empty; <= 4096 bytes
   std::string init;      // tenant command line, empty = none; <= 4096 bytes
   std::optional<HandoverRef> handover;
-  // A live update's successor image (mk/abi/handoff.h): the AF_UNIX
-  // SOCK_SEQPACKET end on which the host sends the handoff package and the
-  // preserved fds once the old image is frozen. Present = boot parked: send
-  // READY, then wait for kMsgHandover before serving anything.
+  // The AF_UNIX SOCK_SEQPACKET end on which the host sends handoff packages
+  // and preserved fds (mk/abi/handoff.h): a live update's successor
+  // receives the old image's state on it, a running image what a staged
+  // update hands back to it.
   std::optional<int32_t> handover_socket;  // 0..65535
+  // A copy of the host's end of that socket, which the image only keeps
+  // open: a restarted host takes its end back from here (pidfd_getfd).
+  // Only with handover_socket; never the same fd.
+  std::optional<int32_t> handover_socket_host;  // 0..65535
+  // A live update's successor: boot parked (send READY, then wait for
+  // kMsgHandover before serving anything). Only with handover_socket.
+  bool parked = false;
   std::vector<BootCpu> cpus;        // at least one
   std::vector<BootMemory> memory;   // at least one
   IpiInfo ipi;

@@ -49,6 +49,8 @@ inline constexpr char kPropInit[] = "mkernel,init";                     // strin
 inline constexpr char kPropHandoverFd[] = "mkernel,handover-fd";        // s32, with size
 inline constexpr char kPropHandoverSize[] = "mkernel,handover-size";    // u64, with fd
 inline constexpr char kPropHandoverSocket[] = "mkernel,handover-socket";  // s32, optional
+inline constexpr char kPropHandoverSocketHost[] = "mkernel,handover-socket-host";  // s32, with the socket
+inline constexpr char kPropParked[] = "mkernel,parked";  // u32 = 1, with the socket
 
 // /cpus and /cpus/cpu@N
 inline constexpr char kNodeCpus[] = "cpus";
