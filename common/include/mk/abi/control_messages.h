@@ -44,6 +44,19 @@
 //      on and their exits reach the successor through the reaper pipe);
 //      or kMsgUpdateCancel (from prepared or frozen): the old image unfreezes
 //      and resumes with everything it had.
+// Staged update (the scope bits below): the new image boots parked on CPUs
+// the old one gave up (kMsgCpuRelease) or spare ones; then per step
+// (tenants, then services with their devices, connections and memory, then
+// peers) steps 6-8 run with that scope, and step 9 is kMsgUpdateFinish with
+// kUpdateFlagPartial: the old image drops the part and serves the rest (its
+// tenants' exits, which it still reaps as their parent, go to the reaper
+// pipe the new image reads). The new image takes each part with
+// kMsgHandover (and kMsgUpdatePrecopy) whether parked or already serving
+// an earlier part: it restores the subsystems the blob carries and refuses
+// a part it already holds (-EEXIST). The old image's CPUs then move to the
+// new one (10/11) and a last finish without the flag retires it. Aborting
+// runs the completed steps backwards, new -> old, the same way (every image
+// has a handover socket).
 // CPU moves (DESIGN.md §5 "staged update", `mkctl cpu move`, `mkctl update
 // NAME --cpus`; docs/handover.md "Moving CPUs"): one CPU per request, so
 // every request is small and idempotent (a restarted host re-sends them):
@@ -151,7 +164,7 @@ struct PingPeerReply {
 // Payload of kMsgUpdatePrepare / Freeze / Cancel / Finish.
 struct UpdateStepMsg {
   uint32_t update_id;  // the host's number for this update (logs, checks)
-  uint32_t flags;      // kMsgUpdatePrepare: kUpdateFlagPrecopy or 0; others 0
+  uint32_t flags;      // prepare: kUpdateFlagPrecopy | scope bits; finish: kUpdateFlagPartial; others 0
 };
 
 // kMsgUpdatePrepare's flag: the host will deliver a pre-copy package (the
@@ -159,6 +172,21 @@ struct UpdateStepMsg {
 // the freeze package then carries only what changed since. Without it the
 // freeze package carries everything (one-step handover).
 inline constexpr uint32_t kUpdateFlagPrecopy = 1u << 0;
+
+// Staged update (DESIGN.md §5, docs/handover.md "Staged update"): the old
+// and the new image run side by side on disjoint CPUs and the instance's
+// parts move between them in steps, each its own handover (prepare, freeze,
+// transfer, restore, finish) with its own blackout. kMsgUpdatePrepare's
+// scope bits say which part a step moves; none set = everything (the
+// in-place update). Prepare refuses a scope the image does not hold.
+inline constexpr uint32_t kUpdateScopeTenants = 1u << 8;   // tenants and their reaper pipe
+inline constexpr uint32_t kUpdateScopeServices = 1u << 9;  // services, devices, connections, memory
+inline constexpr uint32_t kUpdateScopePeers = 1u << 10;    // the channels to other instances
+inline constexpr uint32_t kUpdateScopeAll = kUpdateScopeTenants | kUpdateScopeServices | kUpdateScopePeers;
+// kMsgUpdateFinish's flag: the step's handover is complete, the image
+// drops what it handed over and goes on with the rest (it answers, and
+// retires only when nothing is left). Without it, finish retires the image.
+inline constexpr uint32_t kUpdateFlagPartial = 1u << 1;
 
 // Reply of every update step and of kMsgHandover.
 struct UpdateReply {
