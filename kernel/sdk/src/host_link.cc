@@ -160,6 +160,20 @@ Result<void> HostLink::register_handlers() {
       ep_->flush();
     }));
   }
+  for (std::uint16_t type : {abi::kMsgCpuRelease, abi::kMsgCpuAdd}) {
+    MK_TRY(ep->on_value<abi::CpuMsg>(type, [this, type](const abi::CpuMsg& m, ipi::Incoming& in) {
+      rx_.fetch_add(1, std::memory_order_relaxed);
+      abi::CpuReply r{};
+      if (services_.cpu) {
+        r = services_.cpu(type, m);
+      } else {
+        r.status = -EOPNOTSUPP;
+        std::snprintf(r.detail, sizeof r.detail, "this image does not move CPUs");
+      }
+      if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+      ep_->flush();
+    }));
+  }
   ep->on_peer_down([this](ipi::PeerId peer, const Error& why) {
     if (peer != host_id_) return;
     std::fprintf(stderr, "mksdk: host down: %s\n", why.to_string().c_str());
