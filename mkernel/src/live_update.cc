@@ -20,137 +20,22 @@
 #include "handover/kho_blob.h"
 #include "ipi/fd_passing.h"
 #include "mkernel/process_identity.h"
+#include "update_access.h"
 #include "update_step.h"
 
 namespace mk {
 
-// live_update's access to the handles' internals: moving the instance's
-// resources from the old image's handle to the successor's.
-struct UpdateAccess {
-  // The reaper a handle ends after its image (RuntimeRecord::ns_init_pid),
-  // while it moves from one handle to the next.
-  struct Init {
-    OwnedFd pidfd;
-    pid_t pid = -1;
-    bool child = false;
-    int32_t rec_pid = 0;
-    uint64_t rec_start = 0;
-    explicit operator bool() const { return pid > 0 && pidfd; }
-  };
-
-  static Init take_ns_init(RunningInstance& r) {
-    Init i;
-    if (r.ns_init_pid_ <= 0 || !r.ns_init_pidfd_) return i;
-    i.pidfd = std::move(r.ns_init_pidfd_);
-    i.pid = r.ns_init_pid_;
-    i.child = r.ns_init_child_;
-    i.rec_pid = r.record_.ns_init_pid;
-    i.rec_start = r.record_.ns_init_start_time;
-    r.ns_init_pid_ = -1;
-    r.record_.ns_init_pid = 0;
-    r.record_.ns_init_start_time = 0;
-    return i;
-  }
-
-  // The old image itself stays (as the reaper, PID 1 of the namespace).
-  static Init old_as_init(RunningInstance& old) {
-    Init i;
-    i.pidfd = std::move(old.pidfd_);
-    i.pid = old.pid_;
-    i.child = old.child_;
-    i.rec_pid = old.record_.pid;
-    i.rec_start = old.record_.start_time;
-    old.pid_ = -1;
-    old.reaped_ = true;
-    return i;
-  }
-
-  static void give_ns_init(RunningInstance& to, Init&& i) {
-    if (!i) return;
-    to.ns_init_pidfd_ = std::move(i.pidfd);
-    to.ns_init_pid_ = i.pid;
-    to.ns_init_child_ = i.child;
-    to.record_.ns_init_pid = i.rec_pid;
-    to.record_.ns_init_start_time = i.rec_start;
-    i.pid = -1;
-  }
-
-  // Cgroup, regions, network namespace, console read end: `to` owns them
-  // from now on; `from` is left inert (its process is gone or is the
-  // reaper; its host channel is closed).
-  static void move_resources(RunningInstance& from, RunningInstance& to) {
-    to.cgroup_ = std::move(from.cgroup_);
-    from.cgroup_.reset();
-    to.regions_ = std::move(from.regions_);
-    from.regions_.clear();
-    to.adopted_regions_ = std::move(from.adopted_regions_);
-    from.adopted_regions_.clear();
-    to.netns_ = std::move(from.netns_);
-    to.console_.reset(from.console_.release());
-    from.ep_.reset();
-    from.pid_ = -1;
-    from.reaped_ = true;
-    from.pidfd_.reset();
-  }
-
-  static void set_reaped(RunningInstance& r) { r.reaped_ = true; }
-};
-
 namespace {
 
+using update_step::Clock;
+using update_step::getfd;
 using update_step::HostOffInstance;
+using update_step::is_namespace_init;
+using update_step::ms_since;
 using update_step::old_step;
+using update_step::pidfd_gone;
+using update_step::runs_reaper;
 using update_step::step;
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-bool pidfd_gone(int pidfd, int timeout_ms) {
-  pollfd p{pidfd, POLLIN, 0};
-  int r;
-  while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
-  }
-  return r > 0;
-}
-
-Result<OwnedFd> getfd(int pidfd, int target, const char* what) {
-  int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
-  if (fd < 0) {
-    int e = errno;
-    return Error(e, "cannot copy an fd out of the old image")
-        .set_detail("%s (fd %d): pidfd_getfd: %s", what, target, std::strerror(e));
-  }
-  return OwnedFd(fd);
-}
-
-// PID 1 of its (innermost) PID namespace? /proc/PID/status NSpid's last field.
-bool is_namespace_init(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(f, line);) {
-    if (line.rfind("NSpid:", 0) != 0) continue;
-    std::istringstream in(line.substr(6));
-    std::vector<long> ids;
-    for (long v; in >> v;) ids.push_back(v);
-    return ids.size() > 1 && ids.back() == 1;
-  }
-  return false;
-}
-
-bool runs_reaper(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::size_t i = 0;
-  while (i < all.size()) {
-    std::size_t e = all.find('\0', i);
-    if (e == std::string::npos) e = all.size();
-    // "--reaper" or "--reaper=FD" (kernel/image/reaper.h).
-    if (all.compare(i, 8, "--reaper") == 0 && (e - i == 8 || all[i + 8] == '=')) return true;
-    i = e + 1;
-  }
-  return false;
-}
 
 uint64_t preserved_bytes_of(std::span<const uint8_t> blob, Error* why) {
   auto parsed = handover::parse_kho_blob(blob);

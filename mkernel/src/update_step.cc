@@ -1,6 +1,17 @@
 // One live-update step and the host's placement in the blackout (update_step.h).
 #include "update_step.h"
 
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "update_access.h"
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -75,6 +86,54 @@ Result<abi::UpdateReply> old_step(RunningInstance& ri, uint16_t type, const char
                                   uint32_t flags, bool spin) {
   abi::UpdateStepMsg m{id, flags};
   return step(ri, type, name, &m, sizeof m, timeout, tick, spin);
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+bool pidfd_gone(int pidfd, int timeout_ms) {
+  pollfd p{pidfd, POLLIN, 0};
+  int r;
+  while ((r = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return r > 0;
+}
+
+Result<OwnedFd> getfd(int pidfd, int target, const char* what) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
+  if (fd < 0) {
+    int e = errno;
+    return Error(e, "cannot copy an fd out of an image")
+        .set_detail("%s (fd %d): pidfd_getfd: %s", what, target, std::strerror(e));
+  }
+  return OwnedFd(fd);
+}
+
+bool is_namespace_init(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("NSpid:", 0) != 0) continue;
+    std::istringstream in(line.substr(6));
+    std::vector<long> ids;
+    for (long v; in >> v;) ids.push_back(v);
+    return ids.size() > 1 && ids.back() == 1;
+  }
+  return false;
+}
+
+bool runs_reaper(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::size_t i = 0;
+  while (i < all.size()) {
+    std::size_t e = all.find('\0', i);
+    if (e == std::string::npos) e = all.size();
+    // "--reaper" or "--reaper=FD" (kernel/image/reaper.h).
+    if (all.compare(i, 8, "--reaper") == 0 && (e - i == 8 || all[i + 8] == '=')) return true;
+    i = e + 1;
+  }
+  return false;
 }
 
 }  // namespace mk::update_step
