@@ -1,4 +1,5 @@
-// Cgroup layout detection and per-instance cgroups (see cgroup.h).
+// Cgroup layout detection and per-instance cgroups, and their cpus changing
+// under a CPU move (see cgroup.h).
 #include "mkernel/cgroup.h"
 
 #include <fcntl.h>
@@ -7,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 #include "mkernel/instance.h"
@@ -106,11 +108,12 @@ bool writable_mount(const SysRoot& root, const Mount& m, std::string& why) {
   return true;
 }
 
-Result<void> write_control(const SysRoot& root, const std::string& file, std::string_view value) {
+Result<void> write_control(const SysRoot& root, const std::string& file, std::string_view value,
+                           bool truncate = false) {
   std::string p = root.path(file);
-  // No O_TRUNC: cgroupfs ignores it, and a fake tree then behaves like the
-  // kernel's read-back (a longer status line stays visible).
-  int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  // No O_TRUNC by default: cgroupfs ignores it, and a fake tree then behaves
+  // like the kernel's read-back (a longer status line stays visible).
+  int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC | (truncate ? O_TRUNC : 0));
   if (fd < 0) {
     int e = errno;
     return MK_FAIL(e, "cannot open cgroup file", "%s: %s", p.c_str(), std::strerror(e));
@@ -125,6 +128,12 @@ Result<void> write_control(const SysRoot& root, const std::string& file, std::st
   if (static_cast<std::size_t>(n) != value.size())
     return MK_FAIL(EIO, "short cgroup write", "%s: %zd of %zu bytes", p.c_str(), n, value.size());
   return ok();
+}
+
+// A cpu or node list, read back by value: O_TRUNC (ignored by cgroupfs) makes
+// a fake tree's read-back exact too when the list gets shorter.
+Result<void> write_list(const SysRoot& root, const std::string& file, const CpuSet& list) {
+  return write_control(root, file, list.to_string(), true);
 }
 
 Result<std::string> read_control(const SysRoot& root, const std::string& file) {
@@ -165,14 +174,16 @@ Result<std::vector<pid_t>> read_pids(const SysRoot& root, const std::string& dir
 
 // Grow a cpuset directory's cpus/mems so it contains `cpus`/`mems` (a v1
 // parent must contain its children's; a v2 child's are clipped otherwise).
+// An empty `mems` leaves the mems alone (a CPU move).
 Result<void> widen_cpuset(const SysRoot& root, const std::string& dir, const CpuSet& cpus,
                           const CpuSet& mems) {
   MK_TRY_ASSIGN(CpuSet have_cpus, read_list(root, dir + "/cpuset.cpus"));
   if (!cpus.is_subset_of(have_cpus))
-    MK_TRY(write_control(root, dir + "/cpuset.cpus", (have_cpus | cpus).to_string()));
+    MK_TRY(write_list(root, dir + "/cpuset.cpus", have_cpus | cpus));
+  if (mems.empty()) return ok();
   MK_TRY_ASSIGN(CpuSet have_mems, read_list(root, dir + "/cpuset.mems"));
   if (!mems.is_subset_of(have_mems))
-    MK_TRY(write_control(root, dir + "/cpuset.mems", (have_mems | mems).to_string()));
+    MK_TRY(write_list(root, dir + "/cpuset.mems", have_mems | mems));
   return ok();
 }
 
@@ -225,6 +236,55 @@ Result<bool> make_instance_dir(const SysRoot& root, const std::string& dir) {
                      root.path(dir).c_str(), pids.size(), static_cast<int>(pids[0]));
   }
   return created;
+}
+
+// What an instance directory's exclusivity request came to: the "cpuset"
+// guarantee, and the refusal when it is not in force.
+struct Exclusivity {
+  Guarantee guarantee;
+  std::optional<Error> refused;
+};
+
+// v1: cpu_exclusive=1 on the instance directory. `base` describes the cgroup
+// for the not-in-force text.
+Exclusivity v1_exclusive(const SysRoot& root, const std::string& dir, const CpuSet& cpus,
+                         const std::string& base) {
+  auto r = write_control(root, dir + "/cpuset.cpu_exclusive", "1");
+  if (r) return {{"cpuset", true, "v1 exclusive, cpus " + cpus.to_string()}, std::nullopt};
+  return {{"cpuset", false, base + ", not exclusive (kernel refused cpu_exclusive=1: " +
+                                std::strerror(r.error().code()) + "; an exclusive sibling overlaps?)"},
+          r.error()};
+}
+
+// v2: an isolated partition, read back. "isolated invalid (reason)" means the
+// kernel took the request but cannot honour it (the cgroup acts as a plain
+// member): reverted to "member" and reported with the kernel's reason.
+Result<Exclusivity> v2_isolate(const SysRoot& root, const std::string& dir, const CpuSet& cpus,
+                               const std::string& base) {
+  std::string file = dir + "/cpuset.cpus.partition";
+  auto w = write_control(root, file, "isolated");
+  std::string back;
+  if (w) {
+    MK_TRY_ASSIGN(back, read_control(root, file));
+  } else {
+    back = std::string("write refused: ") + std::strerror(w.error().code());
+  }
+  if (back == "isolated")
+    return Exclusivity{{"cpuset", true, "v2 isolated partition, cpus " + cpus.to_string()}, std::nullopt};
+  (void)write_control(root, file, "member");
+  return Exclusivity{{"cpuset", false, base + ", not isolated (" + back + ")"},
+                     MK_FAIL(EINVAL, "cpuset partition refused", "%s: %s", root.path(file).c_str(),
+                             back.c_str())};
+}
+
+void set_guarantee(Guarantees& gs, Guarantee g) {
+  for (auto& x : gs) {
+    if (x.name == g.name) {
+      x = std::move(g);
+      return;
+    }
+  }
+  gs.push_back(std::move(g));
 }
 
 }  // namespace
@@ -333,41 +393,19 @@ Result<InstanceCgroup> InstanceCgroup::create(const SysRoot& root, const CgroupL
     MK_TRY_ASSIGN(bool created, make_instance_dir(root, dir));
     if (created) made.push_back(dir);
     cg.cpuset_dir_ = dir;
-    MK_TRY(write_control(root, dir + "/cpuset.cpus", cpus.to_string()));
-    MK_TRY(write_control(root, dir + "/cpuset.mems", mems.to_string()));
+    MK_TRY(write_list(root, dir + "/cpuset.cpus", cpus));
+    MK_TRY(write_list(root, dir + "/cpuset.mems", mems));
     std::string base = std::string(to_string(ch.version)) + " cpus " + cpus.to_string() +
                        " mems " + mems.to_string();
-    if (ch.version == CgroupVersion::kV1) {
-      auto r = write_control(root, dir + "/cpuset.cpu_exclusive", "1");
-      if (r) {
-        cg.guarantees_.push_back({"cpuset", true, "v1 exclusive, cpus " + cpus.to_string()});
+    if (ch.version == CgroupVersion::kV1 || root.exists(dir + "/cpuset.cpus.partition")) {
+      Exclusivity x;
+      if (ch.version == CgroupVersion::kV1) {
+        x = v1_exclusive(root, dir, cpus, base);
       } else {
-        if (opts.require_exclusive) return r.error();
-        cg.guarantees_.push_back({"cpuset", false,
-                                  base + ", not exclusive (kernel refused cpu_exclusive=1: " +
-                                      std::strerror(r.error().code()) +
-                                      "; an exclusive sibling overlaps?)"});
+        MK_TRY_ASSIGN(x, v2_isolate(root, dir, cpus, base));
       }
-    } else if (root.exists(dir + "/cpuset.cpus.partition")) {
-      std::string file = dir + "/cpuset.cpus.partition";
-      auto w = write_control(root, file, "isolated");
-      std::string back;
-      if (w) {
-        MK_TRY_ASSIGN(back, read_control(root, file));
-      } else {
-        back = std::string("write refused: ") + std::strerror(w.error().code());
-      }
-      if (back == "isolated") {
-        cg.guarantees_.push_back({"cpuset", true, "v2 isolated partition, cpus " + cpus.to_string()});
-      } else {
-        // "isolated invalid (reason)": the kernel accepted the request but
-        // cannot honour it; the cgroup acts as a plain member. Say so.
-        (void)write_control(root, file, "member");
-        if (opts.require_exclusive)
-          return MK_FAIL(EINVAL, "cpuset partition refused", "%s: %s", root.path(file).c_str(),
-                         back.c_str());
-        cg.guarantees_.push_back({"cpuset", false, base + ", not isolated (" + back + ")"});
-      }
+      if (x.refused && opts.require_exclusive) return *x.refused;
+      cg.guarantees_.push_back(std::move(x.guarantee));
     } else {
       if (opts.require_exclusive)
         return MK_FAIL(EINVAL, "cpuset partition unsupported", "%s has no cpuset.cpus.partition",
@@ -435,6 +473,44 @@ Result<void> InstanceCgroup::attach(pid_t pid) const {
   if (!cpuset_dir_.empty()) MK_TRY(write_control(root_, cpuset_dir_ + "/cgroup.procs", v));
   if (!memory_dir_.empty() && memory_dir_ != cpuset_dir_)
     MK_TRY(write_control(root_, memory_dir_ + "/cgroup.procs", v));
+  return ok();
+}
+
+Result<void> InstanceCgroup::set_cpus(const CpuSet& cpus) {
+  if (cpus.empty())
+    return MK_FAIL(EINVAL, "bad cgroup request", "an instance cgroup needs at least one cpu (%s)",
+                   cpuset_dir_.empty() ? "no cpuset" : root_.path(cpuset_dir_).c_str());
+  if (cpuset_dir_.empty()) return ok();
+  const CgroupVersion v = layout_.cpuset.version;
+  // A v1 parent must contain its children's cpus (the kernel refuses the
+  // child's write otherwise); a v2 child's would be clipped. The parent is
+  // never narrowed here: other instances may hold what this one gives up.
+  const std::string parent = cpuset_dir_.substr(0, cpuset_dir_.rfind('/'));
+  MK_TRY(widen_cpuset(root_, parent, cpus, CpuSet{}));
+  MK_TRY(write_list(root_, cpuset_dir_ + "/cpuset.cpus", cpus));
+
+  const std::string base = std::string(to_string(v)) + " cpus " + cpus.to_string();
+  if (v == CgroupVersion::kV1) {
+    // cpu_exclusive survives a cpus write; a refusal at create() is retried
+    // (the overlapping sibling may be gone).
+    auto excl = read_control(root_, cpuset_dir_ + "/cpuset.cpu_exclusive");
+    if (excl && *excl == "1") {
+      set_guarantee(guarantees_, {"cpuset", true, "v1 exclusive, cpus " + cpus.to_string()});
+    } else {
+      set_guarantee(guarantees_, v1_exclusive(root_, cpuset_dir_, cpus, base).guarantee);
+    }
+  } else if (root_.exists(cpuset_dir_ + "/cpuset.cpus.partition")) {
+    // The new cpus may make the partition invalid (or valid again).
+    MK_TRY_ASSIGN(std::string state, read_control(root_, cpuset_dir_ + "/cpuset.cpus.partition"));
+    if (state == "isolated") {
+      set_guarantee(guarantees_, {"cpuset", true, "v2 isolated partition, cpus " + cpus.to_string()});
+    } else {
+      MK_TRY_ASSIGN(Exclusivity x, v2_isolate(root_, cpuset_dir_, cpus, base));
+      set_guarantee(guarantees_, std::move(x.guarantee));
+    }
+  } else {
+    set_guarantee(guarantees_, {"cpuset", false, base + ", not exclusive (no cpuset.cpus.partition)"});
+  }
   return ok();
 }
 

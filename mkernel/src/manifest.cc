@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "mk/abi/control_messages.h"
+#include "mkernel/boot_cpu.h"
 
 namespace mk {
 
@@ -13,17 +14,10 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
   t.bootargs = opts.bootargs;
   t.init = opts.init;
   for (uint32_t c : inst.cpus) {
-    const Pu* pu = topo.find_pu(c);
-    if (!pu) return MK_FAIL(EINVAL, "cpu not in topology", "instance '%s': cpu %u is not on this machine",
-                            inst.name.c_str(), c);
-    BootCpu b;
-    b.os_index = c;
-    b.core = topo.cores.at(pu->core).os_index;
-    b.package = pu->package;
-    b.numa = pu->numa >= 0 ? static_cast<uint32_t>(pu->numa) : 0;
-    b.kind = pu->kind;
-    b.efficiency = pu->kind >= 0 ? topo.kinds.at(static_cast<std::size_t>(pu->kind)).efficiency : -1;
-    t.cpus.push_back(b);
+    std::optional<BootCpu> b = boot_cpu_of(topo, c);
+    if (!b) return MK_FAIL(EINVAL, "cpu not in topology", "instance '%s': cpu %u is not on this machine",
+                           inst.name.c_str(), c);
+    t.cpus.push_back(*b);
   }
   int fd = kFirstResourceFd;
   for (std::size_t i = 0; i < inst.memory.size(); ++i) {

@@ -324,6 +324,130 @@ TEST(InstanceCgroup, V2InvalidPartitionIsAnErrorNotASuccess) {
   }
 }
 
+// A CPU move (cpu_move.h): growing widens the parent first, shrinking leaves
+// it; cpu_exclusive stays; the guarantee follows the new cpus.
+TEST(InstanceCgroupSetCpus, V1GrowAndShrink) {
+  FakeTree t("v1_set");
+  make_v1_tree(t);
+  auto l = detect_cgroups(t.root());
+  ASSERT_TRUE(l);
+  auto cg = InstanceCgroup::create(t.root(), *l, "db", CpuSet::of({1, 2}), CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+  const std::string d = "/sys/fs/cgroup/cpuset/mkernel/db";
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({1, 2, 3})));
+  EXPECT_EQ(t.read("/sys/fs/cgroup/cpuset/mkernel/cpuset.cpus"), "1-3");
+  EXPECT_EQ(t.read(d + "/cpuset.cpus"), "1-3");
+  EXPECT_EQ(t.read(d + "/cpuset.cpu_exclusive"), "1");
+  EXPECT_EQ(t.read("/sys/fs/cgroup/cpuset/mkernel/db/cpuset.mems"), "0");
+  const Guarantee* c = find(cg->guarantees(), "cpuset");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->in_force);
+  EXPECT_EQ(c->detail, "v1 exclusive, cpus 1-3");
+  EXPECT_EQ(cg->guarantees().size(), 2u);  // replaced, not appended
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({3})));
+  EXPECT_EQ(t.read(d + "/cpuset.cpus"), "3");  // read back exactly, not "3-3"
+  EXPECT_EQ(t.read("/sys/fs/cgroup/cpuset/mkernel/cpuset.cpus"), "1-3");  // the parent is never narrowed
+  EXPECT_EQ(find(cg->guarantees(), "cpuset")->detail, "v1 exclusive, cpus 3");
+  auto empty = cg->set_cpus(CpuSet{});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code(), EINVAL);
+  EXPECT_NE(std::string(empty.error().detail()).find("at least one cpu"), std::string::npos);
+  EXPECT_EQ(t.read(d + "/cpuset.cpus"), "3");
+}
+
+TEST(InstanceCgroupSetCpus, RefusedWriteNamesFileAndValue) {
+  FakeTree t("v1_set_refused");
+  make_v1_tree(t);
+  auto l = detect_cgroups(t.root());
+  ASSERT_TRUE(l);
+  auto cg = InstanceCgroup::create(t.root(), *l, "db", CpuSet::of({1}), CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+  // /dev/full refuses every write (ENOSPC), as the kernel refuses a CPU.
+  const std::string f = "/sys/fs/cgroup/cpuset/mkernel/db/cpuset.cpus";
+  fs::remove(fs::path(t.root().path(f)));
+  fs::create_symlink("/dev/full", fs::path(t.root().path(f)));
+  auto r = cg->set_cpus(CpuSet::of({1, 2}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ENOSPC);
+  EXPECT_NE(std::string(r.error().detail()).find("writing '1-2' to " + t.root().path(f)), std::string::npos)
+      << r.error().detail();
+  EXPECT_TRUE(find(cg->guarantees(), "cpuset")->in_force);
+  EXPECT_EQ(find(cg->guarantees(), "cpuset")->detail, "v1 exclusive, cpus 1");  // unchanged
+  // The parent refusing to widen: nothing written to the child.
+  fs::remove(fs::path(t.root().path(f)));
+  t.write(f, "1");
+  fs::remove(fs::path(t.root().path("/sys/fs/cgroup/cpuset/mkernel/cpuset.cpus")));
+  t.mkdir("/sys/fs/cgroup/cpuset/mkernel/cpuset.cpus");
+  auto p = cg->set_cpus(CpuSet::of({1, 2}));
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code(), EISDIR);
+  EXPECT_NE(std::string(p.error().detail()).find("mkernel/cpuset.cpus"), std::string::npos) << p.error().detail();
+  EXPECT_EQ(t.read(f), "1");
+}
+
+TEST(InstanceCgroupSetCpus, V1ExclusiveRetriedWhenNotInForce) {
+  FakeTree t("v1_set_excl");
+  make_v1_tree(t);
+  const std::string d = "/sys/fs/cgroup/cpuset/mkernel/db";
+  fs::remove(fs::path(t.root().path(d + "/cpuset.cpu_exclusive")));
+  t.mkdir(d + "/cpuset.cpu_exclusive");
+  auto l = detect_cgroups(t.root());
+  ASSERT_TRUE(l);
+  auto cg = InstanceCgroup::create(t.root(), *l, "db", CpuSet::of({1}), CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+  ASSERT_FALSE(find(cg->guarantees(), "cpuset")->in_force);
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({1, 2})));  // still refused: reported, not an error
+  EXPECT_FALSE(find(cg->guarantees(), "cpuset")->in_force);
+  EXPECT_NE(find(cg->guarantees(), "cpuset")->detail.find("v1 cpus 1-2, not exclusive (kernel refused"),
+            std::string::npos);
+  fs::remove(fs::path(t.root().path(d + "/cpuset.cpu_exclusive")));
+  t.write(d + "/cpuset.cpu_exclusive", "0");  // the overlapping sibling went away
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({2})));
+  EXPECT_EQ(t.read(d + "/cpuset.cpu_exclusive"), "1");
+  EXPECT_TRUE(find(cg->guarantees(), "cpuset")->in_force);
+  EXPECT_EQ(find(cg->guarantees(), "cpuset")->detail, "v1 exclusive, cpus 2");
+}
+
+TEST(InstanceCgroupSetCpus, V2PartitionReadBack) {
+  FakeTree t("v2_set");
+  make_v2_tree(t, "");
+  auto l = detect_cgroups(t.root());
+  ASSERT_TRUE(l);
+  auto cg = InstanceCgroup::create(t.root(), *l, "db", CpuSet::of({2}), CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+  const std::string d = "/sys/fs/cgroup/mkernel/db";
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({2, 3})));
+  EXPECT_EQ(t.read(d + "/cpuset.cpus"), "2-3");
+  EXPECT_EQ(t.read("/sys/fs/cgroup/mkernel/cpuset.cpus"), "2-3");
+  EXPECT_EQ(find(cg->guarantees(), "cpuset")->detail, "v2 isolated partition, cpus 2-3");
+  // The kernel finds the new cpus unfit for a partition: never a success.
+  t.write(d + "/cpuset.cpus.partition", "isolated invalid (Cpu list in cpuset.cpus not exclusive)\n");
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({3})));
+  const Guarantee* c = find(cg->guarantees(), "cpuset");
+  ASSERT_NE(c, nullptr);
+  EXPECT_FALSE(c->in_force);
+  EXPECT_NE(c->detail.find("v2 cpus 3, not isolated (isolated invalid (Cpu list in cpuset.cpus not exclusive))"),
+            std::string::npos)
+      << c->detail;
+  EXPECT_EQ(t.read(d + "/cpuset.cpus.partition").substr(0, 6), "member");
+  // Valid again later: the partition is asked for again and in force.
+  t.write(d + "/cpuset.cpus.partition", "member\n");
+  ASSERT_TRUE(cg->set_cpus(CpuSet::of({3, 4})));
+  EXPECT_TRUE(find(cg->guarantees(), "cpuset")->in_force);
+  EXPECT_EQ(t.read(d + "/cpuset.cpus.partition").substr(0, 8), "isolated");
+}
+
+TEST(InstanceCgroupSetCpus, NoCpusetIsANoOp) {
+  FakeTree t("none_set");
+  t.write("/proc/self/mountinfo", "22 1 254:1 / / rw,relatime - ext4 /dev/vda rw\n");
+  auto l = detect_cgroups(t.root());
+  ASSERT_TRUE(l);
+  auto cg = InstanceCgroup::create(t.root(), *l, "db", CpuSet::of({1}), CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+  EXPECT_TRUE(cg->set_cpus(CpuSet::of({1, 2})));
+  EXPECT_EQ(find(cg->guarantees(), "cpuset")->detail, "no (no cpuset hierarchy mounted)");
+}
+
 TEST(InstanceCgroup, NoCgroupsStillCreatesAndSaysWhy) {
   FakeTree t("none");
   t.write("/proc/self/mountinfo", "22 1 254:1 / / rw,relatime - ext4 /dev/vda rw\n");

@@ -21,8 +21,20 @@
 // what the undo did. No CPU is ever in two instances' cpusets at once: the
 // loser's cpuset shrinks before the gainer's grows.
 //
+// A request that fails without the image's answer (ETIMEDOUT) may still have
+// taken effect: its opposite is sent too when undoing (both are idempotent).
+// The undo stops at its first failure (what follows depends on it, e.g. the
+// loser's kMsgCpuAdd on its cpuset); the error then says what is left changed.
+//
+// resize_cpus releases the CPUs leaving first, then writes the cpuset once
+// (the final set), then adds the new ones. When the old and the new set are
+// disjoint the image would have to give up its last CPU first: then the
+// cpuset grows to both, the new CPUs are added, the old ones released, and
+// the cpuset shrinks to the new set. The shared parent is never narrowed.
+//
 // A side that is not running (holder.ep == nullptr) only changes on paper:
-// the caller updates the partition. The caller (mkerneld) validates first
+// the caller updates the partition (no cgroup writes, no messages, no
+// steps). The caller (mkerneld) validates first
 // with check_cpu_move / check_cpu_resize, then persists the partition; if
 // persisting fails it calls the opposite move.
 //
@@ -95,6 +107,9 @@ struct CpuChangeResult {
   double ms = 0;                                      // the whole change
   uint32_t threads_checked = 0;
   std::vector<StrayThread> not_following;
+  // The change stands but something after it could not be checked (the
+  // threads of an instance could not be read).
+  std::vector<std::string> warnings;
 };
 
 // Validation against the partition and topology, no side effects.
@@ -117,15 +132,23 @@ Result<CpuChangeResult> move_cpu(const Topology& topo, const SysRoot& root, cons
 Result<CpuChangeResult> resize_cpus(const Topology& topo, const SysRoot& root, const CpuHolder& target,
                                     const CpuSet& cpus, const CpuChangeOptions& opts);
 
-// Threads of `holder` (its cgroup's tasks, else `pids`) whose allowed CPUs do
-// not follow `cpus` (see above). Sets *checked to the number of threads read.
+// Threads of `holder` (its cgroup's tasks when it has a cgroup directory,
+// else `pids`) whose allowed CPUs do not follow `cpus` (see above). Sets
+// *checked (may be null) to the number of threads read; tasks that vanish
+// while being read are skipped. Returns the errno of reading cgroup.procs,
+// a task directory or status (not ENOENT/ESRCH), EPROTO for a status
+// without Cpus_allowed_list.
 Result<std::vector<StrayThread>> threads_not_following(const SysRoot& root, const CpuHolder& holder,
                                                        const CpuSet& cpus, uint32_t* checked);
 
 // A restarted host making an image and its cgroup match `cpus` again for the
 // CPUs in `touched` (an interrupted move): sets the cgroup to `cpus`, sends
 // kMsgCpuRelease for touched CPUs not in `cpus` (before the cgroup shrinks)
-// and kMsgCpuAdd for those in it (after it grows). Idempotent.
+// and kMsgCpuAdd for those in it (after it grows). Idempotent. Stops at the
+// first failing step (the error names it; calling again is safe). Reconcile
+// the instances losing CPUs before those gaining them (a v1 exclusive
+// sibling still holding a CPU makes the gainer's write fail with EINVAL).
+// holder.ep == nullptr: nothing to do.
 Result<void> reconcile_cpus(const Topology& topo, const SysRoot& root, const CpuHolder& holder, const CpuSet& cpus,
                             const CpuSet& touched, const CpuChangeOptions& opts);
 
