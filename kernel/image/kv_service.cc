@@ -49,13 +49,23 @@ bool eq_nocase(std::string_view a, std::string_view b) {
 }  // namespace
 
 
-void KvService::Impl::run() {
+void KvService::Impl::pin_self() {
+  // The host tells the service thread from the tenants' by this name
+  // (docs/sdk.md "Moving CPUs").
+  (void)::pthread_setname_np(::pthread_self(), "mk-kv");
+  // Under cpu_mu: a set_cpu() racing with the thread's start wins or
+  // waits, never is undone by this.
+  std::lock_guard<std::mutex> lk(cpu_mu);
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) != 0) {
     con->print("mk-kernel: kv: cannot pin to cpu %u, running unpinned\n", cpu);
   }
+}
+
+void KvService::Impl::run() {
+  pin_self();
   if (!enter()) return;
   // Connections carried over (a restored service): execute what is
   // already buffered and write what is pending before waiting.
@@ -472,6 +482,28 @@ KvService::~KvService() {
     if (impl_->stop_fd >= 0) ::close(impl_->stop_fd);
     if (impl_->reserve_fd >= 0) ::close(impl_->reserve_fd);
   }
+}
+
+Result<void> KvService::set_cpu(std::uint32_t cpu) {
+  if (cpu >= CPU_SETSIZE) return MK_FAIL(EINVAL, "kv: cpu out of range", "cpu %u >= %d", cpu, CPU_SETSIZE);
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lk(im.cpu_mu);
+  if (!stopped_ && im.thread.joinable()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (int rc = ::pthread_setaffinity_np(im.thread.native_handle(), sizeof set, &set); rc != 0) {
+      return MK_FAIL(rc, "kv: re-pinning the service thread", "pthread_setaffinity_np to cpu %u: %s", cpu,
+                     std::strerror(rc));
+    }
+  }
+  im.cpu = cpu;
+  return {};
+}
+
+std::uint32_t KvService::cpu() const {
+  std::lock_guard<std::mutex> lk(impl_->cpu_mu);
+  return impl_->cpu;
 }
 
 std::uint64_t KvService::used_bytes() const { return impl_->used.load(std::memory_order_relaxed); }

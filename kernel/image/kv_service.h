@@ -2,9 +2,11 @@
 // (RESP2) server on every `listen` device of the boot tree whose data is a
 // mk::sdk::KvStore in /memory@0.
 //
-// Threading: one thread, pinned to the instance's first CPU, runs a
-// level-triggered epoll loop over the listen fds, the connections and a stop
-// eventfd. The store is used from that thread only.
+// Threading: one thread, named `mk-kv` and pinned to one CPU of the
+// instance (the first at boot; set_cpu() moves it when that CPU is
+// released, kernel/image/cpus.h), runs a level-triggered epoll loop over the
+// listen fds, the connections and a stop eventfd. The store is used from
+// that thread only.
 //
 // Memory: the whole of region 0 is claimed from the image's page allocator
 // (it must be the first allocation: offset 0 of region 0, so the next image
@@ -86,6 +88,14 @@ class KvService {
   ~KvService();  // stop()
   KvService(const KvService&) = delete;
   KvService& operator=(const KvService&) = delete;
+
+  // Re-pins the service thread to `cpu` (a CPU move released the one it
+  // was on). From the owner's thread, like every call but the getters.
+  // Returns: EINVAL (cpu >= CPU_SETSIZE, or the kernel refuses it: not
+  // allowed to this process), ESRCH (the thread ended); the thread stays
+  // where it was on error.
+  Result<void> set_cpu(std::uint32_t cpu);
+  std::uint32_t cpu() const;  // where the thread is pinned
 
   // Stops the loop, joins the thread, closes the connections (the listen
   // fds stay open: they belong to the boot tree).

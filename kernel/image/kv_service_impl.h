@@ -41,7 +41,8 @@ struct KvService::Impl {
   using Conn = kv::Conn;
   std::optional<sdk::KvStore> store;  // set by begin()
   std::vector<int> listen;
-  std::uint32_t cpu = 0;
+  std::uint32_t cpu = 0;  // guarded by cpu_mu (set_cpu vs the thread's own pinning)
+  mutable std::mutex cpu_mu;
   sdk::Console* con = nullptr;
   int ep = -1;
   int stop_fd = -1;
@@ -75,6 +76,7 @@ struct KvService::Impl {
   bool busy = false;
 
   void run();
+  void pin_self();  // names the thread mk-kv and pins it to `cpu`
   Result<void> add_conn(KvConnState st);
   void accept_all(int lfd);
   void on_conn(int fd, std::uint32_t ev);

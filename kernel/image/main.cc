@@ -17,13 +17,16 @@
 //                     kernel/image/kv_service.h, docs/sdk.md "KV service")
 //   --fault=STEP      live-update fault injection (docs/sdk.md "Live update"):
 //                     exit-at-boot, hang-at-handover, refuse-handover (a
-//                     successor), die-in-prepare (an old image)
+//                     successor), die-in-prepare (an old image);
+//                     refuse-cpu-release (every kMsgCpuRelease: -EPERM)
 //   --reaper=FD       not an image: the reaper an old image execs (reaper.h)
 //   --help
 // Live update (docs/sdk.md "Live update"): a tree with
 // mkernel,handover-socket makes this a parked successor: it boots without
 // tenants, services or peer channels, sends READY and waits for
 // kMsgHandover; any image answers kMsgUpdatePrepare/Freeze/Cancel/Finish.
+// CPU moves (docs/sdk.md "Moving CPUs", cpus.h): kMsgCpuRelease/kMsgCpuAdd,
+// refused while parked or during a live update.
 // Exit codes: mk::sdk::exit_code (0 shutdown requested, 1 internal, 2 usage,
 // 3 bad boot tree, 4 missing resource, 5 host link, 6 host down, 7 tenant).
 #include <fcntl.h>
@@ -44,6 +47,7 @@
 #include <optional>
 #include <thread>
 
+#include "cpus.h"
 #include "files_handler.h"
 #include "handoff_package.h"
 #include "handover/kho_blob.h"
@@ -70,7 +74,7 @@ namespace {
 using namespace mk;
 using namespace mk::sdk;
 
-enum class Fault { kNone, kExitAtBoot, kHangAtHandover, kRefuseHandover, kDieInPrepare };
+enum class Fault { kNone, kExitAtBoot, kHangAtHandover, kRefuseHandover, kDieInPrepare, kRefuseCpuRelease };
 
 bool parse_fault(std::string_view s, Fault* f) {
   if (s == "exit-at-boot") {
@@ -81,6 +85,8 @@ bool parse_fault(std::string_view s, Fault* f) {
     *f = Fault::kRefuseHandover;
   } else if (s == "die-in-prepare") {
     *f = Fault::kDieInPrepare;
+  } else if (s == "refuse-cpu-release") {
+    *f = Fault::kRefuseCpuRelease;
   } else {
     return false;
   }
@@ -100,7 +106,8 @@ struct Args {
 
 constexpr char kUsage[] =
     "usage: mk-kernel [--init=CMD] [--wait-mode=poll|adaptive|block] [--tick-ms=N] [--grace-ms=N]\n"
-    "                 [--services=kv] [--fault=exit-at-boot|hang-at-handover|refuse-handover|die-in-prepare]\n"
+    "                 [--services=kv]\n"
+    "                 [--fault=exit-at-boot|hang-at-handover|refuse-handover|die-in-prepare|refuse-cpu-release]\n"
     "       mk-kernel --reaper=FD   (exec'ed by a retiring image, see docs/sdk.md)\n"
     "The host starts it with the boot tree on fd 3 (see docs/sdk.md).\n";
 
@@ -214,6 +221,7 @@ struct Image {
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m);
 abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m);
 abi::UpdateReply on_precopy(Image& im, const abi::HandoverMsg& m);
+abi::CpuReply on_cpu(Image& im, std::uint16_t type, const abi::CpuMsg& m);
 
 HostServices services(Image& im) {
   HostServices s;
@@ -244,7 +252,22 @@ HostServices services(Image& im) {
   s.update = [&im](std::uint16_t type, const abi::UpdateStepMsg& m) { return on_update(im, type, m); };
   s.handover = [&im](const abi::HandoverMsg& m) { return on_handover(im, m); };
   s.precopy = [&im](const abi::HandoverMsg& m) { return on_precopy(im, m); };
+  s.cpu = [&im](std::uint16_t type, const abi::CpuMsg& m) { return on_cpu(im, type, m); };
   return s;
+}
+
+// ---- CPU moves (docs/sdk.md "Moving CPUs"; the work is in cpus.cc) ----
+
+abi::CpuReply on_cpu(Image& im, std::uint16_t type, const abi::CpuMsg& m) {
+  image::CpuRefusal no;
+  if (im.parked) {
+    no = {EBUSY, "a parked successor: its CPUs move with the handover"};
+  } else if (im.machine.state() != handover::UpdateState::kNormal) {
+    no = {EBUSY, "a live update is in progress: move CPUs before or after it"};
+  } else if (type == abi::kMsgCpuRelease && im.args->fault == Fault::kRefuseCpuRelease) {
+    no = {EPERM, "refused by --fault"};
+  }
+  return image::serve_cpu(image::CpuContext{&im.tree, im.loops.get(), &im.kv, &im.tenants, &im.con}, type, m, no);
 }
 
 // ---- live update (docs/sdk.md "Live update") ----

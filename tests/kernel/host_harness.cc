@@ -33,6 +33,17 @@ std::uint32_t instance_cpu() {
   return best;
 }
 
+std::vector<std::uint32_t> allowed_cpus() {
+  std::vector<std::uint32_t> out;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
+  for (int i = 0; i < CPU_SETSIZE; ++i) {
+    if (CPU_ISSET(i, &set)) out.push_back(static_cast<std::uint32_t>(i));
+  }
+  return out;
+}
+
 namespace {
 
 Result<int> sealed_memfd(const void* data, std::size_t n) {
@@ -70,7 +81,7 @@ void drain(int fd, std::string* buf) {
 
 Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   std::unique_ptr<ImageRun> run(new ImageRun());
-  const std::uint32_t cpu = instance_cpu();
+  const std::vector<std::uint32_t> cpus = spec.cpus.empty() ? std::vector<std::uint32_t>{instance_cpu()} : spec.cpus;
   const ipi::ChannelConfig cfg{256, 64 * 1024};
   MK_TRY_ASSIGN(ipi::Channel host_ch, ipi::Channel::create(cfg));
   MK_TRY_ASSIGN(ipi::ChannelFds host_fds, host_ch.export_fds());
@@ -123,7 +134,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   BootTree t;
   t.instance = {kInstanceId, "t7"};
   t.init = spec.init;
-  t.cpus = {BootCpu{cpu, cpu, 0, 0, -1, -1}};
+  for (std::uint32_t c : cpus) t.cpus.push_back(BootCpu{c, c, 0, 0, -1, -1});
   t.memory = {BootMemory{0, kRegionBytes, 0, 4, 0}};
   t.devices = {BootDevice{"console", DeviceKind::kConsole, 5, {}}};
   if (spec.listen_device) {
@@ -184,7 +195,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     ::syscall(SYS_close_range, 3 + src.size(), ~0u, 0);
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
+    for (std::uint32_t c : cpus) CPU_SET(c, &set);
     ::sched_setaffinity(0, sizeof set, &set);  // the host confines before exec
     ::execv(argv[0], argv.data());
     ::_exit(127);
@@ -335,6 +346,31 @@ std::vector<std::string> cpus_allowed_of_tasks(pid_t pid) {
         out.push_back(v);
       }
     }
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<TaskInfo> tasks_of(pid_t pid) {
+  std::vector<TaskInfo> out;
+  const std::string dir = pid < 0 ? std::string("/proc/self/task") : "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    TaskInfo t;
+    t.tid = static_cast<pid_t>(std::atoi(e->d_name));
+    std::ifstream c(dir + "/" + e->d_name + "/comm");
+    std::getline(c, t.comm);
+    std::ifstream f(dir + "/" + e->d_name + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+        t.cpus = line.substr(std::strlen("Cpus_allowed_list:"));
+        t.cpus.erase(0, t.cpus.find_first_not_of(" \t"));
+      }
+    }
+    if (!t.comm.empty()) out.push_back(std::move(t));  // a task gone meanwhile has no comm
   }
   ::closedir(d);
   return out;

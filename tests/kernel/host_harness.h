@@ -48,6 +48,8 @@ struct LaunchSpec {
   // listed with fd -1 (its fd arrives in the package).
   bool successor = false;
   int region_fd = -1;  // reuse this region memfd (dup'ed), e.g. the old image's
+  // The tree's /cpus and the image's affinity (empty: {instance_cpu()}).
+  std::vector<std::uint32_t> cpus;
   // With peer_channel: the same side of the same peer channel as this run's
   // image (a successor); the harness end stays in that run's endpoint.
   ImageRun* peer_from = nullptr;
@@ -70,6 +72,8 @@ Result<void> send_handoff(int sock, int package, const std::vector<int>& fds);
 
 // The instance's CPU: the highest CPU this process may use (1 on the 2-CPU VM).
 std::uint32_t instance_cpu();
+// Every CPU this process may use, ascending.
+std::vector<std::uint32_t> allowed_cpus();
 
 class ImageRun {
  public:
@@ -94,6 +98,11 @@ class ImageRun {
       if (ep_) ep_->dispatch(std::chrono::milliseconds(10));
     }
     return true;
+  }
+
+  // One CPU move request (kMsgCpuRelease / kMsgCpuAdd) for `os_index`.
+  Result<abi::CpuReply> cpu_request(std::uint16_t type, std::uint32_t os_index, std::uint32_t op_id = 1) {
+    return request<abi::CpuMsg, abi::CpuReply>(type, abi::CpuMsg{op_id, os_index, os_index, 0, 0, -1, -1, 0});
   }
 
   template <class Req, class Rep>
@@ -140,6 +149,13 @@ class ImageRun {
 
 // Cpus_allowed_list of every task of `pid` (empty if it is gone).
 std::vector<std::string> cpus_allowed_of_tasks(pid_t pid);
+// Every task of `pid` (-1: this process): tid, comm and Cpus_allowed_list.
+struct TaskInfo {
+  pid_t tid = 0;
+  std::string comm;
+  std::string cpus;
+};
+std::vector<TaskInfo> tasks_of(pid_t pid);
 // Direct children of `pid` (from /proc/*/stat).
 std::vector<pid_t> children_of(pid_t pid);
 
