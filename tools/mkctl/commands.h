@@ -28,6 +28,7 @@ int cmd_ping(Context&);
 int cmd_console(Context&);
 int cmd_top(Context&);
 int cmd_update(Context&);
+int cmd_cpu(Context&);
 
 // The table, in the order `mkctl --help` lists it.
 const Command* commands(std::size_t& count);

@@ -59,6 +59,7 @@
 #include "mk/result.h"
 #include "mkernel/boot.h"
 #include "mkernel/console_log.h"
+#include "mkernel/cpu_move.h"
 #include "mkernel/partition.h"
 #include "mkernel/sysroot.h"
 #include "mkernel/topology.h"
@@ -142,6 +143,21 @@ class Controller {
   mk::tools::rpc::Response run_update(const mk::tools::rpc::UpdateAction& a, const Progress& progress);
   // The update's end as `mkctl show` keeps it (memory and last-update file).
   void record_last_update(const std::string& name, LastUpdate u);
+
+  // cpu_move.cc
+  mk::tools::rpc::Response cpu_move(const mk::tools::rpc::CpuMoveAction& a);
+  mk::tools::rpc::Response resize(const mk::tools::rpc::ResizeAction& a);
+  // A journal left by a daemon that died mid-move: every running image it
+  // names is put back on the CPUs the state file gives it. Called by adopt_all().
+  void recover_cpu_moves();
+  std::string cpu_journal_path() const;
+  // One instance's side of a move: running (endpoint, cgroup) or on paper.
+  // Returns: EBUSY (it is stopping).
+  mk::Result<mk::CpuHolder> cpu_holder(const mk::Instance& inst);
+  mk::CpuChangeOptions cpu_options(uint32_t timeout_ms, const std::string& fault, uint32_t op_id);
+  void write_cpu_journal(uint32_t op_id, const std::vector<const mk::Instance*>& insts, const mk::CpuSet& touched);
+  mk::tools::rpc::Response commit_cpus(const std::vector<std::pair<std::string, mk::CpuSet>>& sets,
+                                       const std::function<void()>& undo, boost::json::object doc, std::string text);
 
   // update_gate.cc
   // What an update in progress answers for `action` instead of running it:

@@ -463,6 +463,7 @@ void Controller::adopt_all() {
     }
   }
   recover_updates();  // a daemon killed mid-update: roll those back
+  recover_cpu_moves();  // a daemon killed mid-move: every CPU back where the state file says
 }
 
 }  // namespace mkerneld

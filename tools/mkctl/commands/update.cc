@@ -3,6 +3,9 @@
 // CPUs, the old one prepares and freezes, its state (memory, fds, tenants)
 // is handed over, the new one restores and serves; any failure rolls back.
 // Prints each phase as the daemon reports it, then the blackout.
+// With --cpus LIST it resizes the instance instead (mkerneld/cpu_move.cc):
+// CPUs leaving are released with the image's consent, new ones added from
+// the pool's free CPUs; the tenants follow.
 #include <cmath>
 #include <unistd.h>
 
@@ -22,6 +25,23 @@ void print_phase(const boost::json::object& p) {
   std::fflush(stdout);
 }
 
+// --cpus LIST: grow or shrink the instance (running or not).
+int resize(Context& ctx, const po::variables_map& vm, double timeout_s) {
+  if (vm.count("kernel") || vm.count("cmdline"))
+    return ctx.usage_error("--cpus resizes the instance; --kernel/--cmdline update its image: one at a time");
+  if (ctx.planning_only()) return ctx.usage_error("update acts on mkerneld's instances; --topology does not apply");
+  const std::string list = vm["cpus"].as<std::string>();
+  auto cpus = mk::CpuSet::parse(list);
+  if (!cpus) return ctx.usage_error("--cpus: " + std::string(cpus.error().message()));
+  if (cpus->empty()) return ctx.usage_error("--cpus: an instance needs at least one CPU");
+  mk::tools::rpc::ResizeAction a;
+  a.name = vm["name"].as<std::string>();
+  a.cpus = *cpus;
+  a.timeout_ms = static_cast<uint32_t>(std::lround(timeout_s * 1000));
+  a.fault = vm["fault"].as<std::string>();
+  return ctx.finish(ctx.execute(a));
+}
+
 }  // namespace
 
 int cmd_update(Context& ctx) {
@@ -31,18 +51,23 @@ int cmd_update(Context& ctx) {
       "cmdline", po::value<std::string>(), "the new image's command line (default: the loaded one)")(
       "timeout", po::value<double>()->default_value(10.0),
       "seconds each step may take (new image READY, prepare, freeze, restore) before the update rolls back")(
+      "cpus", po::value<std::string>(),
+      "resize instead: the instance's new CPU list (grow from the pool's free CPUs, shrink with the image's "
+      "consent; its tenants follow)")(
       "fault", po::value<std::string>()->default_value(""),
-      "fault injection for tests: corrupt-package | host-exit-after-freeze (docs/handover.md)");
+      "fault injection for tests: corrupt-package | host-exit-after-freeze (docs/handover.md); with --cpus: "
+      "fail:STEP | host-exit-after:STEP (docs/cli.md)");
   ctx.add_global_options(desc);
   po::positional_options_description pos;
   pos.add("name", 1);
   po::variables_map vm;
   int code = 0;
-  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S]", code))
+  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S] | mkctl update NAME --cpus LIST", code))
     return code;
   if (!vm.count("name")) return ctx.usage_error("missing the instance NAME");
   const double s = vm["timeout"].as<double>();
   if (!std::isfinite(s) || s < 0.001 || s > 600) return ctx.usage_error("--timeout: seconds, 0.001..600");
+  if (vm.count("cpus")) return resize(ctx, vm, s);
   mk::tools::rpc::UpdateAction a;
   a.name = vm["name"].as<std::string>();
   if (vm.count("kernel")) {
