@@ -15,14 +15,14 @@
 //   --services=LIST   comma-separated image services; known: kv (a Redis-protocol
 //                     KV store in /memory@0 served on every listen device,
 //                     kernel/image/kv_service.h, docs/sdk.md "KV service")
-//   --fault=STEP      live-update fault injection (docs/sdk.md "Live update"):
+//   --fault=STEP      fault injection (docs/sdk.md "Live update", "Moving CPUs"):
 //                     exit-at-boot, hang-at-handover, refuse-handover (a
 //                     successor), die-in-prepare (an old image);
 //                     refuse-cpu-release (every kMsgCpuRelease: -EPERM)
 //   --reaper=FD       not an image: the reaper an old image execs (reaper.h)
 //   --help
 // Live update (docs/sdk.md "Live update"): a tree with
-// mkernel,handover-socket makes this a parked successor: it boots without
+// mkernel,parked makes this a parked successor: it boots without
 // tenants, services or peer channels, sends READY and waits for
 // kMsgHandover; any image answers kMsgUpdatePrepare/Freeze/Cancel/Finish.
 // CPU moves (docs/sdk.md "Moving CPUs", cpus.h): kMsgCpuRelease/kMsgCpuAdd,
@@ -679,16 +679,19 @@ int boot(Image& im, const Args& args) {
   auto regions = Regions::map(im.tree.memory);
   if (!regions) return fail(im.con, exit_code::kMissingResource, regions.error());
   im.regions = std::move(*regions);
-  if (im.tree.handover_socket) {
-    // A successor: boot parked (no tenants, services or peer channels).
-    const int hs = *im.tree.handover_socket;
-    const int fl = ::fcntl(hs, F_GETFD);
-    if (fl < 0 || ::fcntl(hs, F_SETFD, fl | FD_CLOEXEC) != 0) {
+  // The handover socket (and the copy of the host's end, only kept open):
+  // never inherited by tenants.
+  for (const auto& [fd, what] : {std::pair{im.tree.handover_socket, "mkernel,handover-socket"},
+                                 std::pair{im.tree.handover_socket_host, "mkernel,handover-socket-host"}}) {
+    if (!fd) continue;
+    const int fl = ::fcntl(*fd, F_GETFD);
+    if (fl < 0 || ::fcntl(*fd, F_SETFD, fl | FD_CLOEXEC) != 0) {
       return fail(im.con, exit_code::kMissingResource,
-                  MK_FAIL(EBADF, "handover socket not open", "/chosen lists fd %d, which is not open", hs));
+                  MK_FAIL(EBADF, "handover socket not open", "/chosen %s is fd %d, which is not open", what, *fd));
     }
-    im.parked = true;
   }
+  // A successor: boot parked (no tenants, services or peer channels).
+  im.parked = im.tree.parked;
   if (args.kv && !im.parked) {
     if (auto r = start_kv(im); !r) return fail(im.con, exit_code::kMissingResource, r.error());
   }
