@@ -102,8 +102,17 @@ struct ImageFds {
   std::vector<int> devices;  // one per device listed with fd >= 0 (console excluded), in order
   const ipi::ChannelFds* host = nullptr;
   const std::vector<PeerChannelFds>* peers = nullptr;
-  int handover = -1;  // a parked successor's end of the handover socket
+  int handover = -1;       // the image's end of the handover socket
+  int handover_host = -1;  // the host's end (the image keeps a copy)
 };
+
+// The handover socket of an image: [0] the host's end, [1] the image's.
+Result<std::pair<OwnedFd, OwnedFd>> handover_socketpair() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return errno_error("socketpair for the handover socket");
+  return std::pair<OwnedFd, OwnedFd>(OwnedFd(sv[0]), OwnedFd(sv[1]));
+}
 
 // The child's complete fd table: 0 /dev/null, 1-2 console, 3 tree, then as
 // the tree lists them; and the record of every number the host takes back.
@@ -138,6 +147,8 @@ Result<void> layout_fds(const BootTree& tree, const ImageFds& in, ConfineSpec& s
   const int console_host_fd = std::atoi(tree.devices.front().properties.at("host-fd").c_str());
   spec.fds.push_back({in.console_read, console_host_fd});
   if (tree.handover_socket) spec.fds.push_back({in.handover, *tree.handover_socket});
+  if (tree.handover_socket_host) spec.fds.push_back({in.handover_host, *tree.handover_socket_host});
+  rec.handover_host_fd = tree.handover_socket_host.value_or(-1);
   rec.host_channel_fd = hc.fd;
   rec.console_host_fd = console_host_fd;
   rec.region_fds.clear();
@@ -233,6 +244,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   ipi::ChannelConfig cfg{kHostRingSlots, 256 * 1024};
   MK_TRY_ASSIGN(ipi::Channel host_ch, ipi::Channel::create(cfg));
   MK_TRY_ASSIGN(ipi::ChannelFds ch_fds, host_ch.export_fds());
+  MK_TRY_ASSIGN(auto hsock, handover_socketpair());
 
   // 6. boot tree, with the fd layout of manifest.h.
   BootOptions bo;
@@ -261,8 +273,11 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   for (const auto& d : device_fds) in.devices.push_back(d.get());
   in.host = &ch_fds;
   in.peers = &req.peers;
+  in.handover = hsock.second.get();
+  in.handover_host = hsock.first.get();
   MK_TRY(layout_fds(tree, in, spec, run->record_));
   MK_TRY_ASSIGN(ConfinePlan plan, make_confine_plan(spec));
+  run->handover_ = std::move(hsock.first);
 
   // 7. spawn: the prepare gate joins the cgroup and takes the net devices in.
   std::vector<std::string> argv = image_argv(req.image);
@@ -331,20 +346,13 @@ Result<Successor> boot_successor(const Topology& topo, RunningInstance& old, con
   ipi::ChannelConfig cfg{kHostRingSlots, 256 * 1024};
   MK_TRY_ASSIGN(ipi::Channel host_ch, ipi::Channel::create(cfg));
   MK_TRY_ASSIGN(ipi::ChannelFds ch_fds, host_ch.export_fds());
-  OwnedFd image_sock;
-  if (req.parked) {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-      return errno_error("socketpair for the handover socket");
-    out.handover_socket.reset(sv[0]);
-    image_sock.reset(sv[1]);
-  }
+  MK_TRY_ASSIGN(auto hsock, handover_socketpair());
 
   BootOptions bo;
   bo.bootargs = req.image.cmdline;
   bo.init = req.parked ? std::string() : req.image.init;
   bo.device_fds = !req.parked;
-  bo.handover_socket = req.parked;
+  bo.parked = req.parked;
   for (const auto& p : req.peers) bo.peers.push_back({p.peer_id, p.peer_name, p.side, kHostRingSlots});
   MK_TRY_ASSIGN(BootTree tree, make_boot_tree(topo, inst, bo));
   MK_TRY_ASSIGN(std::vector<uint8_t> blob, emit_boot_tree(tree));
@@ -368,8 +376,10 @@ Result<Successor> boot_successor(const Topology& topo, RunningInstance& old, con
   for (const auto& d : device_fds) in.devices.push_back(d.get());
   in.host = &ch_fds;
   in.peers = &req.peers;
-  in.handover = image_sock.get();
+  in.handover = hsock.second.get();
+  in.handover_host = hsock.first.get();
   MK_TRY(layout_fds(tree, in, spec, run->record_));
+  run->handover_ = std::move(hsock.first);
   MK_TRY_ASSIGN(ConfinePlan plan, make_confine_plan(spec));
 
   SpawnOptions so;
@@ -441,6 +451,9 @@ Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance& inst, co
   MK_TRY_ASSIGN(ipi::ChannelFds cf, fetch_channel_fds(run->pidfd_.get(), rec.host_channel_fd));
   MK_TRY_ASSIGN(ipi::Channel ch, ipi::Channel::take_over(std::move(cf), 0));
   MK_TRY_ASSIGN(run->console_, fetch_fd(run->pidfd_.get(), rec.console_host_fd, "console"));
+  if (rec.handover_host_fd >= 0) {
+    MK_TRY_ASSIGN(run->handover_, fetch_fd(run->pidfd_.get(), rec.handover_host_fd, "handover socket"));
+  }
   int fl = ::fcntl(run->console_.get(), F_GETFL);
   if (fl < 0 || ::fcntl(run->console_.get(), F_SETFL, fl | O_NONBLOCK) != 0) return errno_error("console O_NONBLOCK");
   for (int fd : rec.region_fds) {

@@ -164,7 +164,7 @@ struct Update {
   Result<abi::UpdateReply> send_precopy(Successor& s) {
     std::vector<int> fds;
     for (const auto& f : pre_held) fds.push_back(f.get());
-    MK_TRY(send_handoff(s.handover_socket.get(), pre_fd.get(), fds));
+    MK_TRY(send_handoff(s.run->handover_socket(), pre_fd.get(), fds));
     abi::HandoverMsg m{req.update_id, static_cast<uint32_t>(fds.size())};
     return step(*s.run, abi::kMsgUpdatePrecopy, "pre-copy", &m, sizeof m, req.timeout, waiter(Clock::now(), false));
   }
@@ -180,8 +180,8 @@ struct Update {
     abi::HandoverMsg m{req.update_id, static_cast<uint32_t>(fds.size())};
     Result<void> sent = ok();
     auto send = [&] {
-      sent = send_handoff(s.handover_socket.get(), package_fd, fds);
-      if (!sent) (void)::shutdown(s.handover_socket.get(), SHUT_RDWR);
+      sent = send_handoff(s.run->handover_socket(), package_fd, fds);
+      if (!sent) (void)::shutdown(s.run->handover_socket(), SHUT_RDWR);
     };
     auto r = step(*s.run, abi::kMsgHandover, "handover", &m, sizeof m, req.timeout, waiter(Clock::now(), false), spin,
                   send);

@@ -77,7 +77,11 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
     fd += 3;
   }
   if (opts.console_host_fd) t.devices.front().properties["host-fd"] = std::to_string(fd++);
-  if (opts.handover_socket) t.handover_socket = fd++;
+  if (opts.handover_socket) {
+    t.handover_socket = fd++;
+    t.handover_socket_host = fd++;
+  }
+  t.parked = opts.parked && opts.handover_socket;
   MK_TRY(validate_boot_tree(t));
   return t;
 }

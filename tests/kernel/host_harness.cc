@@ -150,7 +150,10 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   }
   // The handover socket takes the fd after the channels.
   const int hs_target = 3 + 3 + dev_fds + (spec.no_host_channel ? 3 : 3) + (spec.peer_channel ? 3 : 0);
-  if (spec.successor) t.handover_socket = hs_target;
+  if (spec.successor) {
+    t.handover_socket = hs_target;
+    t.parked = true;
+  }
   MK_TRY_ASSIGN(std::vector<std::uint8_t> blob, emit_boot_tree(t));
   if (spec.corrupt_tree) {
     for (std::size_t i = 0; i < blob.size(); i += 7) blob[i] ^= 0xa5;

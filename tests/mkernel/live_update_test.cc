@@ -432,19 +432,27 @@ TEST_F(SuccessorBoot, SharesNamespacesCgroupCpusRegionsAndConsoleAndGetsAHandove
   EXPECT_EQ(fd_target(o.pid(), console_fd_of(req.instance) + 1).rfind("socket:", 0), 0u);
   EXPECT_EQ(nr.host_channel_fd, console_fd_of(req.instance) + 1);
   EXPECT_EQ(orec.host_channel_fd, console_fd_of(req.instance) + 2);
-  // The handover socket is last, after the console's host end.
+  // The handover socket and the copy of the host's end are last, after
+  // the console's host end: one socket pair; the host holds the other end.
   const int hs = nr.console_host_fd + 1;
+  EXPECT_EQ(nr.handover_host_fd, hs + 1);
   EXPECT_EQ(fd_target(n.pid(), hs).rfind("socket:", 0), 0u) << fd_target(n.pid(), hs);
+  EXPECT_EQ(fd_target(n.pid(), hs + 1).rfind("socket:", 0), 0u) << fd_target(n.pid(), hs + 1);
+  ASSERT_GE(s->run->handover_socket(), 0);
+  EXPECT_EQ(fd_inode(n.pid(), hs + 1), fd_inode(::getpid(), s->run->handover_socket()));
   // Nothing after it (polled: the dynamic loader of /bin/sleep may still
   // hold /etc/ld.so.cache at that number for a moment).
-  std::string after = fd_target(n.pid(), hs + 1);
+  std::string after = fd_target(n.pid(), hs + 2);
   for (int i = 0; i < 200 && after != "closed"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    after = fd_target(n.pid(), hs + 1);
+    after = fd_target(n.pid(), hs + 2);
   }
   EXPECT_EQ(after, "closed");
-  ASSERT_TRUE(s->handover_socket);
-  EXPECT_EQ(fd_target(o.pid(), hs).find("socket:"), std::string::npos) << "the old image got a handover socket";
+  // The old image has a handover socket of its own (a staged update hands
+  // state back to it), a different one.
+  EXPECT_GE(o.handover_socket(), 0);
+  EXPECT_EQ(fd_target(o.pid(), orec.handover_host_fd - 1).rfind("socket:", 0), 0u);
+  EXPECT_NE(fd_inode(o.pid(), orec.handover_host_fd), fd_inode(n.pid(), nr.handover_host_fd));
 
   n.kill();
   EXPECT_TRUE(n.exited());

@@ -178,7 +178,7 @@ TEST_F(ManifestTest, ParkedSuccessorDevicesWithoutFdsAndTheHandoverSocketLast) {
   i.devices.push_back(*DeviceSpec::parse("listen:127.0.0.1:6379"));
   BootOptions bo;
   bo.device_fds = false;
-  bo.handover_socket = true;
+  bo.parked = true;
   auto t = make_boot_tree(topo, i, bo);
   ASSERT_TRUE(t) << t.error().to_string();
   EXPECT_EQ(console_of(*t).fd, console_fd_of(i));
@@ -195,11 +195,23 @@ TEST_F(ManifestTest, ParkedSuccessorDevicesWithoutFdsAndTheHandoverSocketLast) {
   EXPECT_EQ(console_of(*t).properties.at("host-fd"), "9");
   ASSERT_TRUE(t->handover_socket.has_value());
   EXPECT_EQ(*t->handover_socket, 10);
-  // The normal layout has no handover socket.
+  EXPECT_EQ(t->handover_socket_host, 11);
+  EXPECT_TRUE(t->parked);
+  // The normal layout has a handover socket too (staged updates), after
+  // the devices' fds, and is not parked.
   auto n = make_boot_tree(topo, i, BootOptions{});
   ASSERT_TRUE(n);
-  EXPECT_FALSE(n->handover_socket.has_value());
+  EXPECT_EQ(n->handover_socket, 12);
+  EXPECT_EQ(n->handover_socket_host, 13);
+  EXPECT_FALSE(n->parked);
   EXPECT_EQ(console_of(*n).fd, console_fd_of(i));
+  BootOptions none;
+  none.handover_socket = false;
+  none.parked = true;  // no socket: no parking
+  auto x = make_boot_tree(topo, i, none);
+  ASSERT_TRUE(x);
+  EXPECT_FALSE(x->handover_socket);
+  EXPECT_FALSE(x->parked);
 }
 
 TEST_F(ManifestTest, RefusesACpuTheTopologyDoesNotKnow) {

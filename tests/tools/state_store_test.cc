@@ -185,6 +185,7 @@ RuntimeRecord sample_runtime() {
   r.started_unix_ms = 1764504000123;
   r.host_channel_fd = 9;
   r.console_host_fd = 65535;
+  r.handover_host_fd = 17;
   r.region_fds = {4, 5, 0};
   r.peers = {{3, 12, 0}, {511, 15, 1}};
   r.guarantees = {"cpus: exclusive 4-5", "memory: mlocked [not in force]", ""};
@@ -259,6 +260,7 @@ TEST_F(StateStoreTest, LifecycleRecordsRoundTripExactly) {
   EXPECT_EQ(web->runtime->start_time, 987654321012u);
   EXPECT_EQ(web->runtime->started_unix_ms, 1764504000123);
   EXPECT_EQ(web->runtime->console_host_fd, 65535);
+  EXPECT_EQ(web->runtime->handover_host_fd, 17);
   EXPECT_EQ(web->runtime->region_fds, (std::vector<int32_t>{4, 5, 0}));
   ASSERT_EQ(web->runtime->peers.size(), 2u);
   EXPECT_EQ(web->runtime->peers[0].side, 0);
@@ -355,6 +357,8 @@ TEST_F(StateStoreTest, BadLifecycleRecordsAreRefusedNamingTheField) {
        "instances[].runtime.host_channel_fd: 65536 is above 65535"},
       {"console fd", "web", [&](json::object& i) { runtime(i)["console_host_fd"] = 65536; },
        "instances[].runtime.console_host_fd: 65536 is above 65535"},
+      {"handover fd", "web", [&](json::object& i) { runtime(i)["handover_host_fd"] = 65536; },
+       "instances[].runtime.handover_host_fd: 65536 is above 65535"},
       {"console fd negative", "web", [&](json::object& i) { runtime(i)["console_host_fd"] = -1; },
        "instances[].runtime.console_host_fd: expected a non-negative integer"},
       {"region fd", "web", [&](json::object& i) { runtime(i)["region_fds"] = json::array{4, 65536}; },
@@ -426,6 +430,15 @@ TEST_F(StateStoreTest, BadLifecycleRecordsAreRefusedNamingTheField) {
   EXPECT_NE(std::string(p.error().detail()).find("runtime record and state disagree"), std::string::npos)
       << p.error().detail();
   EXPECT_EQ(read(dir / "state.json"), text);
+}
+
+// A record written before images had a handover socket loads without one.
+TEST_F(StateStoreTest, RuntimeWithoutHandoverSocketLoadsAsNone) {
+  const std::string text = edited("web", [&](json::object& i) { i["runtime"].as_object().erase("handover_host_fd"); });
+  auto p = partition_from_json_text(text, "live");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->find("web")->runtime->handover_host_fd, -1);
+  EXPECT_FALSE(instance_to_json(*p->find("web")).at("runtime").as_object().contains("handover_host_fd"));
 }
 
 TEST_F(StateStoreTest, EmptyInstanceMayNotCarryARuntimeRecord) {

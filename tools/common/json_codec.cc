@@ -66,6 +66,7 @@ json::object runtime_to_json(const RuntimeRecord& r) {
                  {"guarantees", std::move(guarantees)}};
   // After a live update: the earlier image that stays as the reaper (PID 1
   // of the instance's PID namespace).
+  if (r.handover_host_fd >= 0) o["handover_host_fd"] = r.handover_host_fd;  // absent: an older daemon's record
   if (r.ns_init_pid != 0) {
     o["ns_init_pid"] = r.ns_init_pid;
     o["ns_init_start_time"] = r.ns_init_start_time;
@@ -189,6 +190,9 @@ Result<RuntimeRecord> runtime_from_json(const json::value& v) {
   r.started_unix_ms = static_cast<int64_t>(ms);
   MK_TRY_ASSIGN(r.host_channel_fd, get_fd(o, "host_channel_fd", path));
   MK_TRY_ASSIGN(r.console_host_fd, get_fd(o, "console_host_fd", path));
+  if (o.contains("handover_host_fd")) {
+    MK_TRY_ASSIGN(r.handover_host_fd, get_fd(o, "handover_host_fd", path));
+  }
   MK_TRY_ASSIGN(const json::array* regions, get_array(o, "region_fds", path));
   for (const auto& e : *regions) {
     if (!e.is_int64() || e.get_int64() < 0 || e.get_int64() > 65535) return bad(path, "region_fds[]: expected fd numbers");

@@ -132,8 +132,7 @@ struct SuccessorRequest {
 class RunningInstance;
 
 struct Successor {
-  std::unique_ptr<RunningInstance> run;  // its own host channel and pidfd
-  OwnedFd handover_socket;               // the host's end (parked only)
+  std::unique_ptr<RunningInstance> run;  // its own host channel, pidfd and handover socket
 };
 
 // wait_exit()'s status for a process that is not the host's child.
@@ -148,6 +147,10 @@ class RunningInstance {
   pid_t pid() const { return pid_; }
   int pidfd() const { return pidfd_.get(); }
   int console_fd() const { return console_.get(); }  // nonblocking read end
+  // The host's end of the image's handover socket (handoff packages go
+  // there: a live update's successor, a staged update's steps); -1: none
+  // (an image adopted from a record without one).
+  int handover_socket() const { return handover_.get(); }
   const Guarantees& guarantees() const { return guarantees_; }
   const std::optional<abi::ReadyMsg>& ready() const { return ready_; }
   ipi::Endpoint& endpoint() { return *ep_; }
@@ -220,7 +223,7 @@ class RunningInstance {
   bool reaped_ = false;
   std::vector<OwnedFd> adopted_regions_;
   std::vector<abi::TenantExitMsg> tenant_exits_;
-  OwnedFd pidfd_, console_, netns_;
+  OwnedFd pidfd_, console_, netns_, handover_;
   std::optional<InstanceCgroup> cgroup_;
   std::vector<RegionFd> regions_;
   std::unique_ptr<ipi::Endpoint> ep_;

@@ -97,6 +97,7 @@ struct RuntimeRecord {
   int64_t started_unix_ms = 0;   // wall clock when the image was spawned
   int32_t host_channel_fd = -1;  // memfd; +1, +2 the eventfds
   int32_t console_host_fd = -1;  // the console pipe's read end
+  int32_t handover_host_fd = -1; // the copy of the host's end of the handover socket (-1: none)
   std::vector<int32_t> region_fds;
   std::vector<PeerChannelRecord> peers;
   std::vector<std::string> guarantees;  // "name: detail" (+ " [not in force]")

@@ -23,12 +23,16 @@
 //                              the image holds and never reads, so that the
 //                              console outlives a host restart (the restarted
 //                              mkerneld takes it back with pidfd_getfd)
-//   after it                   a live update's successor only: its end of the
-//                              handover socket (/chosen
-//                              `mkernel,handover-socket`); such a parked image
-//                              gets its file/listen/block devices in the
-//                              handoff package, so they are listed with fd -1
-//                              and take no number (BootOptions::device_fds)
+//   after it                   its end of the handover socket (/chosen
+//                              `mkernel,handover-socket`), on which the host
+//                              sends handoff packages (live updates, staged
+//                              steps), then a copy of the host's end of it
+//                              (`mkernel,handover-socket-host`), held and never
+//                              used, for a restarted host to take back
+//   a parked successor         (`mkernel,parked`) gets its file/listen/block
+//                              devices in the handoff package, so they are
+//                              listed with fd -1 and take no number
+//                              (BootOptions::device_fds)
 //
 // Returns: EINVAL if the instance cannot be described (e.g. a CPU the
 // topology does not know), or what validate_boot_tree() reports.
@@ -66,7 +70,10 @@ struct BootOptions {
   std::vector<PeerChannelSpec> peers;
   bool console_host_fd = true;  // hand the image the console's read end too
   bool device_fds = true;       // false: file/listen/block devices get fd -1
-  bool handover_socket = false; // a parked successor: /chosen handover socket
+  // /chosen handover socket and the copy of the host's end (every image:
+  // a staged update hands state to a running image too).
+  bool handover_socket = true;
+  bool parked = false;           // a live update's successor: /chosen mkernel,parked
 };
 
 // The console device's fd number in every image's layout (it follows the
