@@ -220,7 +220,8 @@ Result<CpuSet> allowed_of(const std::string& status, const std::string& path) {
   std::string v = status.substr(p, e == std::string::npos ? std::string::npos : e - p);
   v.erase(0, v.find_first_not_of(" \t"));
   auto s = CpuSet::parse(v);
-  if (!s) return Error(s.error().code(), "bad Cpus_allowed_list").set_detail("%s: %s", path.c_str(), s.error().message());
+  if (!s)
+    return Error(s.error().code(), "bad Cpus_allowed_list").set_detail("%s: %s", path.c_str(), s.error().message());
   return *s;
 }
 
@@ -266,7 +267,8 @@ Result<void> check_cpu_resize(const Topology& topo, const Partition& part, std::
                      or_none(part.pool.cpus).c_str());
     const Instance* o = part.owner_of_cpu(c);
     if (o && o != inst)
-      return MK_FAIL(EBUSY, "cpu already owned", "cpu %u already belongs to instance '%s' (cpus %s); free pool cpus: %s",
+      return MK_FAIL(EBUSY, "cpu already owned",
+                     "cpu %u already belongs to instance '%s' (cpus %s); free pool cpus: %s",
                      c, o->name.c_str(), o->cpus.to_string().c_str(), or_none(part.free_cpus()).c_str());
   }
   return ok();

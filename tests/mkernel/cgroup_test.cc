@@ -529,6 +529,61 @@ TEST(InstanceCgroupLive, V1CpusetOnThisMachine) {
   }
 }
 
+// set_cpus on the live v1 cpuset: a task in the cgroup follows the grown and
+// the shrunk set (what a CPU move relies on for tenants that never re-pin).
+TEST(InstanceCgroupLive, SetCpusMovesTheTasksOnThisMachine) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to write /sys/fs/cgroup/cpuset";
+  SysRoot root("/");
+  auto l = detect_cgroups(root);
+  ASSERT_TRUE(l) << l.error().to_string();
+  if (l->cpuset.version != CgroupVersion::kV1 || !l->cpuset.writable)
+    GTEST_SKIP() << "no writable v1 cpuset hierarchy here: " << l->to_string();
+  l->parent = "mkernel-test-" + std::to_string(::getpid());
+  auto all = CpuSet::parse(root.read_file(l->cpuset.mount + "/cpuset.effective_cpus").value_or("0"));
+  ASSERT_TRUE(all);
+  if (all->count() < 2) GTEST_SKIP() << "needs two CPUs";
+  const CpuSet last = CpuSet::of({static_cast<uint32_t>(all->last())});
+  const CpuSet both = last | CpuSet::of({static_cast<uint32_t>(all->first())});
+  auto cg = InstanceCgroup::create(root, *l, "t3", last, CpuSet::of({0}), {});
+  ASSERT_TRUE(cg) << cg.error().to_string();
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c;
+    ::close(go[1]);
+    while (::read(go[0], &c, 1) < 0) {
+    }
+    ::_exit(0);
+  }
+  ::close(go[0]);
+  auto allowed = [&] {
+    std::string st = root.read_file("/proc/" + std::to_string(child) + "/status").value_or(std::string());
+    auto p = st.find("Cpus_allowed_list:\t");
+    return p == std::string::npos ? std::string() : st.substr(p + 19, st.find('\n', p) - p - 19);
+  };
+  auto attached = cg->attach(child);
+  auto grown = attached ? cg->set_cpus(both) : attached;
+  std::string after_grow = allowed();
+  std::string file_grown = root.read_file(cg->cpuset_dir() + "/cpuset.cpus").value_or(std::string());
+  auto shrunk = grown ? cg->set_cpus(last) : grown;
+  std::string after_shrink = allowed();
+  ::close(go[1]);
+  ::waitpid(child, nullptr, 0);
+  auto destroyed = cg->destroy();
+  ASSERT_TRUE(attached) << attached.error().to_string();
+  ASSERT_TRUE(grown) << grown.error().to_string();
+  ASSERT_TRUE(shrunk) << shrunk.error().to_string();
+  EXPECT_EQ(file_grown, both.to_string() + "\n");
+  EXPECT_EQ(after_grow, both.to_string());
+  EXPECT_EQ(after_shrink, last.to_string());
+  const Guarantee* c = find(cg->guarantees(), "cpuset");
+  ASSERT_NE(c, nullptr);
+  EXPECT_NE(c->detail.find("cpus " + last.to_string()), std::string::npos) << c->detail;
+  ASSERT_TRUE(destroyed) << destroyed.error().to_string();
+}
+
 // The boot recipe's order on the live machine: create the cgroup, spawn the
 // confined child with prepare = attach, so the image starts inside it.
 TEST(InstanceCgroupLive, ConfinedChildStartsInsideItsCgroup) {

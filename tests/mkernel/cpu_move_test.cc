@@ -67,12 +67,14 @@ class FakeTree {
 // The v1 cpuset hierarchy with one (populated) directory per instance.
 void make_v1(const FakeTree& t, std::initializer_list<const char*> names) {
   t.write("/proc/self/mountinfo", kMountInfo);
-  for (const auto& [f, v] : {std::pair{"cpuset.cpus", "0-19"}, std::pair{"cpuset.mems", "0"}, std::pair{"cgroup.procs", "1"}})
+  for (const auto& [f, v] :
+       {std::pair{"cpuset.cpus", "0-19"}, std::pair{"cpuset.mems", "0"}, std::pair{"cgroup.procs", "1"}})
     t.write(std::string("/sys/fs/cgroup/cpuset/") + f, v);
   std::vector<std::string> dirs{kParent};
   for (const char* n : names) dirs.push_back(kParent + "/" + n);
   for (const auto& d : dirs)
-    for (const char* f : {"cpuset.cpus", "cpuset.mems", "cpuset.cpu_exclusive", "cgroup.procs"}) t.write(d + "/" + f, "");
+    for (const char* f : {"cpuset.cpus", "cpuset.mems", "cpuset.cpu_exclusive", "cgroup.procs"})
+      t.write(d + "/" + f, "");
 }
 
 // A log shared by the scripted images and on_step, in the order things happen.
@@ -226,7 +228,8 @@ Answer refuse(int code, const char* detail) { return {Answer::kReply, -code, det
 
 void expect_error(const Error& e, int code, std::initializer_list<const char*> parts) {
   EXPECT_EQ(e.code(), code) << e.to_string();
-  for (const char* p : parts) EXPECT_NE(std::string(e.message()).find(p), std::string::npos) << "want '" << p << "' in: " << e.message();
+  for (const char* p : parts)
+    EXPECT_NE(std::string(e.message()).find(p), std::string::npos) << "want '" << p << "' in: " << e.message();
 }
 
 // ---- checks against the partition ----------------------------------------
@@ -473,7 +476,8 @@ TEST(CpuMove, HolderMismatchesAreRefusedBeforeAnything) {
   expect_error(move_cpu(w.topo, w.t.root(), w.h["a"], w.h["a"], 2, w.opts()).error(), EINVAL, {"both the source"});
   CpuHolder a = w.h["a"];
   a.cpus = CpuSet::of({0, 99});
-  expect_error(move_cpu(w.topo, w.t.root(), a, w.h["b"], 99, w.opts()).error(), ENOENT, {"cpu 99 is not on this machine"});
+  expect_error(move_cpu(w.topo, w.t.root(), a, w.h["b"], 99, w.opts()).error(), ENOENT,
+               {"cpu 99 is not on this machine"});
   EXPECT_TRUE(w.log.get().empty());
 }
 
@@ -616,7 +620,8 @@ TEST(CpuReconcile, FinishesAnInterruptedMoveAndIsIdempotent) {
   EXPECT_FALSE(w.overlap_seen);
   auto r = reconcile_cpus(w.topo, w.t.root(), w.h["c"], CpuSet::of({4}), CpuSet::of({4, 5}), w.opts());
   ASSERT_FALSE(r);
-  expect_error(r.error(), EBUSY, {"release CPU 5 from c failed after 0 of 3 steps", "reconciling again is safe", "parked"});
+  expect_error(r.error(), EBUSY,
+               {"release CPU 5 from c failed after 0 of 3 steps", "reconciling again is safe", "parked"});
   CpuHolder off = w.h["c"];
   off.ep = nullptr;
   EXPECT_TRUE(reconcile_cpus(w.topo, w.t.root(), off, CpuSet::of({4}), CpuSet::of({4, 5}), w.opts()));
