@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -93,7 +94,7 @@ struct Log {
 
 // How a scripted image answers one request.
 struct Answer {
-  enum Kind { kReply, kSilent, kDie, kShort } kind = kReply;
+  enum Kind { kReply, kSilent, kDie, kShort, kLong } kind = kReply;
   int32_t status = 0;
   const char* detail = "";
 };
@@ -152,6 +153,12 @@ class ScriptedImage {
         break;
       case Answer::kDie: image_->channel(abi::kHostId)->close(); break;
       case Answer::kShort: (void)in.reply_value(r.status); break;
+      case Answer::kLong: {
+        std::byte more[sizeof r + 8] = {};
+        std::memcpy(more, &r, sizeof r);
+        (void)in.reply(more);
+        break;
+      }
     }
   }
 
@@ -443,6 +450,14 @@ TEST(CpuMove, TimeoutDeadPeerAndBadReply) {
     ASSERT_FALSE(r);
     expect_error(r.error(), EPROTO, {"release CPU 2 from a failed, nothing changed", "answered 4 bytes, expected 128"});
   }
+  {
+    World w("long", {{"b", [](uint16_t, uint32_t) { return Answer{Answer::kLong}; }}});
+    auto r = move_cpu(w.topo, w.t.root(), w.h["a"], w.h["b"], 2, w.opts());
+    ASSERT_FALSE(r);
+    expect_error(r.error(), EPROTO, {"add CPU 2 to b failed, nothing changed", "kMsgCpuAdd for cpu 2 to 'b'"});
+    EXPECT_EQ(w.cpus_of("a"), "0-2");
+    EXPECT_EQ(w.cpus_of("b"), "3");
+  }
 }
 
 TEST(CpuMove, NotRunningSidesChangeOnlyOnPaper) {
@@ -506,6 +521,15 @@ TEST(CpuResize, GrowsAndShrinksSeveralAtOnce) {
   EXPECT_EQ(w.cpus_of("a"), "7");
   EXPECT_FALSE(w.overlap_seen);
   EXPECT_EQ(w.img["a"]->msgs().size(), 2u + 3u + 3u);
+  // Not running: on paper only.
+  CpuHolder off = a;
+  off.ep = nullptr;
+  off.cpus = d->cpus;
+  auto p = resize_cpus(w.topo, w.t.root(), off, CpuSet::of({5, 7}), w.opts());
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_TRUE(p->steps.empty());
+  EXPECT_EQ(p->cpus, CpuSet::of({5, 7}));
+  EXPECT_EQ(w.cpus_of("a"), "7");
   auto bad = resize_cpus(w.topo, w.t.root(), a, CpuSet{}, w.opts());
   expect_error(bad.error(), EINVAL, {"at least one cpu"});
 }
