@@ -64,10 +64,12 @@ pid_t ppid_of(pid_t pid) {
   return static_cast<pid_t>(std::strtol(s.c_str() + rp + 4, nullptr, 10));
 }
 
-// A live update left its predecessor as PID 1 of the namespace (reaper.h).
-bool pid1_is_reaper() {
-  if (::getpid() == 1) return false;
-  return read_small("/proc/1/cmdline").find("--reaper=") != std::string::npos;
+// A process running `mk-kernel --reaper=FD` (reaper.h): what a live
+// update leaves of the previous image when it was PID 1 or its tenants'
+// parent.
+bool runs_reaper(pid_t pid) {
+  return pid != ::getpid() &&
+         read_small("/proc/" + std::to_string(pid) + "/cmdline").find("--reaper=") != std::string::npos;
 }
 
 // The threads of the image that keep a CPU of their own: the per-CPU loops
@@ -184,7 +186,12 @@ Result<std::uint32_t> add(const CpuContext& cx, const BootCpu& cpu, const std::v
 std::vector<pid_t> tenant_processes(const sdk::Tenants& tenants) {
   std::vector<pid_t> out;
   std::vector<pid_t> todo;
-  for (const auto& t : tenants.running_tenants()) todo.push_back(t.pid);
+  std::vector<pid_t> reapers;
+  for (const auto& t : tenants.running_tenants()) {
+    todo.push_back(t.pid);
+    // An adopted tenant's parent: the previous image, now its reaper.
+    if (const pid_t pp = t.adopted ? ppid_of(t.pid) : -1; pp > 1 && runs_reaper(pp)) reapers.push_back(pp);
+  }
   if (!todo.empty()) {
     std::unordered_multimap<pid_t, pid_t> children;  // ppid -> pid
     for (pid_t pid : numeric_entries("/proc")) {
@@ -201,7 +208,10 @@ std::vector<pid_t> tenant_processes(const sdk::Tenants& tenants) {
       for (auto it = first; it != last; ++it) todo.push_back(it->second);
     }
   }
-  if (pid1_is_reaper() && std::find(out.begin(), out.end(), 1) == out.end()) out.push_back(1);
+  if (runs_reaper(1)) reapers.push_back(1);
+  for (pid_t r : reapers) {
+    if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
+  }
   return out;
 }
 

@@ -13,10 +13,12 @@
 // the kv service (`mk-kv`, one CPU, moved by KvService::set_cpu); every
 // thread of every tenant process the Tenants know (adopted ones included)
 // and of all their descendants (a ppid map from /proc/*/stat: `sh -c 'a &
-// b'` spawns children that must follow too); and the namespace's PID 1 when
-// it is the reaper a live update left (this image is not PID 1 and
-// /proc/1/cmdline holds "--reaper="). Nothing else: without root the image
-// shares the host's PID namespace and /proc. Threads are re-pinned with
+// b'` spawns children that must follow too); and the reaper a live update
+// left (reaper.h): the namespace's PID 1 when this image is not PID 1 and
+// /proc/1/cmdline holds "--reaper=", and an adopted tenant's parent whose
+// cmdline holds it (the previous image, when it was the tenants' parent).
+// Nothing else: without root the image shares the host's PID namespace and
+// /proc. Threads are re-pinned with
 // sched_setaffinity(tid) in passes until one pass finds no thread it had not
 // pinned (at most 3; a thread created meanwhile inherits its creator's
 // mask); a thread that ended meanwhile (ESRCH) is skipped.
@@ -87,7 +89,8 @@ abi::CpuReply release_cpu(const CpuContext& cx, const abi::CpuMsg& m);
 abi::CpuReply add_cpu(const CpuContext& cx, const abi::CpuMsg& m);
 
 // The instance's tenant processes: the Tenants' running ones, all their
-// descendants and a reaper PID 1 (see above), in no particular order.
+// descendants and the reaper(s) of a live update (see above), in no
+// particular order.
 std::vector<pid_t> tenant_processes(const sdk::Tenants& tenants);
 
 }  // namespace mk::image

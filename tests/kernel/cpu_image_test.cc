@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -100,6 +102,12 @@ std::unique_ptr<ImageRun> launch_on(const std::vector<std::uint32_t>& cpus, Laun
   if (!r) return nullptr;
   EXPECT_TRUE((*r)->wait_ready()) << (*r)->stderr_text() << (*r)->console();
   return std::move(*r);
+}
+
+bool runs_reaper(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+  const std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return s.find("--reaper=") != std::string::npos;
 }
 
 std::uint32_t stats_cpus(ImageRun& run) {
@@ -328,6 +336,53 @@ TEST(MkKernelCpus, MalformedRequestsAndImagesWithoutTheService) {
     EXPECT_EQ(r->status, -EOPNOTSUPP);
     EXPECT_NE(detail(*r).find("does not move CPUs"), std::string::npos) << detail(*r);
   }
+}
+
+// After a live update whose old image was its tenant's parent: the old
+// image is now that tenant's reaper; the successor's CPU moves re-pin the
+// adopted tenant and the reaper too (both are the instance's).
+TEST(MkKernelCpus, AfterALiveUpdateTheAdoptedTenantAndTheReaperFollow) {
+  const auto cpus = two_cpus();
+  if (cpus.empty()) GTEST_SKIP() << "needs 2 CPUs";
+  auto old = launch_on(cpus, LaunchSpec{.init = "sleep 1000"});
+  ASSERT_TRUE(old);
+  std::vector<pid_t> kids;
+  ASSERT_TRUE(old->serve_until([&] { return !(kids = children_of(old->pid())).empty(); }, 5s));
+  const pid_t tenant = kids.front();
+  LaunchSpec ss{.successor = true};
+  ss.region_fd = old->region_fd();
+  auto succ = launch_on(cpus, ss);
+  ASSERT_TRUE(succ);
+  auto prep = old->step(abi::kMsgUpdatePrepare);
+  ASSERT_TRUE(prep.has_value() && prep->status == 0) << old->console();
+  auto fr = old->step(abi::kMsgUpdateFreeze);
+  ASSERT_TRUE(fr.has_value() && fr->status == 0) << old->console();
+  auto h = fetch_handoff(old->pid(), fr->fd);
+  ASSERT_TRUE(h.has_value()) << h.error().to_string();
+  ASSERT_TRUE(send_handoff(succ->handover_fd(), h->package, h->fds).has_value());
+  auto ho = succ->request<abi::HandoverMsg, abi::UpdateReply>(
+      abi::kMsgHandover, abi::HandoverMsg{1, static_cast<std::uint32_t>(h->fds.size())});
+  ASSERT_TRUE(ho.has_value() && ho->status == 0) << succ->console();
+  auto fin = old->step(abi::kMsgUpdateFinish);
+  ASSERT_TRUE(fin.has_value() && fin->status == 0) << old->console();
+  const pid_t reaper = old->pid();  // same pid, exec'ed into the reaper
+  ASSERT_TRUE(old->serve_until([&] { return runs_reaper(reaper); }, 5s)) << old->console();
+
+  auto r = succ->cpu_request(abi::kMsgCpuRelease, cpus[1]);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 0) << detail(*r) << succ->console();
+  EXPECT_EQ(r->changed, 1u);
+  EXPECT_TRUE(all_on(cpus_allowed_of_tasks(tenant), list({cpus[0]})));
+  EXPECT_TRUE(all_on(cpus_allowed_of_tasks(reaper), list({cpus[0]})));
+  EXPECT_TRUE(all_on(placement(succ->pid()).others, list({cpus[0]})));
+  r = succ->cpu_request(abi::kMsgCpuAdd, cpus[1]);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 0) << detail(*r);
+  EXPECT_TRUE(all_on(cpus_allowed_of_tasks(tenant), list(cpus)));
+  EXPECT_TRUE(all_on(cpus_allowed_of_tasks(reaper), list(cpus)));
+  shutdown(*succ);  // ends the adopted tenant; the reaper then exits
+  auto st = old->wait_exit(10s);
+  ASSERT_TRUE(st.has_value());
 }
 
 // Which processes follow the CPU set: the tenants and all their
