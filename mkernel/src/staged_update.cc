@@ -113,6 +113,37 @@ class Staged {
     return ok();
   }
 
+  // A restarted host's abort: the state a dead one journaled.
+ public:
+  void resume_abort(std::unique_ptr<RunningInstance> next, const StagedProgress& at) {
+    const auto t0 = Clock::now();
+    new_ = std::move(next);
+    old_cpus_ = at.old_cpus;
+    new_cpus_ = at.new_cpus;
+    spare_added_ = at.spare_cpus;
+    taken_ = at.taken_cpu;
+    cpus_moved_ = at.cpus_moved;
+    for (const Part& p : kParts) {
+      if (at.parts & p.scope) moved_.push_back(Moved{p, {}, {}});
+    }
+    abort(MK_FAIL(ECANCELED, "staged update interrupted", "the host was restarted during it"));
+    out.total_ms = ms_since(t0);
+  }
+
+
+ private:
+  StagedProgress progress() const {
+    StagedProgress p;
+    p.old_cpus = old_cpus_;
+    p.new_cpus = new_cpus_;
+    p.spare_cpus = spare_added_;
+    p.taken_cpu = taken_;
+    p.cpus_moved = cpus_moved_;
+    for (const Moved& m : moved_) p.parts |= m.part.scope;
+    p.retired = retired_;
+    return p;
+  }
+
   void finish_step(StagedStep& s) {
     s.old_cpus = old_cpus_;
     s.new_cpus = new_cpus_;
@@ -120,6 +151,7 @@ class Staged {
     if (s.blackout_ms && (!out.max_blackout_ms || *s.blackout_ms > *out.max_blackout_ms))
       out.max_blackout_ms = s.blackout_ms;
     if (req_.on_step) req_.on_step(s);
+    if (req_.on_progress) req_.on_progress(progress());
     out.steps.push_back(std::move(s));
   }
 
@@ -497,6 +529,19 @@ StagedOutcome staged_update(std::unique_ptr<RunningInstance>& current, const Top
                             const StagedRequest& req) {
   Staged s(current, topo, root, req);
   s.run();
+  s.out.warnings = s.warnings();
+  return std::move(s.out);
+}
+
+StagedOutcome abort_staged_update(std::unique_ptr<RunningInstance>& old, std::unique_ptr<RunningInstance> next,
+                                  const StagedProgress& at, const Topology& topo, const SysRoot& root,
+                                  const StagedRequest& req) {
+  Staged s(old, topo, root, req);
+  if (!old) {
+    s.out.cause = MK_FAIL(EINVAL, "nothing to abort onto", "the old image is gone");
+    return std::move(s.out);
+  }
+  s.resume_abort(std::move(next), at);
   s.out.warnings = s.warnings();
   return std::move(s.out);
 }

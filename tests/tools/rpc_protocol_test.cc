@@ -353,6 +353,31 @@ TEST(RpcLifecycle, UpdateRefusals) {
   expect_refused(R"({"action": "update", "name": "a", "force": true})", "update: unknown field 'force'");
 }
 
+TEST(RpcLifecycle, StagedUpdateAndAbortRoundTripAndRefusals) {
+  rpc::UpdateAction u;
+  u.name = "kv";
+  u.staged = true;
+  u.spare_cpus = *mk::CpuSet::parse("2-3");
+  u.fault = "fail:services";
+  auto b = std::get<rpc::UpdateAction>(round_trip(u));
+  EXPECT_TRUE(b.staged);
+  EXPECT_EQ(b.spare_cpus->to_string(), "2-3");
+  EXPECT_EQ(b.fault, "fail:services");
+  auto d = parsed_as<rpc::UpdateAction>(R"({"action": "update", "name": "a", "staged": true})");
+  EXPECT_TRUE(d.staged);
+  EXPECT_FALSE(d.spare_cpus);
+  EXPECT_FALSE(parsed_as<rpc::UpdateAction>(R"({"action": "update", "name": "a"})").staged);
+  expect_refused(R"({"action": "update", "name": "a", "spare_cpus": "2"})", "update.spare_cpus: only with staged");
+  expect_refused(R"({"action": "update", "name": "a", "staged": true, "spare_cpus": ""})", "update.spare_cpus: empty");
+  expect_refused(R"({"action": "update", "name": "a", "staged": true, "fault": "corrupt-package"})",
+                 "update.fault: 'corrupt-package' (known: fail:STEP, host-exit-after:STEP)");
+  expect_refused(R"({"action": "update", "name": "a", "fault": "fail:tenants"})",
+                 "update.fault: 'fail:tenants' (known: corrupt-package, host-exit-after-freeze)");
+  expect_refused(R"({"action": "update", "name": "a", "staged": 1})", "update.staged: expected");
+  EXPECT_EQ(std::get<rpc::UpdateAbortAction>(round_trip(rpc::UpdateAbortAction{"kv"})).name, "kv");
+  expect_refused(R"({"action": "update-abort"})", "update-abort: missing field 'name'");
+}
+
 TEST(RpcLifecycle, CpuMoveRoundTripsAndDefaults) {
   rpc::CpuMoveAction m{3, "old", "new", 250, "fail:add CPU"};
   auto b = std::get<rpc::CpuMoveAction>(round_trip(m));
@@ -420,6 +445,7 @@ TEST(RpcLifecycle, NamesAndClassification) {
       {rpc::LoadAction{}, "load"}, {rpc::StartAction{}, "start"},     {rpc::StopAction{}, "stop"},
       {rpc::PingAction{}, "ping"}, {rpc::ConsoleAction{}, "console"}, {rpc::TopAction{}, "top"},
       {rpc::UpdateAction{}, "update"}, {rpc::CpuMoveAction{}, "cpu-move"}, {rpc::ResizeAction{}, "resize"},
+      {rpc::UpdateAbortAction{}, "update-abort"},
   };
   for (const auto& [a, name] : lifecycle) {
     EXPECT_EQ(rpc::action_name(a), name);

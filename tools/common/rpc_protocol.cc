@@ -206,8 +206,11 @@ json::object encode(const TopAction& a) { return {{"interval_ms", a.interval_ms}
 json::object encode(const UpdateAction& a) {
   json::object o{{"name", a.name}, {"kernel", a.kernel}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
   if (a.cmdline) o["cmdline"] = *a.cmdline;
+  if (a.staged) o["staged"] = true;
+  if (a.spare_cpus) o["spare_cpus"] = a.spare_cpus->to_string();
   return o;
 }
+json::object encode(const UpdateAbortAction& a) { return {{"name", a.name}}; }
 
 json::object encode(const CpuMoveAction& a) {
   return {{"cpu", a.cpu}, {"from", a.from}, {"to", a.to}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
@@ -346,12 +349,21 @@ Result<Action> decode(const std::string& name, const json::object& o) {
     a.cmdline = f.opt_str("cmdline");
     a.timeout_ms = bounded(f, "update", "timeout_ms", a.timeout_ms, 1, 600000);
     a.fault = f.opt_str("fault").value_or("");
+    a.staged = f.boolean("staged");
+    a.spare_cpus = f.parsed<CpuSet>("spare_cpus", [](const std::string& s) { return CpuSet::parse(s); });
     if (a.cmdline && a.cmdline->size() > 4096)
       f.set(MK_FAIL(EINVAL, "bad request", "update.cmdline: at most 4096 bytes"));
-    if (!a.fault.empty() && a.fault != "corrupt-package" && a.fault != "host-exit-after-freeze")
+    if (a.staged) {
+      check_move_fault(f, "update", a.fault);
+    } else if (!a.fault.empty() && a.fault != "corrupt-package" && a.fault != "host-exit-after-freeze") {
       f.set(MK_FAIL(EINVAL, "bad request", "update.fault: '%s' (known: corrupt-package, host-exit-after-freeze)",
                     a.fault.c_str()));
+    }
+    if (a.spare_cpus && !a.staged) f.set(MK_FAIL(EINVAL, "bad request", "update.spare_cpus: only with staged"));
+    if (a.spare_cpus && a.spare_cpus->empty()) f.set(MK_FAIL(EINVAL, "bad request", "update.spare_cpus: empty"));
     out = std::move(a);
+  } else if (name == "update-abort") {
+    out = UpdateAbortAction{f.str("name")};
   } else if (name == "cpu-move") {
     CpuMoveAction a;
     if (!o.contains("cpu")) f.set(MK_FAIL(EINVAL, "bad request", "cpu-move: missing field 'cpu'"));
@@ -374,7 +386,7 @@ Result<Action> decode(const std::string& name, const json::object& o) {
   } else {
     return MK_FAIL(EOPNOTSUPP, "unknown action",
                    "'%s' (actions: init, create, delete, show, plan, host-status, host-stop, load, start, stop, "
-                   "ping, console, top, update, cpu-move, resize)",
+                   "ping, console, top, update, cpu-move, resize, update-abort)",
                    name.c_str());
   }
   MK_TRY(f.finish());
@@ -386,7 +398,7 @@ Result<Action> decode(const std::string& name, const json::object& o) {
 const char* action_name(const Action& a) {
   static constexpr const char* kNames[] = {"init",  "create", "delete", "show", "plan",    "host-status", "host-stop",
                                            "load",  "start",  "stop",   "ping", "console", "top",
-                                           "update", "cpu-move", "resize"};
+                                           "update", "cpu-move", "resize", "update-abort"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }
@@ -396,7 +408,7 @@ bool is_lifecycle(const Action& a) {
          std::holds_alternative<StopAction>(a) || std::holds_alternative<PingAction>(a) ||
          std::holds_alternative<ConsoleAction>(a) || std::holds_alternative<TopAction>(a) ||
          std::holds_alternative<UpdateAction>(a) || std::holds_alternative<CpuMoveAction>(a) ||
-         std::holds_alternative<ResizeAction>(a);
+         std::holds_alternative<ResizeAction>(a) || std::holds_alternative<UpdateAbortAction>(a);
 }
 
 bool changes_partition(const Action& a) {

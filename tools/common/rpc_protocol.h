@@ -116,8 +116,17 @@ struct UpdateAction {
   std::optional<std::string> cmdline;
   uint32_t timeout_ms = 10000;  // per step, 1..600000
   // Fault injection for tests (docs/handover.md): "" | "corrupt-package" |
-  // "host-exit-after-freeze".
+  // "host-exit-after-freeze"; staged: "fail:STEP" | "host-exit-after:STEP".
   std::string fault;
+  // Staged update by core migration (mkctl update --staged): the new image
+  // on spare_cpus (free pool CPUs) or on a CPU taken from the old image.
+  bool staged = false;
+  std::optional<CpuSet> spare_cpus;  // staged only
+};
+// Abort the staged update running on NAME (mkctl update --abort NAME): it
+// stops at the next step and returns everything to the old image.
+struct UpdateAbortAction {
+  std::string name;
 };
 // Per-instance CPU use, IPI rate, memory and state over one interval (mkctl top).
 struct TopAction {
@@ -147,10 +156,10 @@ struct ResizeAction {
 
 using Action = std::variant<InitAction, CreateAction, DeleteAction, ShowAction, PlanAction, HostStatusAction,
                             HostStopAction, LoadAction, StartAction, StopAction, PingAction, ConsoleAction,
-                            TopAction, UpdateAction, CpuMoveAction, ResizeAction>;
+                            TopAction, UpdateAction, CpuMoveAction, ResizeAction, UpdateAbortAction>;
 
 // The wire name of an action ("init", "create", ..., "host-stop", "load", ...,
-// "cpu-move", "resize").
+// "cpu-move", "resize", "update-abort").
 const char* action_name(const Action& a);
 // True for actions that change the partition (they take the state lock for
 // writing when run locally and are persisted by the daemon).

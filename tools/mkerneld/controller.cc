@@ -70,6 +70,7 @@ rpc::Response Controller::handle(const rpc::Action& action, const Progress& prog
   if (const auto* a = std::get_if<rpc::ConsoleAction>(&action)) return console(*a);
   if (const auto* a = std::get_if<rpc::TopAction>(&action)) return top(*a);
   if (const auto* a = std::get_if<rpc::UpdateAction>(&action)) return update(*a, progress);
+  if (const auto* a = std::get_if<rpc::UpdateAbortAction>(&action)) return abort_staged(*a);
   if (const auto* a = std::get_if<rpc::CpuMoveAction>(&action)) return cpu_move(*a);
   if (const auto* a = std::get_if<rpc::ResizeAction>(&action)) return resize(*a);
   if (const auto* a = std::get_if<rpc::DeleteAction>(&action)) return remove(*a);

@@ -71,6 +71,8 @@ namespace mkerneld {
 
 // ENOENT "no such instance", listing the instances there are.
 mk::Error no_such_instance(const mk::Partition& part, const std::string& name);
+// The client on socket `fd` closed its end (POLLRDHUP): it was interrupted.
+bool client_hung_up(int fd);
 
 class Controller {
  public:
@@ -84,6 +86,9 @@ class Controller {
 
   mk::tools::rpc::Response handle(const mk::tools::rpc::Action& action, const Progress& progress = {});
   bool stop_requested() const { return stop_requested_; }
+  // Set by the server around each request: true once the requesting client
+  // went away (a staged update aborts then).
+  void set_client_gone(std::function<bool()> f) { client_gone_ = std::move(f); }
   const mk::Partition& partition() const { return part_; }
   std::size_t running() const { return live_.size(); }
 
@@ -144,6 +149,13 @@ class Controller {
   // The update's end as `mkctl show` keeps it (memory and last-update file).
   void record_last_update(const std::string& name, LastUpdate u);
 
+  // staged.cc
+  mk::tools::rpc::Response run_staged(const mk::tools::rpc::UpdateAction& a, const Progress& progress,
+                                      const mk::LoadedImage& next);
+  mk::tools::rpc::Response abort_staged(const mk::tools::rpc::UpdateAbortAction& a);
+  void recover_staged(const std::string& name, const boost::json::object& journal);
+  std::vector<mk::PeerChannelFds> peer_fds_of(uint32_t id) const;
+
   // cpu_move.cc
   mk::tools::rpc::Response cpu_move(const mk::tools::rpc::CpuMoveAction& a);
   mk::tools::rpc::Response resize(const mk::tools::rpc::ResizeAction& a);
@@ -200,6 +212,9 @@ class Controller {
   std::optional<std::string> updating_;  // the instance an update runs on
   uint32_t updating_id_ = 0;
   bool serving_ = false;                 // inside serve_while_updating()'s poll
+  bool staged_running_ = false;          // updating_ is a staged update
+  bool abort_requested_ = false;         // mkctl update --abort NAME arrived meanwhile
+  std::function<bool()> client_gone_;
   std::vector<ProcessExit> deferred_exits_;
 };
 

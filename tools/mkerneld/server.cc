@@ -119,7 +119,10 @@ class Server::Session : public std::enable_shared_from_this<Session> {
         boost::system::error_code ignored;
         asio::write(sock_, asio::buffer(frame), ignored);
       };
+      const int fd = sock_.native_handle();
+      server_.controller_.set_client_gone([fd] { return client_hung_up(fd); });
       r = server_.controller_.handle(*action, progress);
+      server_.controller_.set_client_gone({});
       if (rpc::changes_partition(*action) || !r.ok)
         log("%s: %s", rpc::action_name(*action), r.ok ? "done" : r.error.to_string().c_str());
     }

@@ -67,6 +67,7 @@ rpc::Response Controller::run_update(const rpc::UpdateAction& a, const Progress&
   if (!info) return rpc::Response::failure(info.error(), "nothing was changed; the instance runs as before");
   const mk::LoadedImage next{info->path, info->sha256,  info->size, info->machine,
                              a.cmdline.value_or(was.cmdline), was.init, was.uid, was.gid};
+  if (a.staged) return run_staged(a, progress, next);
 
   const uint32_t id = cur->id;
   Live& live = it->second;
@@ -75,13 +76,7 @@ rpc::Response Controller::run_update(const rpc::UpdateAction& a, const Progress&
 
   mk::UpdateRequest req;
   req.image = {next.path, next.cmdline, next.init, next.uid, next.gid};
-  for (const auto& [key, pc] : pairs_) {
-    if (key.first != id && key.second != id) continue;
-    const uint32_t peer = key.first == id ? key.second : key.first;
-    const Instance* other = part_.find_id(peer);
-    req.peers.push_back({peer, other ? other->name : std::string(), static_cast<uint8_t>(pc.side_a == id ? 0 : 1),
-                         pc.fds.memfd.get(), {pc.fds.eventfd[0].get(), pc.fds.eventfd[1].get()}});
-  }
+  req.peers = peer_fds_of(id);
   req.timeout = std::chrono::milliseconds(a.timeout_ms);
   req.update_id = next_update_id_++;
   req.corrupt_package = a.fault == "corrupt-package";
@@ -228,6 +223,11 @@ void Controller::recover_updates() {
     ss << in.rdbuf();
     boost::system::error_code ec;
     json::value v = json::parse(ss.str(), ec);
+    if (!ec && v.is_object() && v.get_object().contains("staged")) {
+      recover_staged(name, v.get_object());
+      ::unlink(path.c_str());
+      continue;
+    }
     const json::value* succ = (!ec && v.is_object()) ? v.get_object().if_contains("successor") : nullptr;
     auto rec = succ ? mk::tools::runtime_from_json(*succ)
                     : mk::Result<mk::RuntimeRecord>(MK_FAIL(EBADMSG, "corrupt update journal", "%s", path.c_str()));

@@ -45,7 +45,7 @@ constexpr int kMaxHandlersPerWait = 256;
 std::optional<rpc::Response> Controller::refuse_while_updating(const rpc::Action& action) const {
   if (!updating_) return std::nullopt;
   if (std::holds_alternative<rpc::ShowAction>(action) || std::holds_alternative<rpc::HostStatusAction>(action) ||
-      std::holds_alternative<rpc::ConsoleAction>(action))
+      std::holds_alternative<rpc::ConsoleAction>(action) || std::holds_alternative<rpc::UpdateAbortAction>(action))
     return std::nullopt;
   if (const auto* p = std::get_if<rpc::PlanAction>(&action); p && !p->apply) return std::nullopt;
   auto st = update_status_.find(*updating_);

@@ -69,6 +69,17 @@
 
 namespace mk {
 
+// Where a staged update stands (after each step): what a restarted host
+// needs to undo it (abort_staged_update).
+struct StagedProgress {
+  CpuSet old_cpus, new_cpus;
+  CpuSet spare_cpus;                 // added to the instance's cgroup for the update
+  std::optional<uint32_t> taken_cpu;  // the old image's CPU the new image started on
+  std::vector<uint32_t> cpus_moved;   // old -> new after the parts, in order
+  uint32_t parts = 0;                 // scope bits the new image holds
+  bool retired = false;               // the old image retired: the update is done
+};
+
 struct StagedRequest {
   ImageSpec image;                     // the new image (init ignored: tenants move)
   std::vector<PeerChannelFds> peers;   // the instance's peer channels (borrowed)
@@ -85,6 +96,8 @@ struct StagedRequest {
   // name ("cpu", "boot", "tenants", "services", "peers", "cpu N", "retire");
   // an error fails that step.
   std::function<Result<void>(std::string_view step)> inject;
+  // After each step, with where the update stands (the daemon's journal).
+  std::function<void(const StagedProgress&)> on_progress;
   // Test hook: called after each step completed (a host that dies here).
   std::function<void(std::string_view step)> after_step;
   // Between dispatches while a request has waited 20 ms or more.
@@ -114,5 +127,14 @@ struct StagedOutcome {
 
 StagedOutcome staged_update(std::unique_ptr<RunningInstance>& current, const Topology& topo, const SysRoot& root,
                             const StagedRequest& req);
+
+// A restarted host undoing a staged update a dead one left at `at`: the
+// same abort as above, with `next` the new image re-adopted (null when it
+// is gone: then the parts it held are lost, there are no held packages).
+// `old` is the old image, re-adopted. Not for `at.retired` (then the new
+// image is the instance: adopt it instead).
+StagedOutcome abort_staged_update(std::unique_ptr<RunningInstance>& old, std::unique_ptr<RunningInstance> next,
+                                  const StagedProgress& at, const Topology& topo, const SysRoot& root,
+                                  const StagedRequest& req);
 
 }  // namespace mk

@@ -17,7 +17,24 @@ namespace mkctl {
 
 namespace {
 
+// A staged update's step: name, time, blackout (handover steps), what moved.
+void print_step(const boost::json::object& p) {
+  const auto* step = p.if_contains("step");
+  const auto* ms = p.if_contains("ms");
+  const auto* moved = p.if_contains("moved");
+  if (!step || !step->is_string() || !ms || !ms->is_number()) return;
+  char blackout[48] = "";
+  if (const auto* b = p.if_contains("blackout_ms"); b && b->is_number())
+    std::snprintf(blackout, sizeof blackout, "blackout %8.3f ms", b->to_number<double>());
+  std::printf("  %-16s %9.3f ms  %-21s %s\n", std::string(step->get_string()).c_str(), ms->to_number<double>(), blackout,
+              moved && moved->is_string() ? std::string(moved->get_string()).c_str() : "");
+  if (const auto* c = p.if_contains("check"); c && c->is_string())
+    std::printf("  %-16s CPU check: %s\n", "", std::string(c->get_string()).c_str());
+  std::fflush(stdout);
+}
+
 void print_phase(const boost::json::object& p) {
+  if (p.contains("step")) return print_step(p);
   const auto* phase = p.if_contains("phase");
   const auto* ms = p.if_contains("ms");
   if (!phase || !phase->is_string() || !ms || !ms->is_number()) return;
@@ -51,25 +68,48 @@ int cmd_update(Context& ctx) {
       "cmdline", po::value<std::string>(), "the new image's command line (default: the loaded one)")(
       "timeout", po::value<double>()->default_value(10.0),
       "seconds each step may take (new image READY, prepare, freeze, restore) before the update rolls back")(
+      "staged", po::bool_switch(),
+      "staged update by core migration: the new image starts on a CPU taken from the old one (or --spare-cpus), "
+      "tenants, services and peers move to it one handover each, then the CPUs follow")(
+      "spare-cpus", po::value<std::string>(), "with --staged: free pool CPUs the new image starts on")(
+      "abort", po::bool_switch(), "abort the staged update running on NAME: everything returns to the old image")(
       "cpus", po::value<std::string>(),
       "resize instead: the instance's new CPU list (grow from the pool's free CPUs, shrink with the image's "
       "consent; its tenants follow)")(
       "fault", po::value<std::string>()->default_value(""),
-      "fault injection for tests: corrupt-package | host-exit-after-freeze (docs/handover.md); with --cpus: "
-      "fail:STEP | host-exit-after:STEP (docs/cli.md)");
+      "fault injection for tests: corrupt-package | host-exit-after-freeze (docs/handover.md); with --cpus or "
+      "--staged: fail:STEP | host-exit-after:STEP (docs/cli.md)");
   ctx.add_global_options(desc);
   po::positional_options_description pos;
   pos.add("name", 1);
   po::variables_map vm;
   int code = 0;
-  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S] | mkctl update NAME --cpus LIST", code))
+  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S] | mkctl update NAME --staged [--spare-cpus LIST] | mkctl update --abort NAME | mkctl update NAME --cpus LIST",
+                 code))
     return code;
   if (!vm.count("name")) return ctx.usage_error("missing the instance NAME");
   const double s = vm["timeout"].as<double>();
   if (!std::isfinite(s) || s < 0.001 || s > 600) return ctx.usage_error("--timeout: seconds, 0.001..600");
-  if (vm.count("cpus")) return resize(ctx, vm, s);
+  if (vm["abort"].as<bool>()) {
+    if (vm.count("cpus") || vm.count("kernel") || vm["staged"].as<bool>())
+      return ctx.usage_error("--abort NAME takes nothing else");
+    if (ctx.planning_only()) return ctx.usage_error("update acts on mkerneld's instances; --topology does not apply");
+    return ctx.finish(ctx.execute(mk::tools::rpc::UpdateAbortAction{vm["name"].as<std::string>()}));
+  }
+  if (vm.count("cpus")) {
+    if (vm["staged"].as<bool>()) return ctx.usage_error("--cpus resizes the instance; --staged updates its image: one at a time");
+    return resize(ctx, vm, s);
+  }
   mk::tools::rpc::UpdateAction a;
   a.name = vm["name"].as<std::string>();
+  a.staged = vm["staged"].as<bool>();
+  if (vm.count("spare-cpus")) {
+    if (!a.staged) return ctx.usage_error("--spare-cpus goes with --staged");
+    auto c = mk::CpuSet::parse(vm["spare-cpus"].as<std::string>());
+    if (!c) return ctx.usage_error("--spare-cpus: " + std::string(c.error().message()));
+    if (c->empty()) return ctx.usage_error("--spare-cpus: give at least one CPU");
+    a.spare_cpus = *c;
+  }
   if (vm.count("kernel")) {
     a.kernel = vm["kernel"].as<std::string>();
     if (a.kernel.empty()) return ctx.usage_error("--kernel: empty path");
@@ -79,7 +119,7 @@ int cmd_update(Context& ctx) {
   if (vm.count("cmdline")) a.cmdline = vm["cmdline"].as<std::string>();
   a.timeout_ms = static_cast<uint32_t>(std::lround(s * 1000));
   a.fault = vm["fault"].as<std::string>();
-  if (!ctx.json()) std::printf("updating '%s'\n", a.name.c_str());
+  if (!ctx.json()) std::printf("updating '%s'%s\n", a.name.c_str(), a.staged ? " in stages" : "");
   auto on_progress = [&ctx](const boost::json::object& p) {
     if (!ctx.json()) print_phase(p);
   };
