@@ -33,6 +33,7 @@
 #include "mkernel/image.h"
 #include "mkernel/live_update.h"
 #include "bench_util.h"
+#include "resp_client.h"
 #include "update_bench.h"
 
 namespace mkbench {
@@ -44,7 +45,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kUpdateUsage =
     "usage: mkbench update [--json] [--runs N] [--cold-runs N] [--sizes 16M,256M,1G] [--conns 10,1000]\n"
-    "                      [--cpu N] [--image PATH]\n";
+    "                      [--cpu N] [--image PATH]\n"
+    "       mkbench update --staged [--json] [--runs N] [--sizes 256M] [--conns 10,1000] [--cpus LIST] [--image PATH]\n";
 constexpr double kGoalP99Ms = 1.0;
 constexpr double kGoalFlatRatio = 1.2;
 // Values that fill a 64 KiB block of the store exactly (its heap hands out
@@ -80,108 +82,6 @@ std::string size_text(uint64_t b) {
   if (b >= mk::kGiB && b % mk::kGiB == 0) std::snprintf(buf, sizeof buf, "%llu GiB", static_cast<unsigned long long>(b / mk::kGiB));
   else std::snprintf(buf, sizeof buf, "%llu MiB", static_cast<unsigned long long>(b / mk::kMiB));
   return buf;
-}
-
-// ---- a minimal RESP client (blocking sockets) --------------------------------
-
-std::string resp(std::initializer_list<std::string_view> args) {
-  std::string out = "*" + std::to_string(args.size()) + "\r\n";
-  for (auto a : args) {
-    out += "$" + std::to_string(a.size()) + "\r\n";
-    out.append(a);
-    out += "\r\n";
-  }
-  return out;
-}
-
-bool send_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
-// Reads until `count` occurrences of `token` were seen (replies to pipelined
-// commands that all answer `token`). False on EOF/error or any other reply.
-bool expect_replies(int fd, std::string_view token, std::size_t count) {
-  std::string buf;
-  std::size_t seen = 0;
-  char tmp[65536];
-  while (seen < count) {
-    ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    buf.append(tmp, static_cast<std::size_t>(n));
-    std::size_t pos = 0;
-    while (buf.size() - pos >= token.size() && seen < count) {
-      if (buf.compare(pos, token.size(), token) != 0) return false;
-      pos += token.size();
-      ++seen;
-    }
-    buf.erase(0, pos);
-  }
-  return buf.empty();
-}
-
-// GET key: the bulk string's length, or -1.
-long get_length(int fd, const std::string& key) {
-  if (!send_all(fd, resp({"GET", key}))) return -1;
-  std::string buf;
-  char tmp[65536];
-  long want = -2;
-  while (true) {
-    ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    buf.append(tmp, static_cast<std::size_t>(n));
-    if (want == -2) {
-      auto crlf = buf.find("\r\n");
-      if (crlf == std::string::npos) continue;
-      if (buf[0] != '$') return -1;
-      want = std::atol(buf.c_str() + 1);
-      if (want < 0) return -1;
-      buf.erase(0, crlf + 2);
-    }
-    if (buf.size() >= static_cast<std::size_t>(want) + 2) return want;
-  }
-}
-
-int connect_to(uint16_t port) {
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      timeval tv{10, 0};
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      return fd;
-    }
-    ::close(fd);
-    std::this_thread::sleep_for(10ms);
-  }
-  return -1;
-}
-
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  uint16_t port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  if (fd >= 0) ::close(fd);
-  return port;
 }
 
 // ---- the floor: SCM_RIGHTS + mmap in an already-running process ------------
@@ -306,21 +206,6 @@ mk::Result<uint64_t> fill(int fd, uint64_t region_bytes, const std::string& dump
   return keys;
 }
 
-mk::Result<std::vector<int>> connect_clients(uint16_t port, uint64_t n) {
-  std::vector<int> fds;
-  for (uint64_t i = 0; i < n; ++i) {
-    int fd = connect_to(port);
-    if (fd < 0 || !send_all(fd, resp({"PING"})) || !expect_replies(fd, "+PONG\r\n", 1)) {
-      if (fd >= 0) ::close(fd);
-      for (int f : fds) ::close(f);
-      return MK_FAIL(EIO, "client connection failed", "client %llu of %llu", static_cast<unsigned long long>(i + 1),
-                     static_cast<unsigned long long>(n));
-    }
-    fds.push_back(fd);
-  }
-  return fds;
-}
-
 mk::Result<void> run_case(Setup& s, Case& c, long runs, long cold_runs) {
   s.req.instance.memory = {{s.topo.main_node_of(s.req.instance.cpus), c.bytes}};
   MK_TRY_ASSIGN(auto run, boot(s));
@@ -428,6 +313,12 @@ std::string criu_status() {
 }  // namespace
 
 int run_update(const Args& args) {
+  for (std::size_t i = 0; i < args.rest.size(); ++i) {
+    if (args.rest[i] != "--staged") continue;
+    Args staged = args;
+    staged.rest.erase(staged.rest.begin() + static_cast<long>(i));
+    return run_update_staged(staged);
+  }
   long runs = 50, cold_runs = 5, cpu = -1;
   std::vector<uint64_t> sizes = {16 * mk::kMiB, 256 * mk::kMiB, mk::kGiB}, conns = {10, 1000};
   std::string image = self_dir() + "/mk-kernel";

@@ -35,6 +35,18 @@
 namespace mkbench {
 
 // Returns 0 when it ran, 2 on bad arguments, 1 when not root or it failed.
+// `--staged` among the arguments runs run_update_staged instead.
 int run_update(const Args& args);
+
+// mkbench update --staged (update_staged.cc): the per-step blackouts
+// (tenants, services) and the total of mk::staged_update on an instance
+// with two CPUs or more (--cpus, default every PU), a KV store filled to
+// ~60% (--sizes, default 256M), --conns clients (default 10,1000) and a
+// tenant, --runs times (default 20, +1 warm-up), then as many in-place
+// updates of the same instance: medians, p99s and the ratio of the worst
+// step's p99 to the in-place p99. After every update a client must still
+// get PONG on its connection, and a key written first must read back.
+// Goal (reported): per-step blackout p99 <= 2 ms.
+int run_update_staged(const Args& args);
 
 }  // namespace mkbench
