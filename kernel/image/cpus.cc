@@ -215,6 +215,12 @@ std::vector<pid_t> tenant_processes(const sdk::Tenants& tenants) {
   return out;
 }
 
+Result<std::uint32_t> repin_to(const BootTree& tree, const sdk::Tenants& tenants) {
+  Pinner p(set_of(tree.cpus));
+  MK_TRY(p.run(tenants));
+  return p.pinned();
+}
+
 abi::CpuReply release_cpu(const CpuContext& cx, const abi::CpuMsg& m) {
   abi::CpuReply r{};
   std::vector<BootCpu>& cpus = cx.tree->cpus;

@@ -88,6 +88,12 @@ abi::CpuReply serve_cpu(const CpuContext& cx, std::uint16_t type, const abi::Cpu
 abi::CpuReply release_cpu(const CpuContext& cx, const abi::CpuMsg& m);
 abi::CpuReply add_cpu(const CpuContext& cx, const abi::CpuMsg& m);
 
+// Re-pins every thread that follows the CPU set (see above: the image's,
+// its tenants' and their descendants', the reaper's) to tree.cpus, e.g.
+// after a staged update handed this image tenants that ran on the other
+// image's CPUs. Returns the threads pinned; sched_setaffinity errno.
+Result<std::uint32_t> repin_to(const BootTree& tree, const sdk::Tenants& tenants);
+
 // The instance's tenant processes: the Tenants' running ones, all their
 // descendants and the reaper(s) of a live update (see above), in no
 // particular order.

@@ -82,7 +82,7 @@ std::vector<std::uint64_t> FilesHandler::staged_tokens(std::uint64_t prefix) con
 
 Result<void> FilesHandler::preserve(KhoBlob&) {
   spent_.reset();
-  for (std::size_t i = 0; i < tree_->devices.size(); ++i) {
+  for (std::size_t i = 0; devices_ && i < tree_->devices.size(); ++i) {
     const BootDevice& d = tree_->devices[i];
     if (!carries_fd(d.kind) || d.fd < 0) continue;
     if (auto r = add(d.fd, kDeviceToken | i); !r) {
@@ -168,7 +168,7 @@ Result<void> FilesHandler::retrieve(const KhoBlob& blob) {
   MK_TRY_ASSIGN(session_, registry_->adopt(std::move(restored)));
   MK_TRY(install_devices(*session_));
   for (const auto& d : tree_->devices) {
-    if (carries_fd(d.kind) && d.fd < 0) {
+    if (devices_ && carries_fd(d.kind) && d.fd < 0) {
       return MK_FAIL(ENOENT, "handover: a device got no fd", "/devices/%s is not in the package's session",
                      d.name.c_str());
     }

@@ -20,6 +20,10 @@
 // and installs its device fds) and at retrieve restores the freeze's delta
 // next to it; take() and finish() cover both. A token in both is refused.
 //
+// Staged update (kernel/image/staged.h): set_devices(false) leaves the
+// devices out (a tenants-only step): preserve adds none and retrieve does
+// not require each device to get its fd.
+//
 // Tokens: kDeviceToken | tree device index, kConnToken | connection id,
 // kReaperToken (the reaper pipe's read end).
 //
@@ -78,6 +82,8 @@ class FilesHandler final : public handover::Handler {
   Result<handover::Subsystem> precopy_subsystem();
   void commit_precopy();
 
+  // Whether this update's session carries the devices (default true).
+  void set_devices(bool on) { devices_ = on; }
   // New side, before retrieve: the fds received with the package (index order).
   void set_received(std::vector<handover::OwnedFd> fds) { received_ = std::move(fds); }
   // New side, at kMsgUpdatePrecopy: restore the pre-copied session from
@@ -102,6 +108,7 @@ class FilesHandler final : public handover::Handler {
   std::unique_ptr<handover::SessionRegistry> spent_;  // finished staged session, freed at the next preserve
   std::vector<handover::OwnedFd> received_;
   std::vector<std::size_t> installed_;  // new side: device indexes given an fd
+  bool devices_ = true;
 };
 
 }  // namespace mk::image

@@ -25,6 +25,8 @@
 // mkernel,parked makes this a parked successor: it boots without
 // tenants, services or peer channels, sends READY and waits for
 // kMsgHandover; any image answers kMsgUpdatePrepare/Freeze/Cancel/Finish.
+// Staged updates (staged.h): scoped steps, one part each; an image holds
+// the parts it booted with or received and takes further parts.
 // CPU moves (docs/sdk.md "Moving CPUs", cpus.h): kMsgCpuRelease/kMsgCpuAdd,
 // refused while parked or during a live update.
 // Exit codes: mk::sdk::exit_code (0 shutdown requested, 1 internal, 2 usage,
@@ -60,6 +62,7 @@
 #include "mksdk/boot_info.h"
 #include "mksdk/devices.h"
 #include "reaper.h"
+#include "staged.h"
 #include "tenants_handler.h"
 #include "mksdk/host_link.h"
 #include "mksdk/kv_store.h"
@@ -207,11 +210,14 @@ struct Image {
   // Live update. The handler objects serve both sides: restore as a
   // successor, preserve when this image is updated in turn.
   bool parked = false;  // a successor waiting for kMsgHandover
+  std::uint32_t held = 0;   // parts held (staged.h): all when booted normally
+  std::uint32_t scope = 0;  // parts of the update in progress (prepare .. finish/cancel)
+  image::ExitForwarder forward;  // tenants handed away while still our children
   std::unique_ptr<image::FilesHandler> files;
   std::unique_ptr<image::MemoryHandler> memory;
   std::unique_ptr<image::TenantsHandler> tenants_h;
   std::unique_ptr<image::KvHandler> kv_h;
-  handover::UpdateMachine machine;  // outgoing order: memory, tenants, kv, files
+  handover::UpdateMachine machine;  // rebuilt per prepare with the scope's handlers (staged.h)
   handover::KhoBlob blob;
   handover::OwnedFd package;  // the sealed handoff package, until finish/cancel
   handover::OwnedFd precopy;  // the pre-copy package (prepare's reply), until freeze/cancel
@@ -276,20 +282,26 @@ void set_detail(abi::UpdateReply* r, const Error& e) {
   std::snprintf(r->detail, sizeof r->detail, "%s", e.to_string().c_str());
 }
 
-// Handlers in the outgoing order: memory, tenants, kv, files (files last:
-// its freeze describes the session after kv added the connections).
-Result<void> setup_update(Image& im) {
+// The handler objects; each prepare registers those of its scope with a
+// fresh machine (new_machine).
+void setup_update(Image& im) {
   im.files = std::make_unique<image::FilesHandler>(&im.tree);
   im.memory = std::make_unique<image::MemoryHandler>(im.regions.get(), &im.kv_range);
   im.tenants_h = std::make_unique<image::TenantsHandler>(&im.tenants, im.files.get());
-  MK_TRY(im.machine.add_handler(im.memory.get()));
-  MK_TRY(im.machine.add_handler(im.tenants_h.get()));
   if (im.args->kv) {
     im.kv_h = std::make_unique<image::KvHandler>(
         image::KvContext{&im.kv, &im.kv_range, im.regions.get(), &im.tree, &im.con}, im.files.get());
-    MK_TRY(im.machine.add_handler(im.kv_h.get()));
   }
-  MK_TRY(im.machine.add_handler(im.files.get()));
+}
+
+image::PartsContext parts(Image& im) {
+  return image::PartsContext{&im.tree,          im.regions.get(),     &im.kv,           &im.kv_range,
+                             &im.tenants,       im.files.get(),      im.memory.get(),  im.tenants_h.get(),
+                             im.kv_h.get(),     &im.con};
+}
+
+Result<void> new_machine(Image& im, std::uint32_t scope) {
+  MK_TRY(image::build_outgoing(im.machine, parts(im), scope));
   im.machine.set_observer([&im](handover::UpdateState from, handover::UpdateState to) {
     im.con.print("mk-kernel: update: %s -> %s\n", handover::to_string(from).data(), handover::to_string(to).data());
   });
@@ -297,7 +309,7 @@ Result<void> setup_update(Image& im) {
 }
 
 void reattach_peers(Image& im) {
-  if (im.link->peers_attached()) return;
+  if (!(im.held & abi::kUpdateScopePeers) || im.link->peers_attached()) return;
   if (auto r = im.link->attach_peers(); !r) {
     im.con.print("mk-kernel: update: re-attaching the peer channels failed: %s\n", r.error().to_string().c_str());
   }
@@ -312,7 +324,8 @@ Result<void> freeze(Image& im, std::uint32_t update_id) {
     return MK_FAIL(EINVAL, "freeze refused", "the update is %s: send kMsgUpdatePrepare first",
                    handover::to_string(im.machine.state()).data());
   }
-  if (im.link->peers_attached()) {
+  const bool peers = im.scope & abi::kUpdateScopePeers;
+  if (peers && im.link->peers_attached()) {
     MK_TRY(im.link->detach_peers());
   }
   im.blob = {};
@@ -320,6 +333,7 @@ Result<void> freeze(Image& im, std::uint32_t update_id) {
     reattach_peers(im);
     return r.error();
   }
+  if (peers) im.blob.subsystems.push_back(image::peers_subsystem());  // the receiver attaches its sides
   auto undo = [&](const Error& e) -> Error {
     (void)im.machine.cancel();
     reattach_peers(im);
@@ -367,6 +381,12 @@ void prefault(Image& im) {
 // and, with kUpdateFlagPrecopy, the pre-copy package written. Anything
 // failing after the handlers preserved cancels them: normal again.
 Result<void> prepare(Image& im, const abi::UpdateStepMsg& m) {
+  if (im.machine.state() != handover::UpdateState::kNormal) {
+    return MK_FAIL(EINVAL, "prepare refused", "the update is %s already", handover::to_string(im.machine.state()).data());
+  }
+  MK_TRY_ASSIGN(const std::uint32_t scope, image::prepare_scope(m.flags, im.held));
+  MK_TRY(new_machine(im, scope));
+  im.scope = scope;
   im.blob = {};
   im.precopy.reset();
   im.spare.reset();
@@ -386,6 +406,39 @@ Result<void> prepare(Image& im, const abi::UpdateStepMsg& m) {
   return {};
 }
 
+// The part of an update step the image keeps after the step: everything
+// staged or prepared is forgotten (cancel, finish).
+void clear_step(Image& im) {
+  im.package.reset();
+  im.precopy.reset();
+  im.spare.reset();
+  im.blob = {};
+  im.scope = 0;
+}
+
+// kMsgUpdateFinish with kUpdateFlagPartial (staged.h): the receiver holds
+// the part now; drop it, back to normal, serve the rest.
+void finish_part(Image& im, std::uint32_t update_id) {
+  const std::uint32_t scope = im.scope;
+  image::drop_parts(parts(im), scope);
+  if ((scope & abi::kUpdateScopeTenants) && im.tenants_h->reaper_write_fd() >= 0) im.forward.start();
+  im.held &= ~scope;
+  im.machine = handover::UpdateMachine{};
+  clear_step(im);
+  im.con.print("mk-kernel: update %u: %s handed over; holding %s, serving\n", update_id,
+               image::part_names(scope).c_str(), image::part_names(im.held).c_str());
+}
+
+// kMsgUpdateCancel on a receiver: drop a staged pre-copy nobody handed
+// over (its connection fds close without shutdown(2), the parked kv
+// thread stops, the staged device fds close).
+void drop_staged(Image& im, std::uint32_t update_id) {
+  if (!im.files->staged()) return;
+  if (im.kv_h) im.kv_h->cancel();
+  im.files->cancel();
+  im.con.print("mk-kernel: update %u cancelled: the staged pre-copy is dropped\n", update_id);
+}
+
 abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepMsg& m) {
   const std::uint64_t t0 = monotonic_ns();
   abi::UpdateReply r{};
@@ -396,7 +449,17 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
     im.con.print("mk-kernel: update %u: step 0x%x refused: %s\n", m.update_id, type, e.to_string().c_str());
   };
   const handover::UpdateState st = im.machine.state();
-  if (im.parked) {
+  if (type == abi::kMsgUpdateCancel) {
+    if (st == handover::UpdateState::kNormal) {
+      drop_staged(im, m.update_id);
+    } else if (auto x = im.machine.cancel(); !x) {
+      fail(x.error());
+    } else {
+      reattach_peers(im);
+      clear_step(im);
+      im.con.print("mk-kernel: update %u cancelled, serving as before\n", m.update_id);
+    }
+  } else if (im.parked) {
     fail(MK_FAIL(EBUSY, "a parked successor cannot be updated", "it has not been handed anything yet"));
   } else if (type == abi::kMsgUpdatePrepare) {
     if (im.args->fault == Fault::kDieInPrepare) {
@@ -414,79 +477,58 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
     } else {
       r.fd = im.package.get();
     }
-  } else if (type == abi::kMsgUpdateCancel) {
-    if (st != handover::UpdateState::kNormal) {
-      if (auto x = im.machine.cancel(); !x) {
-        fail(x.error());
-      } else {
-        reattach_peers(im);
-        im.package.reset();
-        im.precopy.reset();
-        im.spare.reset();
-        im.blob = {};
-        im.con.print("mk-kernel: update %u cancelled, serving as before\n", m.update_id);
-      }
-    }
   } else if (type == abi::kMsgUpdateFinish) {
-    if (st != handover::UpdateState::kFrozen || !im.package.valid()) {
-      fail(MK_FAIL(EINVAL, "finish refused", "the update is %s, not frozen with a package",
-                   handover::to_string(st).data()));
+    const bool frozen = st == handover::UpdateState::kFrozen && im.package.valid();
+    if (m.flags & abi::kUpdateFlagPartial) {
+      if (!frozen) {
+        fail(MK_FAIL(EINVAL, "finish refused", "the update is %s, not frozen with a package",
+                     handover::to_string(st).data()));
+      } else {
+        finish_part(im, m.update_id);
+      }
+    } else if (const std::uint32_t left = im.held & ~(image::has_peers(im.tree) ? 0u : abi::kUpdateScopePeers);
+               !(frozen && (left & ~im.scope) == 0) && !(st == handover::UpdateState::kNormal && left == 0)) {
+      // Retiring: frozen with everything held handed over, or (a staged
+      // update's last step) every part handed over already.
+      fail(MK_FAIL(EINVAL, "finish refused", "the update is %s, not frozen with a package, and the image holds %s",
+                   handover::to_string(st).data(), image::part_names(im.held).c_str()));
     }
   }
   r.image_ns = monotonic_ns() - t0;
   return r;
 }
 
-// The incoming side walks an UpdateMachine normal -> prepared -> frozen with
-// nothing to preserve (a parked successor holds no state of its own), so
-// that retrieve() is a legal transition (handover/update.h has no entry
-// point for an incoming image), then retrieve -> finish. A failed retrieve
-// is unwound with cancel(), which reaches each handler's cancel().
-class Incoming final : public handover::Handler {
- public:
-  explicit Incoming(handover::Handler* h) : h_(h) {}
-  std::string_view name() const override { return h_->name(); }
-  Result<void> preserve(handover::KhoBlob&) override { return {}; }
-  void cancel() override { h_->cancel(); }
-  Result<void> freeze(handover::KhoBlob&) override { return {}; }
-  void unfreeze() override {}
-  Result<void> retrieve(const handover::KhoBlob& blob) override { return h_->retrieve(blob); }
-  Result<void> finish() override { return h_->finish(); }
-
- private:
-  handover::Handler* h_;
-};
-
-Result<void> restore(Image& im, const abi::HandoverMsg& m) {
+Result<image::HandoffContents> receive(Image& im, const abi::HandoverMsg& m,
+                                       std::vector<handover::OwnedFd>* fds, handover::OwnedFd* memfd) {
   MK_TRY_ASSIGN(image::ReceivedHandoff got,
                 image::receive_handoff(*im.tree.handover_socket, m.fds, std::chrono::seconds(5)));
   MK_TRY_ASSIGN(image::HandoffContents pkg, image::read_handoff_package(got.package.get(), m.fds, m.update_id));
+  *fds = std::move(got.fds);
+  *memfd = std::move(got.package);
+  return pkg;
+}
+
+// kMsgHandover: restore the parts the package carries (staged.h), attach
+// the peers when they came, re-pin the tenants when they came.
+Result<void> restore(Image& im, const abi::HandoverMsg& m) {
+  std::vector<handover::OwnedFd> fds;
+  handover::OwnedFd memfd;
+  MK_TRY_ASSIGN(image::HandoffContents pkg, receive(im, m, &fds, &memfd));
   MK_TRY_ASSIGN(handover::KhoBlob blob, handover::parse_kho_blob(pkg.blob));
-  if (!im.args->kv && handover::find_subsystem(blob, "kv")) {
-    return MK_FAIL(EINVAL, "the predecessor ran the kv service", "start the successor with --services=kv");
+  const std::uint32_t got = image::parts_in(blob);
+  if (got & im.held) {
+    return MK_FAIL(EEXIST, "part held already", "the package carries %s; this image holds %s",
+                   image::part_names(got).c_str(), image::part_names(im.held).c_str());
   }
-  im.files->set_received(std::move(got.fds));
-  // Incoming order: files first (restores the session the others take from).
-  std::vector<std::unique_ptr<Incoming>> wrap;
-  wrap.push_back(std::make_unique<Incoming>(im.files.get()));
-  wrap.push_back(std::make_unique<Incoming>(im.memory.get()));
-  wrap.push_back(std::make_unique<Incoming>(im.tenants_h.get()));
-  if (im.kv_h) wrap.push_back(std::make_unique<Incoming>(im.kv_h.get()));
-  handover::UpdateMachine in;
-  for (auto& w : wrap) MK_TRY(in.add_handler(w.get()));
-  handover::KhoBlob scratch;
-  MK_TRY(in.prepare(scratch));
-  MK_TRY(in.freeze(scratch));
-  if (auto r = in.retrieve(blob); !r) {
-    (void)in.cancel();
-    return r.error();
+  MK_TRY(image::restore_parts(parts(im), blob, std::move(fds)));
+  im.held |= got;
+  if ((got & abi::kUpdateScopePeers) && !im.link->peers_attached()) MK_TRY(im.link->attach_peers());
+  if (got & abi::kUpdateScopeTenants) {
+    if (auto p = image::repin_to(im.tree, im.tenants); !p) {
+      im.con.print("mk-kernel: update %u: re-pinning the tenants: %s (going on)\n", m.update_id,
+                   p.error().to_string().c_str());
+    }
   }
-  if (auto r = in.finish(); !r) {
-    // Updated but not finished (e.g. a token nobody took): undo every retrieve.
-    for (auto it = wrap.rbegin(); it != wrap.rend(); ++it) (*it)->cancel();
-    return r.error();
-  }
-  MK_TRY(im.link->attach_peers());
   return {};
 }
 
@@ -494,23 +536,31 @@ Result<void> restore(Image& im, const abi::HandoverMsg& m) {
 // stage it (files: the session and the device fds; kv: the connections and
 // a parked service thread), so that the handover has only the delta to do.
 Result<void> stage(Image& im, const abi::HandoverMsg& m) {
-  MK_TRY_ASSIGN(image::ReceivedHandoff got,
-                image::receive_handoff(*im.tree.handover_socket, m.fds, std::chrono::seconds(5)));
-  MK_TRY_ASSIGN(image::HandoffContents pkg, image::read_handoff_package(got.package.get(), m.fds, m.update_id));
+  std::vector<handover::OwnedFd> fds;
+  handover::OwnedFd memfd;
+  MK_TRY_ASSIGN(image::HandoffContents pkg, receive(im, m, &fds, &memfd));
   MK_TRY_ASSIGN(handover::KhoBlob blob, handover::parse_kho_blob(pkg.blob));
-  MK_TRY(im.files->stage(blob, std::move(got.fds)));
+  MK_TRY(im.files->stage(blob, std::move(fds)));
   if (im.kv_h) MK_TRY(im.kv_h->stage());
   return {};
+}
+
+// Whether this image may receive a part now ("" when it may).
+const char* cannot_receive(Image& im) {
+  if (im.held == image::kAllParts) return "the image holds every part already (restored, or booted normally)";
+  if (im.machine.state() != handover::UpdateState::kNormal) return "the image is handing a part over itself";
+  return "";
 }
 
 abi::UpdateReply on_precopy(Image& im, const abi::HandoverMsg& m) {
   const std::uint64_t t0 = monotonic_ns();
   abi::UpdateReply r{};
   r.fd = -1;
-  if (!im.parked || im.files->staged()) {
-    r.status = -EALREADY;
+  const char* no = cannot_receive(im);
+  if (*no || im.files->staged() || (im.held & abi::kUpdateScopeServices)) {
+    r.status = *no || im.files->staged() ? -EALREADY : -EEXIST;
     std::snprintf(r.detail, sizeof r.detail, "%s",
-                  im.parked ? "a pre-copy was staged already" : "not a parked successor");
+                  *no ? no : im.files->staged() ? "a pre-copy was staged already" : "the image holds the services");
     return r;
   }
   if (auto x = stage(im, m); !x) {
@@ -530,9 +580,9 @@ abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m) {
   const std::uint64_t t0 = monotonic_ns();
   abi::UpdateReply r{};
   r.fd = -1;
-  if (!im.parked) {
+  if (const char* no = cannot_receive(im); *no) {
     r.status = -EALREADY;
-    std::snprintf(r.detail, sizeof r.detail, "not a parked successor (restored already, or booted normally)");
+    std::snprintf(r.detail, sizeof r.detail, "%s", no);
     return r;
   }
   if (im.args->fault == Fault::kHangAtHandover) {
@@ -551,8 +601,8 @@ abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m) {
     im.con.print("mk-kernel: handover %u refused: %s\n", m.update_id, x.error().to_string().c_str());
   } else {
     im.parked = false;
-    im.con.print("mk-kernel: handover %u: restored, %u tenants adopted, serving\n", m.update_id,
-                 im.tenants.running());
+    im.con.print("mk-kernel: handover %u: restored, holding %s, %u tenants adopted, serving\n", m.update_id,
+                 image::part_names(im.held).c_str(), im.tenants.running());
   }
   r.image_ns = monotonic_ns() - t0;
   return r;
@@ -561,7 +611,8 @@ abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m) {
 // After kMsgUpdateFinish (replied): leave. As PID 1 of the namespace, or
 // still the parent of tenants, exec the reaper instead (reaper.h).
 int retire(Image& im) {
-  bool children = false;
+  im.forward.poll(im.tenants_h->reaper_write_fd());  // what is still queued, before the reaper takes over
+  bool children = im.forward.active();  // tenants handed away in a staged update: still ours
   for (const auto& t : im.tenants.running_tenants()) children |= !t.adopted;
   const bool pid1 = ::getpid() == 1;
   if (!pid1 && !children) {
@@ -594,6 +645,7 @@ void report_exits(Image& im) {
   // Frozen for an update: exits stay with the kernel, for the reaper (and
   // the successor) or for us again after a cancel.
   if (im.tenants_h && im.tenants_h->frozen()) return;
+  im.forward.poll(im.tenants_h->reaper_write_fd());  // before reap(): our children's records go first
   for (const auto& e : im.tenants.reap()) {
     im.con.print("mk-kernel: tenant %u (pid %d) exited, status 0x%x\n", e.index, e.pid, e.status);
     (void)im.link->send_tenant_exit(abi::TenantExitMsg{e.pid, e.status, e.index, 0});
@@ -695,7 +747,8 @@ int boot(Image& im, const Args& args) {
   if (args.kv && !im.parked) {
     if (auto r = start_kv(im); !r) return fail(im.con, exit_code::kMissingResource, r.error());
   }
-  if (auto r = setup_update(im); !r) return fail(im.con, exit_code::kInternal, r.error());
+  im.held = im.parked ? 0 : image::kAllParts;
+  setup_update(im);
   HostLinkOptions lo;
   lo.mode = args.mode;
   lo.attach_peers = !im.parked;

@@ -55,6 +55,14 @@ void TenantsHandler::cancel() {
   }
 }
 
+void TenantsHandler::handed_over() {
+  read_end_.reset();
+  preserved_ = false;
+  frozen_ = false;
+  created_ = false;  // the write end is no longer this update's to close
+  retrieving_ = false;
+}
+
 Result<void> TenantsHandler::freeze(KhoBlob& blob) {
   handover::Subsystem sub;
   sub.name = "tenants";

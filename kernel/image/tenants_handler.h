@@ -43,6 +43,10 @@ class TenantsHandler final : public handover::Handler {
   bool frozen() const { return frozen_; }
   // The write end of the pipe created at prepare (-1: none): the reaper's FD.
   int reaper_write_fd() const { return write_end_.get(); }
+  // Staged update, old side, after a partial finish: the tenants are the
+  // receiver's; the read end (its copy here) closes, the write end stays
+  // (this image, still their parent, writes their exits to it).
+  void handed_over();
 
  private:
   sdk::Tenants* tenants_;

@@ -123,7 +123,8 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   const int listen_slots = spec.listen_device && !spec.successor ? 1 : 0;
   const int dev_fds = listen_slots + (file_fd >= 0 ? 1 : 0);
   int hsock[2] = {-1, -1};
-  if (spec.successor && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hsock) != 0) {
+  const bool hs = spec.successor || spec.handover_socket;
+  if (hs && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hsock) != 0) {
     return errno_error("socketpair for the handover socket");
   }
   int con[2], err[2];
@@ -150,10 +151,8 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   }
   // The handover socket takes the fd after the channels.
   const int hs_target = 3 + 3 + dev_fds + (spec.no_host_channel ? 3 : 3) + (spec.peer_channel ? 3 : 0);
-  if (spec.successor) {
-    t.handover_socket = hs_target;
-    t.parked = true;
-  }
+  if (hs) t.handover_socket = hs_target;
+  t.parked = spec.successor;
   MK_TRY_ASSIGN(std::vector<std::uint8_t> blob, emit_boot_tree(t));
   if (spec.corrupt_tree) {
     for (std::size_t i = 0; i < blob.size(); i += 7) blob[i] ^= 0xa5;
@@ -172,7 +171,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
     src.push_back(peer_fds.eventfd[0].get());
     src.push_back(peer_fds.eventfd[1].get());
   }
-  if (spec.successor) src.push_back(hsock[1]);
+  if (hs) src.push_back(hsock[1]);
   const std::string path = std::string(MK_BIN_DIR) + "/" + spec.image;
   std::vector<std::string> args = {path};
   args.insert(args.end(), spec.args.begin(), spec.args.end());
@@ -206,7 +205,7 @@ Result<std::unique_ptr<ImageRun>> ImageRun::launch(const LaunchSpec& spec) {
   run->pid_ = pid;
   ::close(tree_fd);
   run->region_fd_ = region;  // kept: a second attach reads the same memfd
-  if (spec.successor) {
+  if (hs) {
     ::close(hsock[1]);
     run->handover_fd_ = hsock[0];
   }

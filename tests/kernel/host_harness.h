@@ -47,6 +47,9 @@ struct LaunchSpec {
   // other end, ImageRun::handover_fd()), and the listen device (if any) is
   // listed with fd -1 (its fd arrives in the package).
   bool successor = false;
+  // A handover socket without being parked (every image has one: a staged
+  // update hands parts back to the old image on it).
+  bool handover_socket = false;
   int region_fd = -1;  // reuse this region memfd (dup'ed), e.g. the old image's
   // The tree's /cpus and the image's affinity (empty: {instance_cpu()}).
   std::vector<std::uint32_t> cpus;
@@ -125,7 +128,7 @@ class ImageRun {
   // open by the harness, like the host keeps it for a live update).
   std::uint16_t listen_port() const { return listen_port_; }
   int region_fd() const { return region_fd_; }
-  int handover_fd() const { return handover_fd_; }  // successor only
+  int handover_fd() const { return handover_fd_; }  // successor / handover_socket only
   // One update step to this image; the reply.
   Result<abi::UpdateReply> step(std::uint16_t type, std::uint32_t update_id = 1,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(30),

@@ -141,7 +141,10 @@ Result<void> HostLink::register_handlers() {
       }
       if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
       ep_->flush();
-      if (type == abi::kMsgUpdateFinish && r.status == 0) set_state(State::kRetired);
+      // A partial finish (a staged update's step) leaves the image serving.
+      if (type == abi::kMsgUpdateFinish && r.status == 0 && !(m.flags & abi::kUpdateFlagPartial)) {
+        set_state(State::kRetired);
+      }
     }));
   }
   for (std::uint16_t type : {abi::kMsgHandover, abi::kMsgUpdatePrecopy}) {

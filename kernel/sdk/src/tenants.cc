@@ -84,6 +84,12 @@ Result<void> Tenants::set_reaper_fd(int fd) {
   return {};
 }
 
+void Tenants::forget() {
+  all_.clear();
+  reaper_fd_ = -1;
+  reaper_buf_.clear();
+}
+
 void Tenants::read_reaper(std::vector<TenantExit>* out) {
   if (reaper_fd_ < 0) return;
   char buf[4096];

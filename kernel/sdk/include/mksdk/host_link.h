@@ -43,7 +43,8 @@
 //
 // Live update (docs/sdk.md "Live update"): kMsgUpdatePrepare/Freeze/Cancel/
 // Finish and kMsgHandover are answered by HostServices::update / handover
-// (UpdateReply; no callback: -EOPNOTSUPP). After a Finish answered with
+// (UpdateReply; no callback: -EOPNOTSUPP). After a Finish (without
+// kUpdateFlagPartial: a staged step's finish keeps it serving) answered with
 // status 0 the state becomes kRetired (the reply is flushed first). A
 // successor image opens the link with attach_peers = false (its peer channel
 // sides are still the old image's) and calls attach_peers() once restored;

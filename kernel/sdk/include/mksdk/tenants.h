@@ -38,6 +38,9 @@
 // ends, then SIGKILLs the group and waits (up to 1 s more) for the record;
 // a record that never comes is reported with status SIGKILL.
 //
+// Staged update: forget() drops every tenant without signalling it (they
+// now belong to another image).
+//
 // Returns:
 //   start: EINVAL, posix_spawn errno.
 //   adopt: EINVAL (pid or pgid <= 0), EEXIST (pid or index already known).
@@ -78,6 +81,11 @@ class Tenants {
   // it); -1 forgets it.
   Result<void> set_reaper_fd(int fd);
   int reaper_fd() const { return reaper_fd_; }
+  // A staged live update handed the tenants to another image: forget every
+  // tenant (and the reaper pipe) without signalling or reaping any; stop()
+  // and the destructor no longer touch them. The caller, still their parent,
+  // relays their exits (kernel/image/staged.h).
+  void forget();
 
   // Non-blocking: the tenants that exited since the last call.
   std::vector<TenantExit> reap();
