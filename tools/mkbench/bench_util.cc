@@ -1,6 +1,10 @@
 // Shared mkbench helpers (see bench_util.h).
 #include "bench_util.h"
 
+#include <sys/resource.h>
+
+#include "mk/units.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +40,35 @@ std::string self_dir() {
   std::string p(buf, static_cast<std::size_t>(n));
   auto slash = p.rfind('/');
   return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+// "16M,256M,1G" / "10,1000".
+bool parse_list_arg(const std::string& s, bool sizes, std::vector<uint64_t>& out) {
+  out.clear();
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    std::size_t comma = s.find(',', pos);
+    std::string one = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (sizes) {
+      auto v = mk::parse_size(one);
+      if (!v || *v < 4 * mk::kMiB || *v % 4096) return false;
+      out.push_back(*v);
+    } else {
+      long v = 0;
+      if (!parse_long_arg(one, 1, v) || v > 10000) return false;
+      out.push_back(static_cast<uint64_t>(v));
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return !out.empty();
+}
+
+void raise_nofile() {
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  nofile.rlim_cur = nofile.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &nofile);
 }
 
 }  // namespace mkbench

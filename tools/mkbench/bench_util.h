@@ -22,5 +22,10 @@ bool parse_long_arg(const std::string& s, long min, long& out);
 
 // The directory of /proc/self/exe ("." if unreadable).
 std::string self_dir();
+// "16M,256M,1G" (sizes: each >= 4 MiB, page multiple) or "10,1000" (counts
+// 1..10000) into `out`. False on anything else.
+bool parse_list_arg(const std::string& s, bool sizes, std::vector<uint64_t>& out);
+// The soft RLIMIT_NOFILE up to the hard one (benchmarks with 1000 clients).
+void raise_nofile();
 
 }  // namespace mkbench

@@ -55,28 +55,6 @@ constexpr std::size_t kValueBytes = 64 * 1024 - 256;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// "16M,256M,1G" / "10,1000".
-bool parse_list(const std::string& s, bool sizes, std::vector<uint64_t>& out) {
-  out.clear();
-  std::size_t pos = 0;
-  while (pos <= s.size()) {
-    std::size_t comma = s.find(',', pos);
-    std::string one = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    if (sizes) {
-      auto v = mk::parse_size(one);
-      if (!v || *v < 4 * mk::kMiB || *v % 4096) return false;
-      out.push_back(*v);
-    } else {
-      long v = 0;
-      if (!parse_long_arg(one, 1, v) || v > 10000) return false;
-      out.push_back(static_cast<uint64_t>(v));
-    }
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return !out.empty();
-}
-
 std::string size_text(uint64_t b) {
   char buf[32];
   if (b >= mk::kGiB && b % mk::kGiB == 0) std::snprintf(buf, sizeof buf, "%llu GiB", static_cast<unsigned long long>(b / mk::kGiB));
@@ -334,9 +312,9 @@ int run_update(const Args& args) {
       ++i;
     } else if (a == "--cpu" && has && parse_long_arg(args.rest[i + 1], 0, cpu)) {
       ++i;
-    } else if (a == "--sizes" && has && parse_list(args.rest[i + 1], true, sizes)) {
+    } else if (a == "--sizes" && has && parse_list_arg(args.rest[i + 1], true, sizes)) {
       ++i;
-    } else if (a == "--conns" && has && parse_list(args.rest[i + 1], false, conns)) {
+    } else if (a == "--conns" && has && parse_list_arg(args.rest[i + 1], false, conns)) {
       ++i;
     } else if (a == "--image" && has) {
       image = args.rest[++i];
@@ -349,11 +327,7 @@ int run_update(const Args& args) {
     std::fprintf(stderr, "mkbench update: needs root (instance cgroups and namespaces); rerun with sudo\n");
     return 1;
   }
-  // 1000 clients + the service's own fds, twice (the floor's receiver).
-  rlimit nofile{};
-  ::getrlimit(RLIMIT_NOFILE, &nofile);
-  nofile.rlim_cur = nofile.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &nofile);
+  raise_nofile();  // 1000 clients + the service's own fds, twice (the floor's receiver)
   auto info = mk::inspect_image(image);
   if (!info) {
     std::fprintf(stderr, "mkbench update: %s\n", info.error().to_string().c_str());

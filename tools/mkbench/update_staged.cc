@@ -41,26 +41,6 @@ struct StagedCase {
   std::vector<double> worst_step, total, in_place;
 };
 
-bool parse_sizes(const std::string& s, bool sizes, std::vector<uint64_t>& out) {
-  out.clear();
-  std::size_t i = 0;
-  while (i <= s.size()) {
-    const std::size_t c = std::min(s.find(',', i), s.size());
-    const std::string one = s.substr(i, c - i);
-    if (sizes) {
-      auto b = mk::parse_size(one);
-      if (!b || *b == 0) return false;
-      out.push_back(*b);
-    } else {
-      long n = 0;
-      if (!parse_long_arg(one, 1, n)) return false;
-      out.push_back(static_cast<uint64_t>(n));
-    }
-    i = c + 1;
-  }
-  return !out.empty();
-}
-
 mk::Result<void> run_case(const mk::Topology& topo, mk::BootRequest req, uint16_t port, StagedCase& c, long runs) {
   req.instance.memory = {{topo.main_node_of(req.instance.cpus), c.bytes}};
   MK_TRY_ASSIGN(auto run, mk::boot_instance(topo, req));
@@ -145,9 +125,9 @@ int run_update_staged(const Args& args) {
       return 0;
     } else if (a == "--runs" && has && parse_long_arg(args.rest[i + 1], 1, runs)) {
       ++i;
-    } else if (a == "--sizes" && has && parse_sizes(args.rest[i + 1], true, sizes)) {
+    } else if (a == "--sizes" && has && parse_list_arg(args.rest[i + 1], true, sizes)) {
       ++i;
-    } else if (a == "--conns" && has && parse_sizes(args.rest[i + 1], false, conns)) {
+    } else if (a == "--conns" && has && parse_list_arg(args.rest[i + 1], false, conns)) {
       ++i;
     } else if (a == "--cpus" && has) {
       auto c = mk::CpuSet::parse(args.rest[++i]);
@@ -167,10 +147,7 @@ int run_update_staged(const Args& args) {
     std::fprintf(stderr, "mkbench update --staged: needs root (instance cgroups and namespaces); rerun with sudo\n");
     return 1;
   }
-  rlimit nofile{};
-  ::getrlimit(RLIMIT_NOFILE, &nofile);
-  nofile.rlim_cur = nofile.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &nofile);
+  raise_nofile();
   auto info = mk::inspect_image(image);
   auto topo = mk::load_topology_live();
   if (!info || !topo) {
