@@ -545,6 +545,15 @@ Result<void> stage(Image& im, const abi::HandoverMsg& m) {
   return {};
 }
 
+// A refused kMsgHandover/kMsgUpdatePrecopy: the package the host sends
+// with it (right after the request) is read and dropped, so that it is not
+// taken for the next one's.
+void discard_package(Image& im, const abi::HandoverMsg& m) {
+  if (auto got = image::receive_handoff(*im.tree.handover_socket, m.fds, std::chrono::milliseconds(200)); got) {
+    im.con.print("mk-kernel: update %u: the refused package (%u fds) is dropped\n", m.update_id, m.fds);
+  }
+}
+
 // Whether this image may receive a part now ("" when it may).
 const char* cannot_receive(Image& im) {
   if (im.held == image::kAllParts) return "the image holds every part already (restored, or booted normally)";
@@ -558,6 +567,7 @@ abi::UpdateReply on_precopy(Image& im, const abi::HandoverMsg& m) {
   r.fd = -1;
   const char* no = cannot_receive(im);
   if (*no || im.files->staged() || (im.held & abi::kUpdateScopeServices)) {
+    discard_package(im, m);
     r.status = *no || im.files->staged() ? -EALREADY : -EEXIST;
     std::snprintf(r.detail, sizeof r.detail, "%s",
                   *no ? no : im.files->staged() ? "a pre-copy was staged already" : "the image holds the services");
@@ -581,6 +591,7 @@ abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m) {
   abi::UpdateReply r{};
   r.fd = -1;
   if (const char* no = cannot_receive(im); *no) {
+    discard_package(im, m);
     r.status = -EALREADY;
     std::snprintf(r.detail, sizeof r.detail, "%s", no);
     return r;

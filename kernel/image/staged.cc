@@ -124,6 +124,7 @@ Result<void> restore_parts(const PartsContext& cx, const handover::KhoBlob& blob
                            std::vector<handover::OwnedFd> fds) {
   const std::uint32_t parts = parts_in(blob);
   const bool kv = handover::find_subsystem(blob, "kv") != nullptr;
+  if (parts == 0) return MK_FAIL(EINVAL, "handover: the package carries no part", "no tenants, memory or peers subsystem");
   if (kv && !cx.kv_h) {
     return MK_FAIL(EINVAL, "the predecessor ran the kv service", "start the successor with --services=kv");
   }
@@ -131,7 +132,8 @@ Result<void> restore_parts(const PartsContext& cx, const handover::KhoBlob& blob
   cx.files->set_received(std::move(fds));
   // Incoming order: files first (restores the session the others take from).
   std::vector<std::unique_ptr<Incoming>> wrap;
-  wrap.push_back(std::make_unique<Incoming>(cx.files));
+  // (A peers-only package has no session.)
+  if (parts & (abi::kUpdateScopeTenants | abi::kUpdateScopeServices)) wrap.push_back(std::make_unique<Incoming>(cx.files));
   if (parts & abi::kUpdateScopeServices) wrap.push_back(std::make_unique<Incoming>(cx.memory));
   if (parts & abi::kUpdateScopeTenants) wrap.push_back(std::make_unique<Incoming>(cx.tenants_h));
   if (kv) wrap.push_back(std::make_unique<Incoming>(cx.kv_h));
