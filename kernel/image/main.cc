@@ -49,6 +49,7 @@
 #include <optional>
 #include <thread>
 
+#include "args.h"
 #include "cpus.h"
 #include "files_handler.h"
 #include "handoff_package.h"
@@ -76,109 +77,8 @@ namespace {
 
 using namespace mk;
 using namespace mk::sdk;
-
-enum class Fault { kNone, kExitAtBoot, kHangAtHandover, kRefuseHandover, kDieInPrepare, kRefuseCpuRelease };
-
-bool parse_fault(std::string_view s, Fault* f) {
-  if (s == "exit-at-boot") {
-    *f = Fault::kExitAtBoot;
-  } else if (s == "hang-at-handover") {
-    *f = Fault::kHangAtHandover;
-  } else if (s == "refuse-handover") {
-    *f = Fault::kRefuseHandover;
-  } else if (s == "die-in-prepare") {
-    *f = Fault::kDieInPrepare;
-  } else if (s == "refuse-cpu-release") {
-    *f = Fault::kRefuseCpuRelease;
-  } else {
-    return false;
-  }
-  return true;
-}
-
-struct Args {
-  Fault fault = Fault::kNone;
-  int reaper_fd = -1;  // --reaper=FD
-  std::string init;
-  bool init_set = false;
-  ipi::WaitMode mode = ipi::WaitMode::kAdaptive;
-  unsigned tick_ms = 10;
-  unsigned grace_ms = 1000;
-  bool kv = false;
-};
-
-constexpr char kUsage[] =
-    "usage: mk-kernel [--init=CMD] [--wait-mode=poll|adaptive|block] [--tick-ms=N] [--grace-ms=N]\n"
-    "                 [--services=kv]\n"
-    "                 [--fault=exit-at-boot|hang-at-handover|refuse-handover|die-in-prepare|refuse-cpu-release]\n"
-    "       mk-kernel --reaper=FD   (exec'ed by a retiring image, see docs/sdk.md)\n"
-    "The host starts it with the boot tree on fd 3 (see docs/sdk.md).\n";
-
-bool parse_uint(std::string_view s, unsigned* out) {
-  if (s.empty() || s.size() > 9) return false;
-  unsigned v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<unsigned>(c - '0');
-  }
-  *out = v;
-  return true;
-}
-
-// "kv" or "" (a comma-separated list of known services).
-bool parse_services(std::string_view s, Args* a) {
-  while (!s.empty()) {
-    const std::size_t comma = s.find(',');
-    const std::string_view one = s.substr(0, comma);
-    if (one == "kv") {
-      a->kv = true;
-    } else if (!one.empty()) {
-      return false;
-    }
-    if (comma == std::string_view::npos) break;
-    s.remove_prefix(comma + 1);
-  }
-  return true;
-}
-
-// Returns -1 to continue, or the exit code.
-int parse_args(int argc, char** argv, Args* a) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view s = argv[i];
-    auto value = [&](std::string_view key, std::string_view* v) {
-      if (s.substr(0, key.size()) != key) return false;
-      if (s.size() > key.size() && s[key.size()] == '=') {
-        *v = s.substr(key.size() + 1);
-        return true;
-      }
-      if (s.size() == key.size() && i + 1 < argc) {
-        *v = argv[++i];
-        return true;
-      }
-      return false;
-    };
-    std::string_view v;
-    unsigned u = 0;
-    if (s == "--help" || s == "-h") {
-      std::fputs(kUsage, stdout);
-      return exit_code::kOk;
-    } else if (value("--init", &v)) {
-      a->init = std::string(v);
-      a->init_set = true;
-    } else if (value("--wait-mode", &v) && ipi::parse_wait_mode(v, &a->mode)) {
-    } else if (value("--tick-ms", &v) && parse_uint(v, &a->tick_ms) && a->tick_ms > 0) {
-    } else if (value("--grace-ms", &v) && parse_uint(v, &a->grace_ms)) {
-    } else if (value("--services", &v) && parse_services(v, a)) {
-    } else if (value("--fault", &v) && parse_fault(v, &a->fault)) {
-    } else if (value("--reaper", &v) && parse_uint(v, &u) && u >= 3 && u <= 65535) {
-      a->reaper_fd = static_cast<int>(u);
-    } else {
-      std::fprintf(stderr, "mk-kernel: bad argument '%s'\n%s", argv[i], kUsage);
-      return exit_code::kUsage;
-    }
-  }
-  return -1;
-}
+using image::Args;
+using image::Fault;
 
 // The main thread (and so every tenant it spawns) runs on the instance's
 // CPUs only, whatever affinity the launcher left us.
@@ -800,7 +700,7 @@ int main(int argc, char** argv) {
   ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   Args args;
-  if (int rc = parse_args(argc, argv, &args); rc >= 0) return rc;
+  if (int rc = image::parse_args(argc, argv, &args); rc >= 0) return rc;
   if (args.reaper_fd >= 0) return image::run_reaper(args.reaper_fd);
   im.args = &args;
   return boot(im, args);

@@ -90,7 +90,10 @@ bool has_peers(const BootTree& tree) {
 std::uint32_t parts_in(const handover::KhoBlob& blob) {
   std::uint32_t parts = 0;
   if (handover::find_subsystem(blob, "tenants")) parts |= abi::kUpdateScopeTenants;
-  if (handover::find_subsystem(blob, "memory")) parts |= abi::kUpdateScopeServices;
+  // kv without memory is services too: the memory handler then refuses it.
+  if (handover::find_subsystem(blob, "memory") || handover::find_subsystem(blob, "kv")) {
+    parts |= abi::kUpdateScopeServices;
+  }
   if (handover::find_subsystem(blob, "peers")) parts |= abi::kUpdateScopePeers;
   return parts;
 }

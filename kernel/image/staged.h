@@ -28,7 +28,7 @@
 //      without shutdown(2) of the clients, the device and connection fds
 //      close, the store's pages are released) and the image serves the rest.
 // Receiving side (kMsgHandover, parked or serving earlier parts):
-//   1. parts_in(blob): tenants if "tenants", services if "memory", peers if
+//   1. parts_in(blob): tenants if "tenants", services if "memory" (or "kv"), peers if
 //      "peers"; a part already held is refused (-EEXIST);
 //   2. restore_parts: the files handler first (with devices only for
 //      services), then memory, tenants, kv for the subsystems present; a
