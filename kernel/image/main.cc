@@ -422,6 +422,7 @@ Result<void> restore(Image& im, const abi::HandoverMsg& m) {
   }
   MK_TRY(image::restore_parts(parts(im), blob, std::move(fds)));
   im.held |= got;
+  if (!image::has_peers(im.tree)) im.held |= abi::kUpdateScopePeers;  // no channel: nothing to wait for
   if ((got & abi::kUpdateScopePeers) && !im.link->peers_attached()) MK_TRY(im.link->attach_peers());
   if (got & abi::kUpdateScopeTenants) {
     if (auto p = image::repin_to(im.tree, im.tenants); !p) {
