@@ -195,9 +195,10 @@ void setup_update(Image& im) {
 }
 
 image::PartsContext parts(Image& im) {
-  return image::PartsContext{&im.tree,          im.regions.get(),     &im.kv,           &im.kv_range,
-                             &im.tenants,       im.files.get(),      im.memory.get(),  im.tenants_h.get(),
-                             im.kv_h.get(),     &im.con};
+  return image::PartsContext{&im.tree,       im.regions.get(), &im.kv,
+                             &im.kv_range,   &im.tenants,      im.files.get(),
+                             im.memory.get(), im.tenants_h.get(), im.kv_h.get(),
+                             &im.con};
 }
 
 Result<void> new_machine(Image& im, std::uint32_t scope) {
