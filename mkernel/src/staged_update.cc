@@ -103,6 +103,12 @@ class Staged {
     if (req_.abort_requested && req_.abort_requested())
       return MK_FAIL(ECANCELED, "staged update aborted", "on request, before step %s", name.c_str());
     if (req_.inject) MK_TRY(req_.inject(name));
+    // The new image must still be there to take anything (a dead one would
+    // let the old image retire with nothing serving the instance).
+    if (new_ && (new_->exited() || pidfd_gone(new_->pidfd(), 0))) {
+      if (new_->is_child()) (void)new_->wait_exit(std::chrono::milliseconds(0));
+      return MK_FAIL(ECHILD, "the new image died", "pid %d, before step %s", new_->pid(), name.c_str());
+    }
     StagedStep s;
     s.name = name;
     const auto t0 = Clock::now();
@@ -333,18 +339,19 @@ class Staged {
     return c;
   }
 
-  // Sends a copied package to `to` and asks it to stage (pre-copy) or restore it.
+  // Sends a copied package to `to` and asks it to stage (pre-copy) or
+  // restore it. The package goes first (unlike the in-place update, which
+  // sends the request first to overlap the successor's wake-up): the
+  // receiver keeps its socket across steps, and a package sent after a
+  // request it refused at once would be taken for the next step's.
   Result<abi::UpdateReply> deliver(RunningInstance& to, const Copied& c, uint16_t type, const char* name, bool spin) {
     if (to.handover_socket() < 0)
       return MK_FAIL(ENOTCONN, "no handover socket", "the image (pid %d) was booted without one", to.pid());
     std::vector<int> fds;
     for (const auto& f : c.fds) fds.push_back(f.get());
     abi::HandoverMsg m{req_.update_id, static_cast<uint32_t>(fds.size())};
-    Result<void> sent = ok();
-    auto send = [&] { sent = send_handoff(to.handover_socket(), c.memfd.get(), fds); };
-    auto r = step(to, type, name, &m, sizeof m, req_.timeout, waiter(Clock::now()), spin, send);
-    if (!sent) return sent.error();
-    return r;
+    MK_TRY(send_handoff(to.handover_socket(), c.memfd.get(), fds));
+    return step(to, type, name, &m, sizeof m, req_.timeout, waiter(Clock::now()), spin);
   }
 
   // The step in flight failed: the sender resumes the part, the receiver

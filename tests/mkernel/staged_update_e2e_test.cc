@@ -166,7 +166,9 @@ TEST_F(StagedUpdate, TheNewImageKilledMidMigrationIsUndoneFromTheHeldPackages) {
   const pid_t old_pid = run->pid();
   StagedRequest s = request();
   s.after_step = [&](std::string_view step) {
-    if (step == "services" && new_pid > 0) ::kill(new_pid, SIGKILL);
+    if (step != "services" || new_pid <= 0) return;
+    ::kill(new_pid, SIGKILL);
+    for (int i = 0; i < 500 && alive(new_pid); ++i) std::this_thread::sleep_for(2ms);  // dead before the next step
   };
   StagedOutcome out = staged_update(run, topo, req.root, s);
   EXPECT_FALSE(out.updated);

@@ -154,6 +154,7 @@ class Controller {
                                       const mk::LoadedImage& next);
   mk::tools::rpc::Response abort_staged(const mk::tools::rpc::UpdateAbortAction& a);
   void recover_staged(const std::string& name, const boost::json::object& journal);
+  void finish_retired_staged_updates();
   std::vector<mk::PeerChannelFds> peer_fds_of(uint32_t id) const;
 
   // cpu_move.cc

@@ -403,6 +403,7 @@ rpc::Response Controller::remove(const rpc::DeleteAction& a) {
 // ---- re-adoption --------------------------------------------------------------
 
 void Controller::adopt_all() {
+  finish_retired_staged_updates();  // before anything is adopted from the state file
   mk::Partition work = part_;
   bool changed = false;
   for (Instance& inst : work.instances) {

@@ -19,10 +19,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <optional>
 
 #include "controller.h"
 #include "json_codec.h"
 #include "mkernel/image.h"
+#include "mkernel/process_identity.h"
 #include "mkernel/staged_update.h"
 #include "state_store.h"
 
@@ -53,6 +57,7 @@ mk::Result<mk::StagedProgress> progress_from_json(const json::value& v) {
                           std::pair{"spare_cpus", &p.spare_cpus}}) {
     const json::value* s = o.if_contains(key);
     if (!s || !s->is_string()) return bad();
+    if (s->get_string().empty()) continue;  // an empty set
     auto c = mk::CpuSet::parse(std::string(s->get_string()));
     if (!c) return bad();
     *set = *c;
@@ -60,16 +65,26 @@ mk::Result<mk::StagedProgress> progress_from_json(const json::value& v) {
   const json::value* parts = o.if_contains("parts");
   const json::value* retired = o.if_contains("retired");
   const json::value* moved = o.if_contains("cpus_moved");
-  if (!parts || !parts->is_int64() || !retired || !retired->is_bool() || !moved || !moved->is_array()) return bad();
-  p.parts = static_cast<uint32_t>(parts->get_int64()) & mk::abi::kUpdateScopeAll;
+  // (Boost.JSON keeps unsigned numbers as uint64: read every number with as_u32.)
+  auto as_u32 = [](const json::value& n, uint64_t max) -> std::optional<uint32_t> {
+    if (n.is_uint64() && n.get_uint64() <= max) return static_cast<uint32_t>(n.get_uint64());
+    if (n.is_int64() && n.get_int64() >= 0 && static_cast<uint64_t>(n.get_int64()) <= max)
+      return static_cast<uint32_t>(n.get_int64());
+    return std::nullopt;
+  };
+  if (!parts || !as_u32(*parts, UINT32_MAX) || !retired || !retired->is_bool() || !moved || !moved->is_array())
+    return bad();
+  p.parts = *as_u32(*parts, UINT32_MAX) & mk::abi::kUpdateScopeAll;
   p.retired = retired->get_bool();
   for (const auto& c : moved->get_array()) {
-    if (!c.is_int64() || c.get_int64() < 0 || c.get_int64() >= 8192) return bad();
-    p.cpus_moved.push_back(static_cast<uint32_t>(c.get_int64()));
+    auto cpu = as_u32(c, 8191);
+    if (!cpu) return bad();
+    p.cpus_moved.push_back(*cpu);
   }
   if (const json::value* t = o.if_contains("taken_cpu")) {
-    if (!t->is_int64() || t->get_int64() < 0 || t->get_int64() >= 8192) return bad();
-    p.taken_cpu = static_cast<uint32_t>(t->get_int64());
+    auto cpu = as_u32(*t, 8191);
+    if (!cpu) return bad();
+    p.taken_cpu = *cpu;
   }
   return p;
 }
@@ -261,31 +276,7 @@ void Controller::recover_staged(const std::string& name, const json::object& j) 
     return;
   }
   if (!inst) return;
-  if (at->retired && rec) {
-    // The update was complete: the new image is the instance.
-    Instance adopted = *inst;
-    adopted.runtime = *rec;
-    adopted.cpus = at->new_cpus | at->old_cpus;
-    auto run = mk::adopt_instance(adopted, sysroot_);
-    if (!run) {
-      log("staged update of %s had finished, but its new image cannot be adopted: %s", name.c_str(),
-          run.error().to_string().c_str());
-      return;
-    }
-    mk::Partition work = part_;
-    work.find(name)->runtime = (*run)->record();
-    if (auto s = persist(work); !s) log("cannot save state: %s", s.error().to_string().c_str());
-    part_ = std::move(work);
-    if (it != live_.end()) {
-      stop_watching(it->second);
-      it->second.run->detach();
-      it->second.run = std::move(*run);
-      if (auto w = begin_watching(name, it->second); !w) log("%s: %s", name.c_str(), w.error().to_string().c_str());
-    }
-    log("staged update of %s had finished when mkerneld died: the new image (pid %d) is adopted", name.c_str(),
-        rec->pid);
-    return;
-  }
+  if (at->retired) return;  // finish_retired_staged_updates() took it before the adoption
   std::unique_ptr<mk::RunningInstance> next;
   if (rec) {
     Instance as_new = *inst;
@@ -304,14 +295,60 @@ void Controller::recover_staged(const std::string& name, const json::object& j) 
   mk::StagedRequest req;
   req.peers = peer_fds_of(inst->id);
   req.timeout = std::chrono::seconds(5);
-  if (const json::value* id = j.if_contains("update_id"); id && id->is_int64())
-    req.update_id = static_cast<uint32_t>(id->get_int64());
+  if (const json::value* id = j.if_contains("update_id"); id && id->is_number()) {
+    boost::system::error_code ec;
+    const auto v = id->to_number<uint32_t>(ec);
+    if (!ec) req.update_id = v;
+  }
   mk::StagedOutcome out = mk::abort_staged_update(it->second.run, std::move(next), *at, topo_, sysroot_, req);
   if (auto w = begin_watching(name, it->second); !w) log("%s: %s", name.c_str(), w.error().to_string().c_str());
   log("staged update of %s interrupted by a mkerneld restart: %s", name.c_str(), out.rollback.c_str());
   if (it->second.log) (void)it->second.log->append("[mkerneld] staged update interrupted by a restart: " + out.rollback + "\n");
   record_last_update(name, LastUpdate{utc_now_iso8601(), req.update_id, "", "rolled back", std::nullopt,
                                       "mkerneld was restarted during the staged update", out.rollback});
+}
+
+// Before adopt_all() adopts anything: a staged update whose old image had
+// retired when the daemon died is complete; the state file still names the
+// old image, which is gone or runs the reaper now. The instance's record
+// becomes the new image's, with the old image as the namespace's reaper
+// when it stays as one (exec keeps its pid and start time).
+void Controller::finish_retired_staged_updates() {
+  mk::Partition work = part_;
+  bool changed = false;
+  for (Instance& inst : work.instances) {
+    const std::string path = journal_path(inst.name);
+    std::ifstream in(path);
+    if (!in || !inst.runtime) continue;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    boost::system::error_code ec;
+    json::value v = json::parse(ss.str(), ec);
+    if (ec || !v.is_object() || !v.get_object().contains("staged")) continue;
+    const json::object& j = v.get_object();
+    const json::value* pv = j.if_contains("progress");
+    const json::value* nv = j.if_contains("new");
+    auto at = pv ? progress_from_json(*pv) : mk::Result<mk::StagedProgress>(mk::StagedProgress{});
+    if (!at || !at->retired || !nv) continue;
+    auto rec = mk::tools::runtime_from_json(*nv);
+    if (!rec) continue;
+    const mk::RuntimeRecord old = *inst.runtime;
+    if (mk::open_identity(sysroot_, {old.pid, old.start_time})) {
+      rec->ns_init_pid = old.pid;
+      rec->ns_init_start_time = old.start_time;
+    } else {
+      rec->ns_init_pid = old.ns_init_pid;
+      rec->ns_init_start_time = old.ns_init_start_time;
+    }
+    inst.runtime = *rec;
+    changed = true;
+    log("staged update of %s had finished when mkerneld died: the new image (pid %d) is the instance now",
+        inst.name.c_str(), rec->pid);
+    ::unlink(path.c_str());
+  }
+  if (!changed) return;
+  if (auto s = persist(work); !s) log("cannot save state: %s", s.error().to_string().c_str());
+  part_ = std::move(work);
 }
 
 std::vector<mk::PeerChannelFds> Controller::peer_fds_of(uint32_t id) const {
