@@ -2,7 +2,7 @@
 # Issues #5 and #6's acceptance runs: a KV instance serves redis-benchmark
 # while it is live-updated N times (default 20); passes when redis-benchmark
 # reports no error and every key written before the first update reads back
-# after the last. In place (#5): the instance on CPU 1. --staged (#6): the
+# after each update. In place (#5): the instance on CPU 1. --staged (#6): the
 # instance on CPUs 0-1 with a tenant, each update a staged one (the new image
 # starts on CPU 1 taken from the old one, tenants and services move to it,
 # then CPU 0); the tenant must keep its pid. Needs root, a built tree (BUILD,
@@ -53,6 +53,18 @@ fi
 sleep 0.3  # the tenant's exec
 TENANT=$(pgrep -f '^sleep 100000$' | head -1 || true)
 
+# Every key written before the first update reads back (else FAIL and exit 1).
+check_keys() {
+  for i in $(seq 1 $KEYS); do printf 'GET before:%d\n' "$i"; done | redis-cli -p "$PORT" >"$MKERNEL_RUNTIME_DIR/get.out"
+  local missing
+  missing=$(awk '$0 != "value-" NR' "$MKERNEL_RUNTIME_DIR/get.out" | wc -l)
+  missing=$((missing + KEYS - $(wc -l <"$MKERNEL_RUNTIME_DIR/get.out")))
+  if [ "$missing" -ne 0 ]; then
+    echo "update-under-load: FAIL: $missing of $KEYS keys missing $1" >&2
+    exit 1
+  fi
+}
+
 echo "writing $KEYS keys before the first update"
 for i in $(seq 1 $KEYS); do printf 'SET before:%d value-%d\n' "$i" "$i"; done | redis-cli -p "$PORT" >/dev/null
 
@@ -70,6 +82,7 @@ for i in $(seq 1 "$UPDATES"); do
   fi
   [ -n "$b" ] || { echo "update-under-load: update $i failed" >&2; exit 1; }
   blackouts+=("$b")
+  check_keys "after update $i"
   sleep 0.8  # spread the updates over the whole benchmark (about 20 s at -n 200000)
 done
 rc=0
@@ -81,17 +94,9 @@ if [ "$rc" -ne 0 ] || tr '\r' '\n' <"$OUT" | grep -qi 'error'; then
   echo "update-under-load: FAIL: redis-benchmark exit $rc or errors reported" >&2
   exit 1
 fi
-missing=0
-for i in $(seq 1 $KEYS); do printf 'GET before:%d\n' "$i"; done | redis-cli -p "$PORT" >"$MKERNEL_RUNTIME_DIR/get.out"
-for i in $(seq 1 $KEYS); do
-  [ "$(sed -n "${i}p" "$MKERNEL_RUNTIME_DIR/get.out")" = "value-$i" ] || missing=$((missing + 1))
-done
-if [ "$missing" -ne 0 ]; then
-  echo "update-under-load: FAIL: $missing of $KEYS keys missing after $UPDATES updates" >&2
-  exit 1
-fi
+check_keys "after the last update"
 if [ -n "$STAGED" ] && [ -n "$TENANT" ] && ! kill -0 "$TENANT" 2>/dev/null; then
   echo "update-under-load: FAIL: the tenant (pid $TENANT) did not survive the staged updates" >&2
   exit 1
 fi
-echo "update-under-load: OK: $UPDATES ${STAGED:+staged }live updates under redis-benchmark -n $REQUESTS -c 20 (set,get,incr): no error; all $KEYS keys written before read back after"
+echo "update-under-load: OK: $UPDATES ${STAGED:+staged }live updates under redis-benchmark -n $REQUESTS -c 20 (set,get,incr): no error; all $KEYS keys written before read back after each update"
