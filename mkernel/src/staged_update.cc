@@ -455,9 +455,10 @@ class Staged {
     // the packages the host holds when it is gone (or cannot hand back).
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
       Moved back{it->part, {}, {}};
+      const auto ta = Clock::now();
       if (new_alive) {
         if (auto r = hand_over(*new_, *old_, it->part, back); r) {
-          abort_step(std::string("abort: ") + it->part.name, "handed back", r.value());
+          abort_step(std::string("abort: ") + it->part.name, "handed back", r.value(), ms_since(ta));
           continue;
         } else {
           how += std::string(it->part.name) + ": the new image did not hand it back (" + r.error().to_string() +
@@ -465,7 +466,8 @@ class Staged {
         }
       }
       if (auto r = restore_held(*it); r) {
-        abort_step(std::string("abort: ") + it->part.name, "restored from the package the host held", std::nullopt);
+        abort_step(std::string("abort: ") + it->part.name, "restored from the package the host held", std::nullopt,
+                   ms_since(ta));
       } else {
         how += std::string(it->part.name) + " LOST: " + r.error().to_string() + "; ";
       }
