@@ -257,6 +257,11 @@ class Staged {
   // 1 of the namespace), the new one takes the instance and the last CPU;
   // spare CPUs go back.
   Result<void> retire(StagedStep& s) {
+    // The last point of return: the new image must answer before the old
+    // one is told to go (a dying image may not show as exited yet).
+    if (auto alive = new_->ping(0, req_.timeout); !alive)
+      return Error(ECHILD, "the new image does not answer").set_detail("pid %d, before retiring the old image: %s",
+                                                                       new_->pid(), alive.error().message());
     RunningInstance& old = *old_;
     const bool pid1 = is_namespace_init(old.pid());
     UpdateAccess::Init init = UpdateAccess::take_ns_init(old);

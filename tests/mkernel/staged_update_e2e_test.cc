@@ -9,7 +9,9 @@
 // image serving every key on the same connection and the tenant alive.
 // Needs two CPUs (skipped otherwise); SERIAL (live cgroups).
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <map>
@@ -167,8 +169,14 @@ TEST_F(StagedUpdate, TheNewImageKilledMidMigrationIsUndoneFromTheHeldPackages) {
   StagedRequest s = request();
   s.after_step = [&](std::string_view step) {
     if (step != "services" || new_pid <= 0) return;
+    // Killed, and gone before the next step (its pidfd polls readable).
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, new_pid, 0));
     ::kill(new_pid, SIGKILL);
-    for (int i = 0; i < 500 && alive(new_pid); ++i) std::this_thread::sleep_for(2ms);  // dead before the next step
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      (void)::poll(&p, 1, 5000);
+      ::close(pidfd);
+    }
   };
   StagedOutcome out = staged_update(run, topo, req.root, s);
   EXPECT_FALSE(out.updated);
