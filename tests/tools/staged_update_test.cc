@@ -109,6 +109,10 @@ TEST_F(Staged, ADaemonKilledMidMigrationIsUndoneByItsRestart) {
   start_kv();
   const std::vector<pid_t> tenants = sleepers();
   const pid_t pid = image_pid();
+  // Killed right after the old image gave its CPU up (no new image yet).
+  CliRun early = run("update " + name + " --staged --fault host-exit-after:cpu");
+  EXPECT_NE(early.code, 0) << early.out << early.err;
+  expect_whole(pid, tenants, "after the restarted daemon gave the CPU back");
   CliRun r = run("update " + name + " --staged --fault host-exit-after:tenants");
   EXPECT_NE(r.code, 0) << r.out << r.err;
   // The next call starts a daemon: it re-adopts both images and hands the

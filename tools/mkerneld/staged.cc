@@ -151,9 +151,11 @@ rpc::Response Controller::run_staged(const rpc::UpdateAction& a, const Progress&
     journal["new"] = mk::tools::runtime_to_json(r);
     write_journal();
   };
+  // Journaled from the first step on: a daemon killed after the old image
+  // gave its CPU up, before the new image booted, gives it back on restart.
   req.on_progress = [&](const mk::StagedProgress& p) {
     journal["progress"] = progress_json(p);
-    if (new_record) write_journal();
+    write_journal();
   };
   req.on_step = [&](const mk::StagedStep& s) {
     log("staged update %u of %s: %s: %s (%.3f ms%s)", req.update_id, a.name.c_str(), s.name.c_str(),
