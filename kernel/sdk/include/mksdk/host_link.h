@@ -52,6 +52,9 @@
 // peers see nothing) and attach_peers() again when the update is cancelled.
 // While the peer channels are detached, PingPeer answers -ESHUTDOWN.
 //
+// CPU moves (docs/sdk.md "Moving CPUs"): kMsgCpuRelease/kMsgCpuAdd are
+// answered by HostServices::cpu (CpuReply; no callback: -EOPNOTSUPP).
+//
 // Thread safety: open/send_*/serve_once/state from one thread (the image's
 // main thread). rx()/tx() may be read anywhere.
 //
