@@ -68,8 +68,7 @@ class Staged {
       out.cause = MK_FAIL(EINVAL, "nothing to update", "no running image");
       return;
     }
-    original_ = old_->instance().cpus;
-    old_cpus_ = original_;
+    old_cpus_ = old_->instance().cpus;
     if (auto r = all_steps(); !r) {
       abort(r.error());
     } else {
@@ -434,7 +433,7 @@ class Staged {
     return bad;
   }
 
-  void warn(const std::string& w) { warnings_.push_back(w); }
+  void warn(const std::string& w) { out.warnings.push_back(w); }
 
   // ---- abort: everything back to the old image ----
 
@@ -526,15 +525,12 @@ class Staged {
   const SysRoot& root_;
   const StagedRequest& req_;
   OwnedFd console_write_;
-  CpuSet original_, old_cpus_, new_cpus_, spare_added_;
+  CpuSet old_cpus_, new_cpus_, spare_added_;
   std::optional<uint32_t> taken_;
   std::vector<uint32_t> cpus_moved_;
   std::vector<Moved> moved_;
-  std::vector<std::string> warnings_;
   bool retired_ = false;
 
- public:
-  const std::vector<std::string>& warnings() const { return warnings_; }
 };
 
 }  // namespace
@@ -543,7 +539,6 @@ StagedOutcome staged_update(std::unique_ptr<RunningInstance>& current, const Top
                             const StagedRequest& req) {
   Staged s(current, topo, root, req);
   s.run();
-  s.out.warnings = s.warnings();
   return std::move(s.out);
 }
 
@@ -556,7 +551,6 @@ StagedOutcome abort_staged_update(std::unique_ptr<RunningInstance>& old, std::un
     return std::move(s.out);
   }
   s.resume_abort(std::move(next), at);
-  s.out.warnings = s.warnings();
   return std::move(s.out);
 }
 
