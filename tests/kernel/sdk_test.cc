@@ -146,6 +146,45 @@ class RegionsTest : public ::testing::Test {
   int fd_ = -1;
 };
 
+// Regions added and removed while running (mkctl update --memory): only at
+// the end, never the only one, never one with pages in use.
+TEST_F(RegionsTest, AddsAndRemovesTheLastRegionWithConsent) {
+  std::vector<BootMemory> mem = {BootMemory{0, 64 * 4096, 0, fd_, 0}};
+  auto r = Regions::map(mem);
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  auto& reg = **r;
+  EXPECT_EQ(reg.remove_last(0).error().code(), EBUSY);  // the only region
+  const int fd2 = ::memfd_create("r2", MFD_CLOEXEC);
+  ASSERT_EQ(::ftruncate(fd2, 16 * 4096), 0);
+  EXPECT_EQ(reg.add(BootMemory{2, 16 * 4096, 0, fd2, 0}).error().code(), EINVAL);   // not the next index
+  EXPECT_EQ(reg.add(BootMemory{1, 32 * 4096, 0, fd2, 0}).error().code(), EINVAL);   // memfd too small
+  EXPECT_EQ(reg.add(BootMemory{1, 100, 0, fd2, 0}).error().code(), EINVAL);         // not pages
+  EXPECT_EQ(reg.count(), 1u);
+  ASSERT_TRUE(reg.add(BootMemory{1, 16 * 4096, 0, fd2, 0}).has_value());
+  EXPECT_EQ(reg.count(), 2u);
+  EXPECT_EQ(reg.total_bytes(), 80u * 4096);
+  auto big = reg.alloc(64);  // fills region 0
+  ASSERT_TRUE(big.has_value());
+  auto in1 = reg.alloc(4);   // lands in region 1
+  ASSERT_TRUE(in1.has_value());
+  EXPECT_EQ(in1->region, 1u);
+  std::memcpy(reg.at(*in1), "r1", 2);
+  char buf[2];
+  ASSERT_EQ(::pread(fd2, buf, 2, 0), 2);
+  EXPECT_EQ(std::memcmp(buf, "r1", 2), 0);
+  auto busy = reg.remove_last(1);
+  ASSERT_FALSE(busy.has_value());
+  EXPECT_EQ(busy.error().code(), EBUSY);
+  EXPECT_NE(std::string(busy.error().message()).find("4 page(s)"), std::string::npos) << busy.error().to_string();
+  EXPECT_EQ(reg.remove_last(0).error().code(), EINVAL);  // not the last
+  ASSERT_TRUE(reg.release(*in1).has_value());
+  ASSERT_TRUE(reg.remove_last(1).has_value());
+  EXPECT_EQ(reg.count(), 1u);
+  EXPECT_EQ(reg.total_bytes(), 64u * 4096);
+  EXPECT_EQ(reg.alloc(1).error().code(), ENOMEM);  // region 0 is still full
+  ::close(fd2);
+}
+
 TEST_F(RegionsTest, AllocatesByOffsetAndAccounts) {
   std::vector<BootMemory> mem = {BootMemory{0, 64 * 4096, 0, fd_, 0}};
   auto r = Regions::map(mem);

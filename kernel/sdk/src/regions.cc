@@ -8,30 +8,75 @@
 
 namespace mk::sdk {
 
+namespace {
+
+// Checks and maps one region. Returns: EINVAL, fstat/mmap errno.
+Result<std::byte*> map_region(const BootMemory& m) {
+  if (m.size == 0 || m.size % kPageSize != 0) {
+    return MK_FAIL(EINVAL, "bad region size", "/memory@%x: %llu bytes", m.index,
+                   static_cast<unsigned long long>(m.size));
+  }
+  struct stat st {};
+  if (::fstat(m.fd, &st) != 0) return errno_error("fstat of a memory region");
+  if (static_cast<std::uint64_t>(st.st_size) < m.size) {
+    return MK_FAIL(EINVAL, "memory region smaller than the tree says",
+                   "/memory@%x: memfd %d holds %lld bytes, the tree says %llu", m.index, m.fd,
+                   static_cast<long long>(st.st_size), static_cast<unsigned long long>(m.size));
+  }
+  void* p = ::mmap(nullptr, m.size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, 0);
+  if (p == MAP_FAILED) return errno_error("mmap of a memory region");
+  return static_cast<std::byte*>(p);
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Regions>> Regions::map(std::span<const BootMemory> memory) {
   if (memory.empty()) return MK_FAIL(EINVAL, "no memory regions", "the boot tree lists no /memory@N");
   std::unique_ptr<Regions> self(new Regions());  // unmaps what is mapped on any error
   for (const auto& m : memory) {
-    if (m.size == 0 || m.size % kPageSize != 0) {
-      return MK_FAIL(EINVAL, "bad region size", "/memory@%x: %llu bytes", m.index,
-                     static_cast<unsigned long long>(m.size));
-    }
-    struct stat st {};
-    if (::fstat(m.fd, &st) != 0) return errno_error("fstat of a memory region");
-    if (static_cast<std::uint64_t>(st.st_size) < m.size) {
-      return MK_FAIL(EINVAL, "memory region smaller than the tree says",
-                     "/memory@%x: memfd %d holds %lld bytes, the tree says %llu", m.index, m.fd,
-                     static_cast<long long>(st.st_size), static_cast<unsigned long long>(m.size));
-    }
-    void* p = ::mmap(nullptr, m.size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, 0);
-    if (p == MAP_FAILED) return errno_error("mmap of a memory region");
+    MK_TRY_ASSIGN(std::byte* base, map_region(m));
     Region r;
-    r.base = static_cast<std::byte*>(p);
+    r.base = base;
     r.size = m.size;
     r.bitmap.assign((m.size / kPageSize + 63) / 64, 0);
     self->regions_.push_back(std::move(r));
   }
   return self;
+}
+
+Result<void> Regions::add(const BootMemory& m) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (m.index != regions_.size()) {
+    return MK_FAIL(EINVAL, "a region is added after the last one", "/memory@%x given, the next is /memory@%zx",
+                   m.index, regions_.size());
+  }
+  MK_TRY_ASSIGN(std::byte* base, map_region(m));
+  Region r;
+  r.base = base;
+  r.size = m.size;
+  r.bitmap.assign((m.size / kPageSize + 63) / 64, 0);
+  regions_.push_back(std::move(r));
+  return ok();
+}
+
+Result<void> Regions::remove_last(std::uint32_t index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (regions_.empty() || index != regions_.size() - 1) {
+    return MK_FAIL(EINVAL, "only the last region can go", "/memory@%x asked, the last is /memory@%zx", index,
+                   regions_.size() - 1);
+  }
+  if (regions_.size() == 1) return MK_FAIL(EBUSY, "the instance's only region", "/memory@0 stays");
+  std::uint64_t pages = 0;
+  for (const auto& [key, n] : live_) {
+    if (key.first == index) pages += n;
+  }
+  if (pages > 0) {
+    return MK_FAIL(EBUSY, "the region is in use", "/memory@%x: %llu page(s) allocated", index,
+                   static_cast<unsigned long long>(pages));
+  }
+  ::munmap(regions_.back().base, regions_.back().size);
+  regions_.pop_back();
+  return ok();
 }
 
 Regions::~Regions() {
@@ -98,7 +143,7 @@ Result<PageRange> Regions::alloc(std::uint64_t pages) {
   }
   return MK_FAIL(ENOMEM, "instance memory exhausted", "no run of %llu free pages (%llu of %llu pages used)",
                  static_cast<unsigned long long>(pages), static_cast<unsigned long long>(used_pages_),
-                 static_cast<unsigned long long>(total_bytes() / kPageSize));
+                 static_cast<unsigned long long>(total_bytes_locked() / kPageSize));
 }
 
 Result<void> Regions::release(const PageRange& range) {
@@ -149,12 +194,18 @@ std::vector<PageRange> Regions::live() const {
 }
 
 std::byte* Regions::at(const PageRange& range) const {
+  std::lock_guard g(mu_);  // add() may grow the list
   return regions_.at(range.region).base + range.offset;
 }
 
 std::uint64_t Regions::total_bytes() const {
+  std::lock_guard g(mu_);  // add()/remove_last() change the list
+  return total_bytes_locked();
+}
+
+std::uint64_t Regions::total_bytes_locked() const {
   std::uint64_t n = 0;
-  for (const auto& r : regions_) n += r.size;  // sizes never change after map()
+  for (const auto& r : regions_) n += r.size;
   return n;
 }
 

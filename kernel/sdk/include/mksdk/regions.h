@@ -71,12 +71,24 @@ class Regions {
   // allocates. Returns: EINVAL (0 pages, unknown region, unaligned or past
   // the end), EBUSY (overlaps a live allocation).
   Result<void> reserve(const PageRange& range);
+  // A region added while running (mkctl update NAME --memory): maps `m` as
+  // the next region. Returns: EINVAL (m.index is not count(), a bad size, a
+  // memfd smaller than m.size), fstat/mmap errno. Nothing changes on error.
+  Result<void> add(const BootMemory& m);
+  // The image's consent to give region `index` up: only the last region
+  // (indices of allocations never shift), never the only one, and only
+  // when nothing in it is allocated. Unmaps it. Returns: EINVAL (not the
+  // last region), EBUSY (the only region; pages in use, counted).
+  Result<void> remove_last(std::uint32_t index);
   // The live allocations, sorted by (region, offset).
   std::vector<PageRange> live() const;
   // Address of an allocation in this process (valid until destruction).
   std::byte* at(const PageRange& range) const;
 
-  std::size_t count() const { return regions_.size(); }
+  std::size_t count() const {
+    std::lock_guard g(mu_);
+    return regions_.size();
+  }
   std::uint64_t total_bytes() const;
   std::uint64_t used_bytes() const;
 
@@ -89,6 +101,7 @@ class Regions {
   Regions() = default;
   bool find_run(const Region& r, std::uint64_t pages, std::uint64_t* first) const;
   static void mark(Region& r, std::uint64_t first, std::uint64_t pages, bool used);
+  std::uint64_t total_bytes_locked() const;  // mu_ held
 
   mutable std::mutex mu_;
   std::vector<Region> regions_;
