@@ -76,6 +76,39 @@
 //       host did not grant it). A CPU it holds already answers 0, changed 0.
 //   A host whose later step fails sends the opposite request to put the
 //   image back where it was (all or nothing).
+// Memory and device moves (`mkctl update NAME --memory LIST | --device
+// SPEC...`; docs/handover.md "Moving memory and devices"): one region or
+// device per request, each idempotent, the same consent rule:
+//   12. host -> image kMsgMemoryAdd (request ResourceMsg; reply
+//       ResourceReply), after the host sent the region's memfd on the
+//       image's handover socket (one SOCK_SEQPACKET message: ResourceFdMsg
+//       and SCM_RIGHTS with that one fd) and, with a memory cgroup, raised
+//       its limit: the image maps it as /memory@index (index = the regions
+//       it has; fstat must show at least `size` bytes) and replies the fd
+//       number it keeps it under (ResourceReply::fd), which the host records
+//       to take the region back after a restart. A region it has already
+//       (same index and size) answers 0, changed 0.
+//   13. host -> image kMsgMemoryRelease (request ResourceMsg): the image's
+//       consent to give region `index` up: only its last region, never its
+//       only one, and only when nothing in it is allocated (-EBUSY, the
+//       detail counts the pages in use, e.g. the kv store's). It unmaps the
+//       region and closes its fd; the host then drops its own and lowers
+//       the memory cgroup's limit. A region it does not have: 0, changed 0.
+//   14. host -> image kMsgDeviceAdd (request ResourceMsg): the device node
+//       (kind, name, "key=value" properties as the boot tree's /devices
+//       node has them) joins the image's tree at the end; file, listen and
+//       block devices come with their fd (sent first, as for memory), a net
+//       interface was moved into the instance's network namespace before.
+//       A listen device is served by the kv service at once. A device with
+//       the same kind and properties: 0, changed 0.
+//   15. host -> image kMsgDeviceRelease (request ResourceMsg: kind and
+//       properties name the device): the image's consent. The console is
+//       never released (-EINVAL); the kv service's last listen device is
+//       refused (-EBUSY). Otherwise it stops using it (a listen socket
+//       leaves the kv service's epoll set, connections it accepted stay),
+//       closes its fd and drops the node. The host then moves a net
+//       interface back to its own namespace. Unknown device: 0, changed 0.
+//   All four are refused (-EBUSY) while parked or during a live update.
 // Unhappy paths:
 //   1. no READY within the boot timeout: the host kills the instance and
 //      marks it failed;
@@ -111,6 +144,10 @@ inline constexpr uint16_t kMsgHandover = 0x100b;       // host -> successor, req
 inline constexpr uint16_t kMsgUpdatePrecopy = 0x100c;  // host -> successor, request
 inline constexpr uint16_t kMsgCpuRelease = 0x100d;     // host -> image, request
 inline constexpr uint16_t kMsgCpuAdd = 0x100e;         // host -> image, request
+inline constexpr uint16_t kMsgMemoryAdd = 0x100f;      // host -> image, request
+inline constexpr uint16_t kMsgMemoryRelease = 0x1010;  // host -> image, request
+inline constexpr uint16_t kMsgDeviceAdd = 0x1011;      // host -> image, request
+inline constexpr uint16_t kMsgDeviceRelease = 0x1012;  // host -> image, request
 
 struct ReadyMsg {
   uint32_t version;      // kControlVersion
@@ -227,6 +264,42 @@ struct CpuReply {
   char detail[104];         // NUL-terminated: why it refused, for the user
 };
 
+// Payload of kMsgMemoryAdd / kMsgMemoryRelease / kMsgDeviceAdd /
+// kMsgDeviceRelease.
+struct ResourceMsg {
+  uint32_t op_id;       // the host's number for the change (logs, matching the fd message)
+  uint32_t index;       // memory: N of /memory@N; device: its index in /devices as the host counts (console 0)
+  uint32_t fd_sent;     // add: 1 when an fd went on the handover socket first (ResourceFdMsg); else 0
+  uint32_t kind;        // device: mk::DeviceKind (console 0, net 1, file 2, listen 3, block 4); memory: 0
+  uint64_t size;        // memory: bytes, a multiple of 4096; device: 0
+  uint32_t numa;        // memory: NUMA node; device: 0
+  uint32_t flags;       // memory: abi::kMemoryFlag* (boot_tree_abi.h); device: 0
+  char name[32];        // device add: the node name (the image makes it unique); NUL-terminated
+  char properties[448]; // device: "key=value\n" lines, NUL-terminated (no '\n' or '=' in keys, no '\n' in values)
+};
+
+// Reply of the four requests above.
+struct ResourceReply {
+  int32_t status;    // 0, or a negative errno (refused / failed)
+  uint32_t changed;  // 1: added / released; 0: nothing to do (idempotent retry)
+  int32_t fd;        // add: the fd number the image holds the region / device under (-1: none, a net device)
+  uint32_t count;    // regions (memory) / devices (device) the image has after the request
+  uint64_t image_ns; // time the image spent on the request
+  char detail[104];  // NUL-terminated: why it refused, for the user
+};
+
+// The message that carries a region's or device's fd on the handover
+// socket, ahead of kMsgMemoryAdd / kMsgDeviceAdd (SCM_RIGHTS, one fd). An
+// image reading one whose op_id/index is not the request's drops it (and
+// closes its fd): it belonged to a request that timed out.
+inline constexpr uint32_t kResourceFdMagic = 0x46524b4du;  // "MKRF"
+struct ResourceFdMsg {
+  uint32_t magic;  // kResourceFdMagic
+  uint32_t op_id;
+  uint32_t index;
+  uint32_t kind;   // as in ResourceMsg
+};
+
 #define MK_CONTROL_ABI(T, size)                          \
   static_assert(std::is_trivially_copyable_v<T>);        \
   static_assert(std::is_standard_layout_v<T>);           \
@@ -243,6 +316,9 @@ MK_CONTROL_ABI(UpdateReply, 128);
 MK_CONTROL_ABI(HandoverMsg, 8);
 MK_CONTROL_ABI(CpuMsg, 32);
 MK_CONTROL_ABI(CpuReply, 128);
+MK_CONTROL_ABI(ResourceMsg, 512);
+MK_CONTROL_ABI(ResourceReply, 128);
+MK_CONTROL_ABI(ResourceFdMsg, 16);
 #undef MK_CONTROL_ABI
 
 }  // namespace mk::abi
