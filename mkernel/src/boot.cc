@@ -63,10 +63,6 @@ CpuSet nodes_as_set(const Instance& inst, const Topology& topo) {
   return mems;
 }
 
-std::string guarantee_line(const Guarantee& g) {
-  return g.name + ": " + g.detail + (g.in_force ? "" : " [not in force]");
-}
-
 int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -308,7 +304,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   run->record_.pid = who.pid;
   run->record_.start_time = who.start_time;
   run->record_.started_unix_ms = unix_ms();
-  for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(guarantee_line(g));
+  for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(to_line(g));
 
   // 8. the host's endpoint on the channel, watching the image.
   MK_TRY(run->add_host_endpoint(std::move(host_ch)));
@@ -419,7 +415,7 @@ Result<Successor> boot_successor(const Topology& topo, RunningInstance& old, con
   run->record_.pid = who.pid;
   run->record_.start_time = who.start_time;
   run->record_.started_unix_ms = unix_ms();
-  for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(guarantee_line(g));
+  for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(to_line(g));
   MK_TRY(run->add_host_endpoint(std::move(host_ch)));
   out.run = std::move(run);
   return out;

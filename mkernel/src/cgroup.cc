@@ -514,6 +514,24 @@ Result<void> InstanceCgroup::set_cpus(const CpuSet& cpus) {
   return ok();
 }
 
+Result<void> InstanceCgroup::set_memory(uint64_t limit, const CpuSet& mems) {
+  if (mems.empty())
+    return MK_FAIL(EINVAL, "bad cgroup request", "an instance cgroup needs at least one memory node (%s)",
+                   cpuset_dir_.empty() ? "no cpuset" : root_.path(cpuset_dir_).c_str());
+  if (!cpuset_dir_.empty()) {
+    const std::string parent = cpuset_dir_.substr(0, cpuset_dir_.rfind('/'));
+    MK_TRY(widen_cpuset(root_, parent, CpuSet{}, mems));
+    MK_TRY(write_list(root_, cpuset_dir_ + "/cpuset.mems", mems));
+  }
+  if (!memory_dir_.empty() && limit > 0) {
+    const CgroupVersion v = layout_.memory.version;
+    const char* file = v == CgroupVersion::kV1 ? "/memory.limit_in_bytes" : "/memory.max";
+    MK_TRY(write_control(root_, memory_dir_ + file, std::to_string(limit)));
+    set_guarantee(guarantees_, {"memory cgroup", true, std::string(to_string(v)) + " limit " + std::to_string(limit)});
+  }
+  return ok();
+}
+
 Result<std::vector<pid_t>> InstanceCgroup::pids() const {
   if (!cpuset_dir_.empty()) return read_pids(root_, cpuset_dir_);
   if (!memory_dir_.empty()) return read_pids(root_, memory_dir_);

@@ -11,16 +11,14 @@
 #include <cstring>
 #include <set>
 
+#include "change_steps.h"
 #include "mkernel/boot_cpu.h"
 
 namespace mk {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+using change::Clock;
+using change::ms_since;
 
 std::string release_step(uint32_t cpu, const std::string& name) {
   return "release CPU " + std::to_string(cpu) + " from " + name;
@@ -79,15 +77,8 @@ Result<void> cpu_request(const CpuHolder& h, uint16_t type, const abi::CpuMsg& m
   return ok();
 }
 
-using StepFn = std::function<Result<void>(bool* unknown)>;
-
-// One step of a change and how to take it back ("" / null: nothing to undo).
-struct Step {
-  std::string name;
-  StepFn run;
-  std::string undo_name;
-  StepFn undo;
-};
+using change::Step;
+using change::StepFn;
 
 StepFn request_fn(const CpuHolder& h, uint16_t type, const abi::CpuMsg& m, std::chrono::milliseconds timeout) {
   return [&h, type, m, timeout](bool* unknown) { return cpu_request(h, type, m, timeout, unknown); };
@@ -109,64 +100,6 @@ Step add_of(const CpuHolder& h, const abi::CpuMsg& m, const CpuChangeOptions& o)
 Step cpuset_of(const CpuHolder& h, const CpuSet& to, const CpuSet& back) {
   return {cpuset_step(h.name), cpuset_fn(h, to), "undo: " + cpuset_step(h.name), cpuset_fn(h, back)};
 }
-
-// Runs steps with injection, timing and on_step, and undoes them.
-class Runner {
- public:
-  Runner(const CpuChangeOptions& opts, CpuChangeResult& res) : opts_(opts), res_(res) {}
-
-  Result<void> step(const std::string& name, const StepFn& fn, bool* unknown) {
-    *unknown = false;
-    const auto t0 = Clock::now();
-    Result<void> r;
-    if (opts_.inject) r = opts_.inject(name);
-    if (r) r = fn(unknown);
-    const double ms = ms_since(t0);
-    res_.steps.emplace_back(name, ms);
-    if (opts_.on_step) opts_.on_step(name, ms);
-    return r;
-  }
-
-  // Every step, or on the first failure the ones done undone in reverse
-  // order (the failing one too when its outcome is unknown). `what` is the
-  // error class (a literal); `before` says what the instances own.
-  Result<void> all_or_nothing(const std::vector<Step>& steps, const char* what, const std::string& before) {
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      bool unknown = false;
-      auto r = step(steps[i].name, steps[i].run, &unknown);
-      if (r) continue;
-      const Error failed = r.error();
-      std::vector<const Step*> todo;
-      if (unknown && steps[i].undo) todo.push_back(&steps[i]);
-      for (std::size_t j = i; j-- > 0;)
-        if (steps[j].undo) todo.push_back(&steps[j]);
-      std::string undone;
-      for (std::size_t k = 0; k < todo.size(); ++k) {
-        bool u = false;
-        auto ur = step(todo[k]->undo_name, todo[k]->undo, &u);
-        if (!ur) {
-          // What follows depends on this one: stop, and say what is left.
-          std::string left;
-          for (std::size_t l = k; l < todo.size(); ++l) left += (l > k ? ", " : "") + todo[l]->name;
-          return Error(failed.code(), what)
-              .set_detail("%s failed and the undo stopped at '%s' (%s); still done: %s; the partition "
-                          "says %s (reconcile_cpus puts them back): %s",
-                          steps[i].name.c_str(), todo[k]->undo_name.c_str(), ur.error().message(),
-                          left.c_str(), before.c_str(), failed.message());
-        }
-        undone += (k ? ", " : "") + todo[k]->name;
-      }
-      return Error(failed.code(), what)
-          .set_detail("%s failed, nothing changed (%s%s%s): %s", steps[i].name.c_str(), before.c_str(),
-                      undone.empty() ? "" : "; undone: ", undone.c_str(), failed.message());
-    }
-    return ok();
-  }
-
- private:
-  const CpuChangeOptions& opts_;
-  CpuChangeResult& res_;
-};
 
 // After a change: where the threads of a running holder may run.
 void check_threads(const SysRoot& root, const CpuHolder& h, const CpuSet& cpus, CpuChangeResult& res) {
@@ -304,8 +237,8 @@ Result<CpuChangeResult> move_cpu(const Topology& topo, const SysRoot& root, cons
   }
   const std::string before = from.name + " keeps " + from.cpus.to_string() + ", " + to.name + " keeps " +
                              or_none(to.cpus);
-  Runner run(opts, res);
-  MK_TRY(run.all_or_nothing(steps, "cpu move failed", before));
+  change::Runner run(opts, res.steps);
+  MK_TRY(run.all_or_nothing(steps, "cpu move failed", before, "reconcile_cpus"));
   check_threads(root, from, res.from_cpus, res);
   check_threads(root, to, res.cpus, res);
   res.ms = ms_since(t0);
@@ -346,8 +279,9 @@ Result<CpuChangeResult> resize_cpus(const Topology& topo, const SysRoot& root, c
       for (const auto& m : in) steps.push_back(add_of(target, m, opts));
     }
   }
-  Runner run(opts, res);
-  MK_TRY(run.all_or_nothing(steps, "cpu resize failed", target.name + " keeps " + target.cpus.to_string()));
+  change::Runner run(opts, res.steps);
+  MK_TRY(run.all_or_nothing(steps, "cpu resize failed", target.name + " keeps " + target.cpus.to_string(),
+                            "reconcile_cpus"));
   check_threads(root, target, cpus, res);
   res.ms = ms_since(t0);
   return res;
@@ -402,7 +336,7 @@ Result<void> reconcile_cpus(const Topology& topo, const SysRoot& root, const Cpu
     steps.push_back(add_of(holder, m, opts));
   }
   CpuChangeResult res;
-  Runner run(opts, res);
+  change::Runner run(opts, res.steps);
   for (std::size_t i = 0; i < steps.size(); ++i) {
     bool unknown = false;
     auto r = run.step(steps[i].name, steps[i].run, &unknown);

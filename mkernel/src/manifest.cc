@@ -33,35 +33,10 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
   console.kind = DeviceKind::kConsole;
   console.fd = fd++;
   t.devices.push_back(console);
-  int seq = 0;
-  for (const auto& d : inst.devices) {
-    BootDevice b;
-    b.kind = d.kind;
-    switch (d.kind) {
-      case DeviceKind::kNet:
-        b.name = d.target;
-        b.properties["ifname"] = d.target;
-        break;
-      case DeviceKind::kBlock:
-        b.name = d.target;
-        b.fd = opts.device_fds ? fd++ : -1;
-        b.properties["path"] = "/dev/" + d.target;
-        break;
-      case DeviceKind::kFile:
-        b.name = "file" + std::to_string(seq++);
-        b.fd = opts.device_fds ? fd++ : -1;
-        b.properties["path"] = d.target;
-        b.properties["ro"] = d.read_only ? "1" : "0";
-        break;
-      case DeviceKind::kListen:
-        b.name = "listen" + std::to_string(seq++);
-        b.fd = opts.device_fds ? fd++ : -1;
-        b.properties["address"] = d.target;
-        b.properties["port"] = std::to_string(d.port);
-        break;
-      case DeviceKind::kConsole:
-        continue;  // implicit, added above
-    }
+  for (std::size_t i = 0; i < inst.devices.size(); ++i) {
+    if (inst.devices[i].kind == DeviceKind::kConsole) continue;  // implicit, added above
+    BootDevice b = device_node(inst.devices, i);
+    if (b.kind != DeviceKind::kNet && opts.device_fds) b.fd = fd++;
     t.devices.push_back(std::move(b));
   }
   t.ipi.host_id = abi::kHostId;
@@ -84,6 +59,39 @@ Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, cons
   t.parked = opts.parked && opts.handover_socket;
   MK_TRY(validate_boot_tree(t));
   return t;
+}
+
+BootDevice device_node(const std::vector<DeviceSpec>& devices, std::size_t i) {
+  int seq = 0;  // file and listen devices before this one
+  for (std::size_t j = 0; j < i; ++j)
+    seq += devices[j].kind == DeviceKind::kFile || devices[j].kind == DeviceKind::kListen;
+  const DeviceSpec& d = devices.at(i);
+  BootDevice b;
+  b.kind = d.kind;
+  switch (d.kind) {
+    case DeviceKind::kNet:
+      b.name = d.target;
+      b.properties["ifname"] = d.target;
+      break;
+    case DeviceKind::kBlock:
+      b.name = d.target;
+      b.properties["path"] = "/dev/" + d.target;
+      break;
+    case DeviceKind::kFile:
+      b.name = "file" + std::to_string(seq);
+      b.properties["path"] = d.target;
+      b.properties["ro"] = d.read_only ? "1" : "0";
+      break;
+    case DeviceKind::kListen:
+      b.name = "listen" + std::to_string(seq);
+      b.properties["address"] = d.target;
+      b.properties["port"] = std::to_string(d.port);
+      break;
+    case DeviceKind::kConsole:
+      b.name = "console";
+      break;
+  }
+  return b;
 }
 
 int first_channel_fd(const BootTree& tree) {

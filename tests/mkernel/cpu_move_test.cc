@@ -417,7 +417,7 @@ TEST(CpuMove, InjectedFailureAtEveryStepIsUndone) {
     auto r = move_cpu(w.topo, w.t.root(), w.h["a"], w.h["b"], 2, o);
     ASSERT_FALSE(r) << at;
     expect_error(r.error(), EIO, {("the undo stopped at '" + at + "'").c_str(), ("still done: " + left).c_str(),
-                                  "partition says a keeps 0-2, b keeps 3"});
+                                  "state file says a keeps 0-2, b keeps 3"});
     EXPECT_FALSE(w.overlap_seen) << at;
   }
 }

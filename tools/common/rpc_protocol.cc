@@ -219,6 +219,17 @@ json::object encode(const ResizeAction& a) {
   return {{"name", a.name}, {"cpus", a.cpus.to_string()}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
 }
 
+json::object encode(const ResourcesAction& a) {
+  json::object o{{"name", a.name}, {"timeout_ms", a.timeout_ms}, {"fault", a.fault}};
+  if (a.memory) o["memory"] = memory_to_json(*a.memory);
+  if (a.devices) {
+    json::array d;
+    for (const auto& s : *a.devices) d.push_back(json::string(s.to_string()));
+    o["devices"] = std::move(d);
+  }
+  return o;
+}
+
 // A bounded integer field with a default, refusing values below `min`.
 uint32_t bounded(Fields& f, const char* action, const char* key, uint32_t def, uint32_t min, uint32_t max) {
   auto v = f.opt_uint(key, max);
@@ -383,10 +394,34 @@ Result<Action> decode(const std::string& name, const json::object& o) {
     a.fault = f.opt_str("fault").value_or("");
     check_move_fault(f, "resize", a.fault);
     out = std::move(a);
+  } else if (name == "resources") {
+    ResourcesAction a;
+    a.name = f.str("name");
+    if (o.contains("memory")) {
+      a.memory = f.memory("memory");
+      if (a.memory->empty()) f.set(MK_FAIL(EINVAL, "bad request", "resources.memory: at least one region"));
+    }
+    if (o.contains("devices")) {
+      a.devices.emplace();
+      for (const auto& d : f.str_array("devices")) {
+        auto s = DeviceSpec::parse(d);
+        if (!s) {
+          f.set(MK_FAIL(EINVAL, "bad request", "resources.devices: %s", s.error().message()));
+          break;
+        }
+        a.devices->push_back(*s);
+      }
+    }
+    if (a.memory.has_value() == a.devices.has_value())
+      f.set(MK_FAIL(EINVAL, "bad request", "resources: give exactly one of memory and devices"));
+    a.timeout_ms = bounded(f, "resources", "timeout_ms", a.timeout_ms, 1, 600000);
+    a.fault = f.opt_str("fault").value_or("");
+    check_move_fault(f, "resources", a.fault);
+    out = std::move(a);
   } else {
     return MK_FAIL(EOPNOTSUPP, "unknown action",
                    "'%s' (actions: init, create, delete, show, plan, host-status, host-stop, load, start, stop, "
-                   "ping, console, top, update, cpu-move, resize, update-abort)",
+                   "ping, console, top, update, cpu-move, resize, update-abort, resources)",
                    name.c_str());
   }
   MK_TRY(f.finish());
@@ -398,7 +433,7 @@ Result<Action> decode(const std::string& name, const json::object& o) {
 const char* action_name(const Action& a) {
   static constexpr const char* kNames[] = {"init",  "create", "delete", "show", "plan",    "host-status", "host-stop",
                                            "load",  "start",  "stop",   "ping", "console", "top",
-                                           "update", "cpu-move", "resize", "update-abort"};
+                                           "update", "cpu-move", "resize", "update-abort", "resources"};
   static_assert(std::size(kNames) == std::variant_size_v<Action>);
   return kNames[a.index()];
 }
@@ -408,7 +443,8 @@ bool is_lifecycle(const Action& a) {
          std::holds_alternative<StopAction>(a) || std::holds_alternative<PingAction>(a) ||
          std::holds_alternative<ConsoleAction>(a) || std::holds_alternative<TopAction>(a) ||
          std::holds_alternative<UpdateAction>(a) || std::holds_alternative<CpuMoveAction>(a) ||
-         std::holds_alternative<ResizeAction>(a) || std::holds_alternative<UpdateAbortAction>(a);
+         std::holds_alternative<ResizeAction>(a) || std::holds_alternative<UpdateAbortAction>(a) ||
+         std::holds_alternative<ResourcesAction>(a);
 }
 
 bool changes_partition(const Action& a) {

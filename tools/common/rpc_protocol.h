@@ -154,9 +154,21 @@ struct ResizeAction {
   std::string fault;
 };
 
+// Add or remove memory regions or devices of an instance, running or not
+// (mkctl update NAME --memory LIST | --device SPEC...): exactly one of the
+// two lists, each the instance's whole list after the change.
+struct ResourcesAction {
+  std::string name;
+  std::optional<std::vector<MemorySpec>> memory;
+  std::optional<std::vector<DeviceSpec>> devices;  // may be empty: no device but the console
+  uint32_t timeout_ms = 5000;  // per image request, 1..600000
+  std::string fault;           // fail:STEP | host-exit-after:STEP, as for resize
+};
+
 using Action = std::variant<InitAction, CreateAction, DeleteAction, ShowAction, PlanAction, HostStatusAction,
                             HostStopAction, LoadAction, StartAction, StopAction, PingAction, ConsoleAction,
-                            TopAction, UpdateAction, CpuMoveAction, ResizeAction, UpdateAbortAction>;
+                            TopAction, UpdateAction, CpuMoveAction, ResizeAction, UpdateAbortAction,
+                            ResourcesAction>;
 
 // The wire name of an action ("init", "create", ..., "host-stop", "load", ...,
 // "cpu-move", "resize", "update-abort").

@@ -73,6 +73,7 @@ rpc::Response Controller::handle(const rpc::Action& action, const Progress& prog
   if (const auto* a = std::get_if<rpc::UpdateAbortAction>(&action)) return abort_staged(*a);
   if (const auto* a = std::get_if<rpc::CpuMoveAction>(&action)) return cpu_move(*a);
   if (const auto* a = std::get_if<rpc::ResizeAction>(&action)) return resize(*a);
+  if (const auto* a = std::get_if<rpc::ResourcesAction>(&action)) return resources(*a);
   if (const auto* a = std::get_if<rpc::DeleteAction>(&action)) return remove(*a);
   if (mk::tools::rpc::changes_partition(action)) return change(action);
   mk::Partition view = part_;  // read-only actions never touch the owned state

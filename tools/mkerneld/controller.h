@@ -172,6 +172,17 @@ class Controller {
   mk::tools::rpc::Response commit_cpus(const std::vector<std::pair<std::string, mk::CpuSet>>& sets,
                                        const std::function<void()>& undo, boost::json::object doc, std::string text);
 
+  // resources.cc
+  mk::tools::rpc::Response resources(const mk::tools::rpc::ResourcesAction& a);
+  std::string resource_journal_path() const;
+  // Before adopt_instance (adopt_all): when the journal of an interrupted
+  // memory or device change names `inst`, the regions its image released
+  // are dropped from the record it is adopted from.
+  void trim_for_resource_journal(mk::Instance& inst);
+  // After adopt_all: the image of the instance the journal names is made
+  // to match the state file again (mk::reconcile_resources).
+  void recover_resource_moves();
+
   // update_gate.cc
   // What an update in progress answers for `action` instead of running it:
   // EBUSY for everything but the read-only actions; nullopt = run it.

@@ -408,7 +408,9 @@ void Controller::adopt_all() {
   bool changed = false;
   for (Instance& inst : work.instances) {
     if (inst.state != InstanceState::Active && inst.state != InstanceState::Stopping) continue;
-    auto run = inst.runtime ? mk::adopt_instance(inst, sysroot_)
+    Instance from = inst;  // the state file's, less the regions an interrupted change released
+    trim_for_resource_journal(from);
+    auto run = inst.runtime ? mk::adopt_instance(from, sysroot_)
                             : mk::Result<std::unique_ptr<mk::RunningInstance>>(
                                   MK_FAIL(EINVAL, "no runtime record", "%s", inst.name.c_str()));
     if (!run) {
@@ -465,6 +467,7 @@ void Controller::adopt_all() {
   }
   recover_updates();  // a daemon killed mid-update: roll those back
   recover_cpu_moves();  // a daemon killed mid-move: every CPU back where the state file says
+  recover_resource_moves();  // and every region and device
 }
 
 }  // namespace mkerneld

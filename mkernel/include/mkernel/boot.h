@@ -208,6 +208,7 @@ class RunningInstance {
   friend Result<std::unique_ptr<RunningInstance>> adopt_instance(const Instance&, const SysRoot&);
   friend Result<Successor> boot_successor(const Topology&, RunningInstance&, const SuccessorRequest&);
   friend struct UpdateAccess;  // live_update.cc: moves ownership old -> successor
+  friend struct ResourceAccess;  // resource_move.cc: regions and devices added / removed
   RunningInstance() = default;
   Result<void> add_host_endpoint(ipi::Channel&& ch);
   // SIGKILL the reaper (after the image is gone) and wait for it.

@@ -115,6 +115,13 @@ class InstanceCgroup {
   // Returns: EINVAL (empty), the write's errno naming file and value (the
   // kernel refuses a CPU an exclusive sibling holds: EINVAL).
   Result<void> set_cpus(const CpuSet& cpus);
+  // A memory move (resource_move.h): the memory limit becomes `limit`
+  // (v1 memory.limit_in_bytes / v2 memory.max; no memory cgroup, or 0:
+  // left alone) and the cpuset's mems `mems` (the parent widened first;
+  // no cpuset hierarchy: left alone). Raise before a region is added,
+  // lower after one was released (the kernel refuses a limit below what is
+  // charged: EBUSY on v1). Returns: EINVAL (no mems), the write's errno.
+  Result<void> set_memory(uint64_t limit, const CpuSet& mems);
   // Pids in the instance cgroup (cpuset hierarchy first, else memory).
   Result<std::vector<pid_t>> pids() const;
   Result<void> destroy();

@@ -24,4 +24,10 @@ struct Guarantee {
 
 using Guarantees = std::vector<Guarantee>;
 
+// "name: detail", plus " [not in force]": how RuntimeRecord::guarantees
+// and `mkctl show` keep it.
+inline std::string to_line(const Guarantee& g) {
+  return g.name + ": " + g.detail + (g.in_force ? "" : " [not in force]");
+}
+
 }  // namespace mk

@@ -87,4 +87,11 @@ int first_channel_fd(const BootTree& tree);
 
 Result<BootTree> make_boot_tree(const Topology& topo, const Instance& inst, const BootOptions& opts);
 
+// The /devices node of devices[i] as make_boot_tree writes it (name,
+// kind, properties; fd -1): file and listen devices are named by their
+// place among the file and listen devices before them ("file0",
+// "listen1"), block and net devices by their target. A device added to a
+// running instance (resource_move.h) gets the node it would have at boot.
+BootDevice device_node(const std::vector<DeviceSpec>& devices, std::size_t i);
+
 }  // namespace mk

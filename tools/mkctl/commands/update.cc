@@ -5,7 +5,8 @@
 // Prints each phase as the daemon reports it, then the blackout.
 // With --cpus LIST it resizes the instance instead (mkerneld/cpu_move.cc):
 // CPUs leaving are released with the image's consent, new ones added from
-// the pool's free CPUs; the tenants follow.
+// the pool's free CPUs; the tenants follow. With --memory LIST or --device
+// SPEC... it adds and removes regions or devices (mkerneld/resources.cc).
 #include <cmath>
 #include <unistd.h>
 
@@ -59,10 +60,53 @@ int resize(Context& ctx, const po::variables_map& vm, double timeout_s) {
   return ctx.finish(ctx.execute(a));
 }
 
+// --memory LIST / --device SPEC...: the instance's whole region or device
+// list after the change (running or not).
+int resources(Context& ctx, const po::variables_map& vm, double timeout_s, const std::vector<std::string>& memory,
+              const std::vector<std::string>& devices) {
+  if (vm.count("kernel") || vm.count("cmdline") || vm["staged"].as<bool>() || vm.count("cpus"))
+    return ctx.usage_error("--memory/--device change the instance's resources; --cpus, --kernel, --cmdline and "
+                           "--staged are other changes: one at a time");
+  if (!memory.empty() && !devices.empty())
+    return ctx.usage_error("--memory and --device: one at a time (each is the whole list after the change)");
+  if (ctx.planning_only()) return ctx.usage_error("update acts on mkerneld's instances; --topology does not apply");
+  mk::tools::rpc::ResourcesAction a;
+  a.name = vm["name"].as<std::string>();
+  if (!memory.empty()) {
+    a.memory.emplace();
+    for (const auto& arg : memory) {
+      std::size_t from = 0;
+      while (from <= arg.size()) {
+        const std::size_t comma = std::min(arg.find(',', from), arg.size());
+        const std::string item = arg.substr(from, comma - from);
+        auto m = mk::MemorySpec::parse(item);
+        if (!m) return ctx.usage_error("--memory: '" + item + "': " + std::string(m.error().message()) +
+                                       " (SIZE[@NODE] per region, e.g. --memory 64M,32M@0)");
+        a.memory->push_back(*m);
+        from = comma + 1;
+      }
+    }
+  } else {
+    a.devices.emplace();
+    const bool none = devices.size() == 1 && devices.front() == "none";
+    for (const auto& d : devices) {
+      if (none) break;
+      if (d == "none") return ctx.usage_error("--device none stands alone (it means: no device but the console)");
+      auto s = mk::DeviceSpec::parse(d);
+      if (!s) return ctx.usage_error("--device: " + std::string(s.error().message()));
+      a.devices->push_back(*s);
+    }
+  }
+  a.timeout_ms = static_cast<uint32_t>(std::lround(timeout_s * 1000));
+  a.fault = vm["fault"].as<std::string>();
+  return ctx.finish(ctx.execute(a));
+}
+
 }  // namespace
 
 int cmd_update(Context& ctx) {
   po::options_description desc("mkctl update options");
+  std::vector<std::string> memory, devices;
   desc.add_options()("name", po::value<std::string>(), "instance")(
       "kernel", po::value<std::string>(), "the new image (default: the loaded image's path, read again)")(
       "cmdline", po::value<std::string>(), "the new image's command line (default: the loaded one)")(
@@ -76,6 +120,14 @@ int cmd_update(Context& ctx) {
       "cpus", po::value<std::string>(),
       "resize instead: the instance's new CPU list (grow from the pool's free CPUs, shrink with the image's "
       "consent; its tenants follow)")(
+      "memory", po::value(&memory)->composing(),
+      "change the instance's memory instead: its whole region list after, SIZE[@NODE] per region, comma-separated "
+      "or repeated (regions it keeps from the start stay; the rest are released with the image's consent, new "
+      "ones added)")(
+      "device", po::value(&devices)->composing(),
+      "change its devices instead: the whole device list after (net:IFNAME | block:NAME | file:PATH[:ro] | "
+      "listen:ADDR:PORT, repeatable; `none`: only the console); new ones are added first, missing ones released "
+      "with the image's consent")(
       "fault", po::value<std::string>()->default_value(""),
       "fault injection for tests: corrupt-package | host-exit-after-freeze (docs/handover.md); with --cpus or "
       "--staged: fail:STEP | host-exit-after:STEP (docs/cli.md)");
@@ -84,18 +136,19 @@ int cmd_update(Context& ctx) {
   pos.add("name", 1);
   po::variables_map vm;
   int code = 0;
-  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S] | mkctl update NAME --staged [--spare-cpus LIST] | mkctl update --abort NAME | mkctl update NAME --cpus LIST",
+  if (!ctx.parse(desc, pos, vm, "mkctl update NAME [--kernel IMAGE] [--cmdline TEXT] [--timeout S] | mkctl update NAME --staged [--spare-cpus LIST] | mkctl update --abort NAME | mkctl update NAME --cpus LIST | mkctl update NAME --memory SIZE[@NODE],... | mkctl update NAME --device SPEC...",
                  code))
     return code;
   if (!vm.count("name")) return ctx.usage_error("missing the instance NAME");
   const double s = vm["timeout"].as<double>();
   if (!std::isfinite(s) || s < 0.001 || s > 600) return ctx.usage_error("--timeout: seconds, 0.001..600");
   if (vm["abort"].as<bool>()) {
-    if (vm.count("cpus") || vm.count("kernel") || vm["staged"].as<bool>())
+    if (vm.count("cpus") || vm.count("kernel") || vm["staged"].as<bool>() || !memory.empty() || !devices.empty())
       return ctx.usage_error("--abort NAME takes nothing else");
     if (ctx.planning_only()) return ctx.usage_error("update acts on mkerneld's instances; --topology does not apply");
     return ctx.finish(ctx.execute(mk::tools::rpc::UpdateAbortAction{vm["name"].as<std::string>()}));
   }
+  if (!memory.empty() || !devices.empty()) return resources(ctx, vm, s, memory, devices);
   if (vm.count("cpus")) {
     if (vm["staged"].as<bool>()) return ctx.usage_error("--cpus resizes the instance; --staged updates its image: one at a time");
     return resize(ctx, vm, s);
