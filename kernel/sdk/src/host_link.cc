@@ -177,6 +177,22 @@ Result<void> HostLink::register_handlers() {
       ep_->flush();
     }));
   }
+  for (std::uint16_t type :
+       {abi::kMsgMemoryAdd, abi::kMsgMemoryRelease, abi::kMsgDeviceAdd, abi::kMsgDeviceRelease}) {
+    MK_TRY(ep->on_value<abi::ResourceMsg>(type, [this, type](const abi::ResourceMsg& m, ipi::Incoming& in) {
+      rx_.fetch_add(1, std::memory_order_relaxed);
+      abi::ResourceReply r{};
+      r.fd = -1;
+      if (services_.resource) {
+        r = services_.resource(type, m);
+      } else {
+        r.status = -EOPNOTSUPP;
+        std::snprintf(r.detail, sizeof r.detail, "this image does not move memory or devices");
+      }
+      if (in.reply_value(r).ok()) tx_.fetch_add(1, std::memory_order_relaxed);
+      ep_->flush();
+    }));
+  }
   ep->on_peer_down([this](ipi::PeerId peer, const Error& why) {
     if (peer != host_id_) return;
     std::fprintf(stderr, "mksdk: host down: %s\n", why.to_string().c_str());

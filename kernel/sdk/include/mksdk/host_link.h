@@ -55,6 +55,12 @@
 // CPU moves (docs/sdk.md "Moving CPUs"): kMsgCpuRelease/kMsgCpuAdd are
 // answered by HostServices::cpu (CpuReply; no callback: -EOPNOTSUPP).
 //
+// Memory and device moves (docs/sdk.md "Moving memory and devices"):
+// kMsgMemoryAdd/kMsgMemoryRelease/kMsgDeviceAdd/kMsgDeviceRelease are
+// answered by HostServices::resource (ResourceReply; no callback:
+// -EOPNOTSUPP). The fd an add brings arrives on the image's handover
+// socket; reading it is the callback's business.
+//
 // Thread safety: open/send_*/serve_once/state from one thread (the image's
 // main thread). rx()/tx() may be read anywhere.
 //
@@ -94,6 +100,10 @@ struct HostServices {
   // kMsgCpuRelease / kMsgCpuAdd (type): give a CPU up, or start using one
   // (no callback: -EOPNOTSUPP).
   std::function<abi::CpuReply(std::uint16_t type, const abi::CpuMsg&)> cpu;
+  // kMsgMemoryAdd / kMsgMemoryRelease / kMsgDeviceAdd / kMsgDeviceRelease
+  // (type): take a region or device, or give one up (no callback:
+  // -EOPNOTSUPP).
+  std::function<abi::ResourceReply(std::uint16_t type, const abi::ResourceMsg&)> resource;
 };
 
 struct HostLinkOptions {
