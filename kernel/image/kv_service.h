@@ -34,6 +34,10 @@
 // releases the thread, which serves them first (pending complete requests
 // are executed, pending replies written). start() is both at once.
 //
+// Listen devices moved while running (kernel/image/resources.h, docs/sdk.md
+// "Moving memory and devices"): add_listener / remove_listener change the
+// listen set between two batches; connections stay where they are.
+//
 // Flow control: a connection whose pending replies exceed 4 MiB is not read
 // until they drain (pipelined GETs of big values cannot grow memory without
 // bound); requests are capped by mksdk/resp.h's limits.
@@ -96,6 +100,20 @@ class KvService {
   // where it was on error.
   Result<void> set_cpu(std::uint32_t cpu);
   std::uint32_t cpu() const;  // where the thread is pinned
+
+  // A listen device added or released while running (kernel/image/
+  // resources.h): the service starts / stops accepting on `fd`. From the
+  // owner's thread. The gate is closed (pause()) while the listen list and
+  // the epoll set change, then opened again unless it was closed already
+  // (a paused or staged service stays so). add_listener sets `fd`
+  // non-blocking, as stage() does. remove_listener leaves the connections
+  // accepted on `fd` alone and does not close it (the caller does).
+  // Returns: EINVAL (stopped; add: fd not open or listened on already;
+  // remove: not a listen fd of the service), epoll_ctl/fcntl errno (nothing
+  // changed).
+  Result<void> add_listener(int fd);
+  Result<void> remove_listener(int fd);
+  std::size_t listeners() const;  // listen fds served (owner's thread)
 
   // Stops the loop, joins the thread, closes the connections (the listen
   // fds stay open: they belong to the boot tree).

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "kv_service_impl.h"
 
@@ -233,6 +235,55 @@ Result<void> KvService::resume() {
   paused_ = false;
   return {};
 }
+
+Result<void> KvService::add_listener(int fd) {
+  if (!impl_ || stopped_) return MK_FAIL(EINVAL, "kv: service stopped", "add_listener(%d) after stop()", fd);
+  Impl& im = *impl_;
+  // Reading `listen` here races with nothing: the thread only reads it too.
+  if (std::find(im.listen.begin(), im.listen.end(), fd) != im.listen.end()) {
+    return MK_FAIL(EINVAL, "kv: a listen fd added twice", "fd %d is served already", fd);
+  }
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0) return MK_FAIL(EINVAL, "kv: listen fd not open", "fd %d: %s", fd, std::strerror(errno));
+  if ((fl & O_NONBLOCK) == 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+    return errno_error("kv: listen fd O_NONBLOCK");
+  }
+  // A paused (live update) or staged service stays held afterwards.
+  const bool held = paused_ || !im.store;
+  pause();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  Result<void> out = {};
+  if (::epoll_ctl(im.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    out = errno_error("kv: epoll_ctl of an added listen fd");
+  } else {
+    im.listen.push_back(fd);
+  }
+  if (!held) (void)resume();
+  return out;
+}
+
+Result<void> KvService::remove_listener(int fd) {
+  if (!impl_ || stopped_) return MK_FAIL(EINVAL, "kv: service stopped", "remove_listener(%d) after stop()", fd);
+  Impl& im = *impl_;
+  const auto it = std::find(im.listen.begin(), im.listen.end(), fd);
+  if (it == im.listen.end()) return MK_FAIL(EINVAL, "kv: not a listen fd of the service", "fd %d", fd);
+  const bool held = paused_ || !im.store;
+  pause();
+  // Events of this fd that epoll_wait returned before the pause reach
+  // on_conn() after it, which ignores an fd that is no connection.
+  Result<void> out = {};
+  if (::epoll_ctl(im.ep, EPOLL_CTL_DEL, fd, nullptr) != 0) {
+    out = errno_error("kv: epoll_ctl of a removed listen fd");
+  } else {
+    im.listen.erase(it);
+  }
+  if (!held) (void)resume();
+  return out;
+}
+
+std::size_t KvService::listeners() const { return impl_ ? impl_->listen.size() : 0; }
 
 KvService::Snapshot KvService::snapshot() const {
   Snapshot out;

@@ -40,6 +40,8 @@ struct Conn {
 struct KvService::Impl {
   using Conn = kv::Conn;
   std::optional<sdk::KvStore> store;  // set by begin()
+  // The thread reads it only between enter() and leave(); the owner
+  // changes it (add_listener / remove_listener) only with the gate closed.
   std::vector<int> listen;
   std::uint32_t cpu = 0;  // guarded by cpu_mu (set_cpu vs the thread's own pinning)
   mutable std::mutex cpu_mu;
