@@ -29,6 +29,8 @@
 // the parts it booted with or received and takes further parts.
 // CPU moves (docs/sdk.md "Moving CPUs", cpus.h): kMsgCpuRelease/kMsgCpuAdd,
 // refused while parked or during a live update.
+// Memory and device moves (docs/sdk.md "Moving memory and devices",
+// resources.h): kMsgMemoryAdd/Release, kMsgDeviceAdd/Release, refused likewise.
 // Exit codes: mk::sdk::exit_code (0 shutdown requested, 1 internal, 2 usage,
 // 3 bad boot tree, 4 missing resource, 5 host link, 6 host down, 7 tenant).
 #include <fcntl.h>
@@ -63,6 +65,7 @@
 #include "mksdk/boot_info.h"
 #include "mksdk/devices.h"
 #include "reaper.h"
+#include "resources.h"
 #include "staged.h"
 #include "tenants_handler.h"
 #include "mksdk/host_link.h"
@@ -128,6 +131,7 @@ abi::UpdateReply on_update(Image& im, std::uint16_t type, const abi::UpdateStepM
 abi::UpdateReply on_handover(Image& im, const abi::HandoverMsg& m);
 abi::UpdateReply on_precopy(Image& im, const abi::HandoverMsg& m);
 abi::CpuReply on_cpu(Image& im, std::uint16_t type, const abi::CpuMsg& m);
+abi::ResourceReply on_resource(Image& im, std::uint16_t type, const abi::ResourceMsg& m);
 
 HostServices services(Image& im) {
   HostServices s;
@@ -159,6 +163,7 @@ HostServices services(Image& im) {
   s.handover = [&im](const abi::HandoverMsg& m) { return on_handover(im, m); };
   s.precopy = [&im](const abi::HandoverMsg& m) { return on_precopy(im, m); };
   s.cpu = [&im](std::uint16_t type, const abi::CpuMsg& m) { return on_cpu(im, type, m); };
+  s.resource = [&im](std::uint16_t type, const abi::ResourceMsg& m) { return on_resource(im, type, m); };
   return s;
 }
 
@@ -174,6 +179,22 @@ abi::CpuReply on_cpu(Image& im, std::uint16_t type, const abi::CpuMsg& m) {
     no = {EPERM, "refused by --fault"};
   }
   return image::serve_cpu(image::CpuContext{&im.tree, im.loops.get(), &im.kv, &im.tenants, &im.con}, type, m, no);
+}
+
+// Memory and device moves (docs/sdk.md "Moving memory and devices"; the
+// work is in resources.cc). A staged pre-copy or a staged update names
+// devices by their index: nothing moves under it.
+abi::ResourceReply on_resource(Image& im, std::uint16_t type, const abi::ResourceMsg& m) {
+  image::ResourceRefusal no;
+  if (im.parked) {
+    no = {EBUSY, "a parked successor: its memory and devices move with the handover"};
+  } else if (im.machine.state() != handover::UpdateState::kNormal) {
+    no = {EBUSY, "a live update is in progress: move memory and devices before or after it"};
+  } else if (im.held != image::kAllParts || im.files->staged()) {
+    no = {EBUSY, "a staged update is in progress: move memory and devices before or after it"};
+  }
+  return image::serve_resource(
+      image::ResourceContext{&im.tree, im.regions.get(), &im.kv, &im.kv_range, &im.con}, type, m, no);
 }
 
 // ---- live update (docs/sdk.md "Live update") ----
