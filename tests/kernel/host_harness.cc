@@ -332,6 +332,12 @@ Result<void> send_handoff(int sock, int package, const std::vector<int>& fds) {
   return {};
 }
 
+Result<void> send_resource_fd(int sock, std::uint32_t op_id, std::uint32_t index, std::uint32_t kind, int fd) {
+  const abi::ResourceFdMsg msg{abi::kResourceFdMagic, op_id, index, kind};
+  return ipi::send_fds(sock, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>(),
+                       std::as_bytes(std::span<const abi::ResourceFdMsg, 1>(&msg, 1)));
+}
+
 std::vector<std::string> cpus_allowed_of_tasks(pid_t pid) {
   std::vector<std::string> out;
   const std::string dir = "/proc/" + std::to_string(pid) + "/task";

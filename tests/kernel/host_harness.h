@@ -73,6 +73,11 @@ Result<Handoff> fetch_handoff(pid_t pid, int package_fd);
 // says (message 0: the package; then chunks of at most 250 fds).
 Result<void> send_handoff(int sock, int package, const std::vector<int>& fds);
 
+// The fd message of a memory / device add on a handover socket, as
+// mk/abi/control_messages.h says (one SOCK_SEQPACKET message: ResourceFdMsg
+// with kResourceFdMagic and SCM_RIGHTS with `fd`; fd -1: no fd attached).
+Result<void> send_resource_fd(int sock, std::uint32_t op_id, std::uint32_t index, std::uint32_t kind, int fd);
+
 // The instance's CPU: the highest CPU this process may use (1 on the 2-CPU VM).
 std::uint32_t instance_cpu();
 // Every CPU this process may use, ascending.
@@ -106,6 +111,11 @@ class ImageRun {
   // One CPU move request (kMsgCpuRelease / kMsgCpuAdd) for `os_index`.
   Result<abi::CpuReply> cpu_request(std::uint16_t type, std::uint32_t os_index, std::uint32_t op_id = 1) {
     return request<abi::CpuMsg, abi::CpuReply>(type, abi::CpuMsg{op_id, os_index, os_index, 0, 0, -1, -1, 0});
+  }
+
+  // One memory / device move request (kMsgMemoryAdd ... kMsgDeviceRelease).
+  Result<abi::ResourceReply> resource_request(std::uint16_t type, const abi::ResourceMsg& m) {
+    return request<abi::ResourceMsg, abi::ResourceReply>(type, m);
   }
 
   template <class Req, class Rep>

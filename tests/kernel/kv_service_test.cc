@@ -2,6 +2,9 @@
 // stage() + begin() on a successor, pause()/resume() on the old image, and
 // the close that a dup held elsewhere must not hide. Connections are
 // AF_UNIX stream socket pairs: the service's end and the client's end.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -226,6 +229,92 @@ TEST_F(KvServiceTest, AcceptedConnectionsGetIdsAfterTheRestoredOnes) {
   ASSERT_EQ(st.size(), 1u);
   EXPECT_EQ(st[0], 41u);
   ASSERT_TRUE((*svc)->resume());
+}
+
+// A TCP listen socket on 127.0.0.1 (ephemeral port), and a client of it.
+int tcp_listen(std::uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 16) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    return -1;
+  }
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+int tcp_connect(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) return fd;
+  if (fd >= 0) ::close(fd);
+  return -1;
+}
+
+TEST_F(KvServiceTest, AnAddedListenerAcceptsARemovedOneNoLongerDoesItsConnectionsStay) {
+  auto svc = KvService::start(*store_, listen(), 0, &con_);
+  ASSERT_TRUE(svc) << svc.error().to_string();
+  EXPECT_EQ((*svc)->listeners(), 1u);
+  std::uint16_t port = 0;
+  const int l = tcp_listen(&port);
+  ASSERT_GE(l, 0);
+  ASSERT_TRUE((*svc)->add_listener(l));
+  EXPECT_EQ((*svc)->listeners(), 2u);
+  EXPECT_NE(::fcntl(l, F_GETFL) & O_NONBLOCK, 0);
+  auto twice = (*svc)->add_listener(l);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code(), EINVAL);
+
+  const int a = tcp_connect(port);
+  ASSERT_GE(a, 0);
+  ASSERT_TRUE(send_all(a, kPing));
+  EXPECT_EQ(read_some(a, 2000), "+PONG\r\n");
+
+  ASSERT_TRUE((*svc)->remove_listener(l));
+  EXPECT_EQ((*svc)->listeners(), 1u);
+  auto again = (*svc)->remove_listener(l);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), EINVAL);
+  EXPECT_GE(::fcntl(l, F_GETFD), 0);  // not closed: the caller's
+  // The kernel still queues a connection on the socket, nobody accepts it.
+  const int b = tcp_connect(port);
+  ASSERT_GE(b, 0);
+  ASSERT_TRUE(send_all(b, kPing));
+  EXPECT_EQ(read_some(b, 300), "TIMEOUT");
+  ASSERT_TRUE(send_all(a, kPing));  // accepted before: served on
+  EXPECT_EQ(read_some(a, 2000), "+PONG\r\n");
+  ::close(l);
+  EXPECT_EQ(read_some(b, 2000), "EOF");  // reset with the listen socket
+  ::close(b);
+
+  // While paused (a live update), the change keeps it paused.
+  std::uint16_t port2 = 0;
+  const int l2 = tcp_listen(&port2);
+  ASSERT_GE(l2, 0);
+  (*svc)->pause();
+  ASSERT_TRUE((*svc)->add_listener(l2));
+  EXPECT_TRUE((*svc)->paused());
+  const int c = tcp_connect(port2);
+  ASSERT_GE(c, 0);
+  ASSERT_TRUE(send_all(c, kPing));
+  EXPECT_EQ(read_some(c, 200), "TIMEOUT");
+  ASSERT_TRUE((*svc)->resume());
+  EXPECT_EQ(read_some(c, 2000), "+PONG\r\n");
+  auto closed = (*svc)->add_listener(999);
+  ASSERT_FALSE(closed);
+  EXPECT_EQ(closed.error().code(), EINVAL);
+  (*svc)->stop();
+  auto stopped = (*svc)->add_listener(l2);
+  ASSERT_FALSE(stopped);
+  ::close(a);
+  ::close(c);
+  ::close(l2);
 }
 
 }  // namespace
