@@ -20,6 +20,9 @@ PKGS=(
   util-linux procps iproute2
   # a real Redis client against the KV service across live updates
   redis-tools
+  # benchmarks and pictures: charts (gnuplot), the noisy neighbour
+  # (stress-ng), lstopo's SVG made PNG (rsvg-convert)
+  gnuplot-nox stress-ng librsvg2-bin
 )
 
 missing=()
