@@ -312,10 +312,15 @@ Result<handover::OwnedFd> receive_resource_fd(int sock, const abi::ResourceMsg& 
                       got.msg.op_id == m.op_id && got.msg.index == m.index;
     if (!ours) {
       ++dropped;  // the fds close with `got`
-      con->print("mk-kernel: resource op %u: dropped a message on the handover socket (%zu bytes, magic 0x%x, "
-                 "op %u, index %u, %zu fd(s)): not this request's\n",
-                 m.op_id, got.bytes, got.bytes >= 4 ? got.msg.magic : 0u, got.bytes == sizeof got.msg ? got.msg.op_id : 0u,
-                 got.bytes == sizeof got.msg ? got.msg.index : 0u, got.fds.size());
+      if (got.bytes == sizeof got.msg) {
+        con->print("mk-kernel: resource op %u: dropped a message on the handover socket (magic 0x%x, op %u, index "
+                   "%u, %zu fd(s)): not this request's\n",
+                   m.op_id, got.msg.magic, got.msg.op_id, got.msg.index, got.fds.size());
+      } else {
+        con->print("mk-kernel: resource op %u: dropped a message on the handover socket (%zu bytes, %zu fd(s)): "
+                   "not a ResourceFdMsg\n",
+                   m.op_id, got.bytes, got.fds.size());
+      }
       continue;
     }
     if (got.msg.kind != m.kind) {
@@ -378,18 +383,27 @@ abi::ResourceReply serve_resource(const ResourceContext& cx, std::uint16_t type,
   r.image_ns = sdk::monotonic_ns() - t0;
   const char* what = type_name(type);
   const auto props = c_field(m.properties, sizeof m.properties);
-  std::string about = is_memory(type) ? "/memory@" + std::to_string(m.index) + " (" +
-                                            std::to_string(m.size >> 20) + " MiB)"
-                                      : "kind " + std::to_string(m.kind) + " {" + std::string(props.value_or("?")) + "}";
-  std::replace(about.begin(), about.end(), '\n', ' ');
+  std::string about;
+  if (is_memory(type)) {
+    about = "/memory@" + std::to_string(m.index) + " (" + std::to_string(m.size >> 20) + " MiB)";
+  } else {
+    const auto kind = m.kind <= static_cast<std::uint32_t>(DeviceKind::kBlock)
+                          ? std::string(to_string(static_cast<DeviceKind>(m.kind)))
+                          : "kind " + std::to_string(m.kind);
+    std::string p(props.value_or("?"));
+    while (!p.empty() && p.back() == '\n') p.pop_back();
+    std::replace(p.begin(), p.end(), '\n', ' ');
+    about = kind + " {" + p + "}";
+  }
   if (r.status != 0) {
     cx.con->print("mk-kernel: %s %s refused (op %u): %s\n", what, about.c_str(), m.op_id, r.detail);
   } else if (!r.changed) {
     cx.con->print("mk-kernel: %s %s: nothing to do, %s%s (op %u)\n", what, about.c_str(),
                   is_add(type) ? "held already" : "not held", node.c_str(), m.op_id);
   } else {
-    cx.con->print("mk-kernel: %s %s done (op %u):%s fd %d, %u %s now\n", what, about.c_str(), m.op_id, node.c_str(),
-                  r.fd, r.count, is_memory(type) ? "regions" : "devices");
+    const std::string fd = is_add(type) ? " fd " + std::to_string(r.fd) + "," : "";
+    cx.con->print("mk-kernel: %s %s done (op %u):%s%s %u %s now\n", what, about.c_str(), m.op_id, node.c_str(),
+                  fd.c_str(), r.count, is_memory(type) ? "region(s)" : "device(s)");
   }
   return r;
 }
