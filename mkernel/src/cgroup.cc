@@ -532,6 +532,28 @@ Result<void> InstanceCgroup::set_memory(uint64_t limit, const CpuSet& mems) {
   return ok();
 }
 
+Guarantee InstanceCgroup::make_mems_exclusive() {
+  if (cpuset_dir_.empty())
+    return {"memory nodes", false, "not exclusive (no cpuset cgroup: " + layout_.cpuset.why_not + ")"};
+  auto mems = read_control(root_, cpuset_dir_ + "/cpuset.mems");
+  const std::string nodes = mems ? *mems : std::string("?");
+  if (layout_.cpuset.version != CgroupVersion::kV1)
+    return {"memory nodes", false, "node(s) " + nodes + " not exclusive (cgroup v2 has no mem_exclusive; "
+                                   "partitions cover cpus only)"};
+  const std::string parent = cpuset_dir_.substr(0, cpuset_dir_.rfind('/'));
+  for (const std::string& dir : {parent, cpuset_dir_}) {
+    auto cur = read_control(root_, dir + "/cpuset.mem_exclusive");
+    if (cur && *cur == "1") continue;
+    if (auto w = write_control(root_, dir + "/cpuset.mem_exclusive", "1"); !w)
+      return {"memory nodes", false, "node(s) " + nodes + " not exclusive (kernel refused mem_exclusive=1 on " +
+                                         dir + ": " + std::strerror(w.error().code()) +
+                                         "; another cpuset uses these nodes?)"};
+  }
+  Guarantee g{"memory nodes", true, "v1 mem_exclusive, node(s) " + nodes};
+  set_guarantee(guarantees_, g);
+  return g;
+}
+
 Result<std::vector<pid_t>> InstanceCgroup::pids() const {
   if (!cpuset_dir_.empty()) return read_pids(root_, cpuset_dir_);
   if (!memory_dir_.empty()) return read_pids(root_, memory_dir_);

@@ -122,6 +122,14 @@ class InstanceCgroup {
   // lower after one was released (the kernel refuses a limit below what is
   // charged: EBUSY on v1). Returns: EINVAL (no mems), the write's errno.
   Result<void> set_memory(uint64_t limit, const CpuSet& mems);
+  // v1 cpuset.mem_exclusive=1 on the parent, then on the instance (asked
+  // for with `mkctl start --exclusive-memory`): no sibling cpuset may then
+  // use the instance's memory nodes (the kernel refuses EINVAL when one
+  // does — a second instance or a host cgroup on the same node; and later
+  // refuses such a sibling's mems). The "memory nodes" guarantee: in force,
+  // or why not (the refusal, v2 has no such file, no cpuset hierarchy).
+  // Never an error: the instance runs either way.
+  Guarantee make_mems_exclusive();
   // Pids in the instance cgroup (cpuset hierarchy first, else memory).
   Result<std::vector<pid_t>> pids() const;
   Result<void> destroy();
