@@ -229,7 +229,12 @@ Result<Outcome> add_device(const ResourceContext& cx, const abi::ResourceMsg& m,
   KvService* kv = cx.kv ? cx.kv->get() : nullptr;
   if (kind == DeviceKind::kListen && kv) MK_TRY(kv->add_listener(d.fd));  // on error `fd` closes
   std::string node = d.name;
-  devices.push_back(std::move(d));
+  // At `index` (1.. = after the console): the end for a new device; where it
+  // was for a device an undone release puts back, so the tree's order stays
+  // the host's (a live update names devices by their index). Past the end:
+  // appended.
+  const std::size_t at = m.index >= 1 && m.index <= devices.size() ? m.index : devices.size();
+  devices.insert(devices.begin() + static_cast<std::ptrdiff_t>(at), std::move(d));
   return Outcome{true, fd.release(), std::move(node)};
 }
 

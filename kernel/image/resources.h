@@ -37,7 +37,9 @@
 //      is there already: 0, changed 0, fd = its fd (the received one closed);
 //   2. a node {name (ResourceMsg::name, or the kind's name; "-2", "-3"...
 //      appended until unique), kind, fd (-1 for net), properties} is
-//      appended to tree.devices; a listen device is served by the kv
+//      inserted into tree.devices at ResourceMsg::index (1..count: the end
+//      for a new device, its old place for one an undone release puts
+//      back; any other index: appended); a listen device is served by the kv
 //      service at once (KvService::add_listener) when it runs; reply
 //      changed 1, fd, count = devices.
 // Device release (kMsgDeviceRelease):

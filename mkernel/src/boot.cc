@@ -147,6 +147,7 @@ Result<void> layout_fds(const BootTree& tree, const ImageFds& in, ConfineSpec& s
   rec.handover_host_fd = tree.handover_socket_host.value_or(-1);
   rec.host_channel_fd = hc.fd;
   rec.console_host_fd = console_host_fd;
+  rec.console_fd = tree.devices.front().fd;
   rec.region_fds.clear();
   for (const auto& m : tree.memory) rec.region_fds.push_back(m.fd);
   return ok();

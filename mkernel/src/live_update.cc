@@ -282,7 +282,7 @@ struct Update {
     }
     RunningInstance& old = *current;
     // The console pipe's write end, from where the manifest put it.
-    auto cw = getfd(old.pidfd(), console_fd_of(old.instance()), "console write end");
+    auto cw = getfd(old.pidfd(), console_fd_of(old.instance(), old.record()), "console write end");
     if (!cw) {
       out.cause = cw.error();
       out.rollback = "nothing started";

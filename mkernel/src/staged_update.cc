@@ -203,7 +203,7 @@ class Staged {
   // 2. The new image, parked on its CPUs in the instance's namespaces.
   Result<void> boot(StagedStep& s) {
     RunningInstance& old = *old_;
-    MK_TRY_ASSIGN(console_write_, getfd(old.pidfd(), console_fd_of(old.instance()), "console write end"));
+    MK_TRY_ASSIGN(console_write_, getfd(old.pidfd(), console_fd_of(old.instance(), old.record()), "console write end"));
     SuccessorRequest sr;
     sr.image = req_.image;
     sr.peers = req_.peers;

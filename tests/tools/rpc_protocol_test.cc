@@ -426,6 +426,45 @@ TEST(RpcLifecycle, ResizeRoundTripsAndRefusals) {
                  "resize.fault: 'host-exit-after:'");
 }
 
+TEST(RpcLifecycle, ResourcesRoundTripsAndRefusals) {
+  rpc::ResourcesAction m;
+  m.name = "kv";
+  m.memory = std::vector<mk::MemorySpec>{{64ull << 20, std::nullopt}, {32ull << 20, 1u}};
+  m.timeout_ms = 250;
+  m.fault = "fail:add region 1";
+  auto b = std::get<rpc::ResourcesAction>(round_trip(m));
+  EXPECT_EQ(b.name, "kv");
+  ASSERT_TRUE(b.memory);
+  ASSERT_EQ(b.memory->size(), 2u);
+  EXPECT_EQ((*b.memory)[0].bytes, 64ull << 20);
+  EXPECT_FALSE((*b.memory)[0].node);
+  EXPECT_EQ((*b.memory)[1].node, 1u);
+  EXPECT_FALSE(b.devices);
+  EXPECT_EQ(b.timeout_ms, 250u);
+  EXPECT_EQ(b.fault, "fail:add region 1");
+  rpc::ResourcesAction d;
+  d.name = "kv";
+  d.devices = std::vector<mk::DeviceSpec>{*mk::DeviceSpec::parse("listen:127.0.0.1:6380"),
+                                          *mk::DeviceSpec::parse("file:/srv/x:ro")};
+  auto e = std::get<rpc::ResourcesAction>(round_trip(d));
+  ASSERT_TRUE(e.devices);
+  EXPECT_EQ(*e.devices, *d.devices);
+  EXPECT_FALSE(e.memory);
+  // No device but the console is a list too.
+  auto none = parsed_as<rpc::ResourcesAction>(R"({"action": "resources", "name": "a", "devices": []})");
+  ASSERT_TRUE(none.devices);
+  EXPECT_TRUE(none.devices->empty());
+  EXPECT_EQ(none.timeout_ms, 5000u);
+  expect_refused(R"({"action": "resources", "name": "a"})", "resources: give exactly one of memory and devices");
+  expect_refused(R"({"action": "resources", "name": "a", "memory": [{"bytes": 4096}], "devices": []})",
+                 "give exactly one");
+  expect_refused(R"({"action": "resources", "name": "a", "memory": []})", "resources.memory: at least one region");
+  expect_refused(R"({"action": "resources", "name": "a", "memory": [{"node": 0}]})", "missing field 'bytes'");
+  expect_refused(R"({"action": "resources", "name": "a", "devices": ["tape:x"]})", "resources.devices");
+  expect_refused(R"({"action": "resources", "name": "a", "devices": [], "fault": "boom"})", "resources.fault: 'boom'");
+  expect_refused(R"({"action": "resources", "devices": []})", "resources: missing field 'name'");
+}
+
 TEST(RpcProtocol, ProgressFramesRoundTripAndAreToldFromResponses) {
   const boost::json::object p{{"instance", "a"}, {"phase", "freeze"}, {"ms", 0.25}};
   const std::string line = rpc::encode_progress(p);
@@ -445,7 +484,7 @@ TEST(RpcLifecycle, NamesAndClassification) {
       {rpc::LoadAction{}, "load"}, {rpc::StartAction{}, "start"},     {rpc::StopAction{}, "stop"},
       {rpc::PingAction{}, "ping"}, {rpc::ConsoleAction{}, "console"}, {rpc::TopAction{}, "top"},
       {rpc::UpdateAction{}, "update"}, {rpc::CpuMoveAction{}, "cpu-move"}, {rpc::ResizeAction{}, "resize"},
-      {rpc::UpdateAbortAction{}, "update-abort"},
+      {rpc::UpdateAbortAction{}, "update-abort"}, {rpc::ResourcesAction{}, "resources"},
   };
   for (const auto& [a, name] : lifecycle) {
     EXPECT_EQ(rpc::action_name(a), name);

@@ -186,6 +186,7 @@ RuntimeRecord sample_runtime() {
   r.host_channel_fd = 9;
   r.console_host_fd = 65535;
   r.handover_host_fd = 17;
+  r.console_fd = 6;
   r.region_fds = {4, 5, 0};
   r.peers = {{3, 12, 0}, {511, 15, 1}};
   r.guarantees = {"cpus: exclusive 4-5", "memory: mlocked [not in force]", ""};
@@ -223,6 +224,8 @@ Partition lifecycle_sample() {
     if (r.state == InstanceState::Active || r.state == InstanceState::Stopping) i.runtime = sample_runtime();
     p.add(i);
   }
+  // Regions added while running (mkctl update --memory) may share a node.
+  p.find("web")->memory.push_back({0, kGiB / 2});
   p.find("cache")->image->init = "";  // "" = no tenant
   p.find("cache")->last_exit = "stopped: exit 0 after SIGTERM";
   p.find("batch")->runtime->peers.clear();
@@ -261,6 +264,8 @@ TEST_F(StateStoreTest, LifecycleRecordsRoundTripExactly) {
   EXPECT_EQ(web->runtime->started_unix_ms, 1764504000123);
   EXPECT_EQ(web->runtime->console_host_fd, 65535);
   EXPECT_EQ(web->runtime->handover_host_fd, 17);
+  EXPECT_EQ(web->runtime->console_fd, 6);
+  EXPECT_EQ(web->memory, (std::vector<MemoryRegion>{{0, kGiB}, {0, kGiB / 2}}));
   EXPECT_EQ(web->runtime->region_fds, (std::vector<int32_t>{4, 5, 0}));
   ASSERT_EQ(web->runtime->peers.size(), 2u);
   EXPECT_EQ(web->runtime->peers[0].side, 0);
@@ -359,6 +364,8 @@ TEST_F(StateStoreTest, BadLifecycleRecordsAreRefusedNamingTheField) {
        "instances[].runtime.console_host_fd: 65536 is above 65535"},
       {"handover fd", "web", [&](json::object& i) { runtime(i)["handover_host_fd"] = 65536; },
        "instances[].runtime.handover_host_fd: 65536 is above 65535"},
+      {"console write fd", "web", [&](json::object& i) { runtime(i)["console_fd"] = 65536; },
+       "instances[].runtime.console_fd: 65536 is above 65535"},
       {"console fd negative", "web", [&](json::object& i) { runtime(i)["console_host_fd"] = -1; },
        "instances[].runtime.console_host_fd: expected a non-negative integer"},
       {"region fd", "web", [&](json::object& i) { runtime(i)["region_fds"] = json::array{4, 65536}; },
@@ -439,6 +446,25 @@ TEST_F(StateStoreTest, RuntimeWithoutHandoverSocketLoadsAsNone) {
   ASSERT_TRUE(p) << p.error().to_string();
   EXPECT_EQ(p->find("web")->runtime->handover_host_fd, -1);
   EXPECT_FALSE(instance_to_json(*p->find("web")).at("runtime").as_object().contains("handover_host_fd"));
+}
+
+// A record written before the console's fd was recorded loads without one
+// (the host then computes it from the regions, manifest.h console_fd_of).
+TEST_F(StateStoreTest, RuntimeWithoutConsoleFdLoadsAsNone) {
+  const std::string text = edited("web", [&](json::object& i) { i["runtime"].as_object().erase("console_fd"); });
+  auto p = partition_from_json_text(text, "live");
+  ASSERT_TRUE(p) << p.error().to_string();
+  EXPECT_EQ(p->find("web")->runtime->console_fd, -1);
+  EXPECT_FALSE(instance_to_json(*p->find("web")).at("runtime").as_object().contains("console_fd"));
+}
+
+// The pool still has one entry per node.
+TEST_F(StateStoreTest, APoolNodeListedTwiceIsRefused) {
+  const std::string text = R"({"format":"mkernel-state-v1","topology":"live","pool":{"cpus":"1-7","memory":)"
+                           R"([{"node":0,"bytes":4096},{"node":0,"bytes":4096}],"devices":[]},"instances":[]})";
+  auto p = partition_from_json_text(text, "live");
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().to_string().find("pool: memory[]: node listed twice"), std::string::npos) << p.error().to_string();
 }
 
 TEST_F(StateStoreTest, EmptyInstanceMayNotCarryARuntimeRecord) {

@@ -67,6 +67,7 @@ json::object runtime_to_json(const RuntimeRecord& r) {
   // After a live update: the earlier image that stays as the reaper (PID 1
   // of the instance's PID namespace).
   if (r.handover_host_fd >= 0) o["handover_host_fd"] = r.handover_host_fd;  // absent: an older daemon's record
+  if (r.console_fd >= 0) o["console_fd"] = r.console_fd;  // absent: an older daemon's record
   if (r.ns_init_pid != 0) {
     o["ns_init_pid"] = r.ns_init_pid;
     o["ns_init_start_time"] = r.ns_init_start_time;
@@ -122,7 +123,9 @@ Result<CpuSet> get_cpus(const json::object& o, const char* path, bool allow_empt
   return *c;
 }
 
-Result<std::vector<MemoryRegion>> get_memory(const json::object& o, const char* path) {
+// The pool has one entry per node; an instance may have several regions on
+// one node (`mkctl update --memory` adds regions).
+Result<std::vector<MemoryRegion>> get_memory(const json::object& o, const char* path, bool one_per_node) {
   MK_TRY_ASSIGN(const json::value* v, field(o, "memory", path));
   if (!v->is_array()) return bad(path, "memory: expected an array");
   std::vector<MemoryRegion> out;
@@ -132,7 +135,7 @@ Result<std::vector<MemoryRegion>> get_memory(const json::object& o, const char* 
     MK_TRY_ASSIGN(uint64_t bytes, get_u64(e.get_object(), "bytes", path, uint64_t{1} << 62));
     if (bytes % kPageSize) return bad(path, "memory[].bytes: not page aligned");
     for (const auto& r : out)
-      if (r.node == node) return bad(path, "memory[]: node listed twice");
+      if (one_per_node && r.node == node) return bad(path, "memory[]: node listed twice");
     out.push_back({static_cast<uint32_t>(node), bytes});
   }
   return out;
@@ -190,6 +193,9 @@ Result<RuntimeRecord> runtime_from_json(const json::value& v) {
   r.started_unix_ms = static_cast<int64_t>(ms);
   MK_TRY_ASSIGN(r.host_channel_fd, get_fd(o, "host_channel_fd", path));
   MK_TRY_ASSIGN(r.console_host_fd, get_fd(o, "console_host_fd", path));
+  if (o.contains("console_fd")) {
+    MK_TRY_ASSIGN(r.console_fd, get_fd(o, "console_fd", path));
+  }
   if (o.contains("handover_host_fd")) {
     MK_TRY_ASSIGN(r.handover_host_fd, get_fd(o, "handover_host_fd", path));
   }
@@ -233,7 +239,7 @@ Result<Pool> pool_from_json(const json::value& v) {
   const auto& o = v.get_object();
   Pool p;
   MK_TRY_ASSIGN(p.cpus, get_cpus(o, "pool", false));
-  MK_TRY_ASSIGN(p.memory, get_memory(o, "pool"));
+  MK_TRY_ASSIGN(p.memory, get_memory(o, "pool", true));
   MK_TRY_ASSIGN(const json::array* devs, get_array(o, "devices", "pool"));
   for (const auto& d : *devs) {
     if (!d.is_string() || d.get_string().empty() || d.get_string().size() > 255)
@@ -258,7 +264,7 @@ Result<Instance> instance_from_json(const json::value& v) {
   if (!state) return bad("instances[].state", "unknown state");
   i.state = *state;
   MK_TRY_ASSIGN(i.cpus, get_cpus(o, "instances[]", false));
-  MK_TRY_ASSIGN(i.memory, get_memory(o, "instances[]"));
+  MK_TRY_ASSIGN(i.memory, get_memory(o, "instances[]", false));
   MK_TRY_ASSIGN(const json::array* devs, get_array(o, "devices", "instances[]"));
   for (const auto& d : *devs) {
     if (!d.is_string()) return bad("instances[].devices[]", "expected device specs");

@@ -2,7 +2,8 @@
 //
 // What this is: the record the registry keeps for each instance: a unique id
 // (1..511, as the multikernel kernel interface numbers them) and name, its
-// exclusive CPUs, its memory regions (one per NUMA node it uses), its
+// exclusive CPUs, its memory regions (one per NUMA node it uses at create;
+// `mkctl update --memory` adds and releases regions at the end), its
 // exclusive devices, and its lifecycle state. It is produced by validation
 // (partition.h) and stored in the runtime state; the boot flow (issue #4)
 // turns it into a boot tree.
@@ -97,6 +98,10 @@ struct RuntimeRecord {
   int64_t started_unix_ms = 0;   // wall clock when the image was spawned
   int32_t host_channel_fd = -1;  // memfd; +1, +2 the eventfds
   int32_t console_host_fd = -1;  // the console pipe's read end
+  // The console's write end in the image (its /devices/console fd; -1: an
+  // older record, then manifest.h console_fd_of). Recorded because regions
+  // added after boot (`mkctl update --memory`) no longer say where it is.
+  int32_t console_fd = -1;
   int32_t handover_host_fd = -1; // the copy of the host's end of the handover socket (-1: none)
   std::vector<int32_t> region_fds;
   std::vector<PeerChannelRecord> peers;

@@ -81,6 +81,11 @@ struct BootOptions {
 inline int console_fd_of(const Instance& inst) {
   return kFirstResourceFd + static_cast<int>(inst.memory.size());
 }
+// Where a running image holds it: its record's (an image that gained
+// regions after boot keeps the number it booted with), else as above.
+inline int console_fd_of(const Instance& inst, const RuntimeRecord& rec) {
+  return rec.console_fd >= 0 ? rec.console_fd : console_fd_of(inst);
+}
 
 // The fd number of the first IPI channel in `tree` (after every other fd).
 int first_channel_fd(const BootTree& tree);

@@ -124,7 +124,7 @@ int cmd_update(Context& ctx) {
       "change the instance's memory instead: its whole region list after, SIZE[@NODE] per region, comma-separated "
       "or repeated (regions it keeps from the start stay; the rest are released with the image's consent, new "
       "ones added)")(
-      "device", po::value(&devices)->composing(),
+      "device", po::value(&devices)->multitoken()->composing(),
       "change its devices instead: the whole device list after (net:IFNAME | block:NAME | file:PATH[:ro] | "
       "listen:ADDR:PORT, repeatable; `none`: only the console); new ones are added first, missing ones released "
       "with the image's consent")(

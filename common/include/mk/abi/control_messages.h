@@ -96,11 +96,16 @@
 //       the memory cgroup's limit. A region it does not have: 0, changed 0.
 //   14. host -> image kMsgDeviceAdd (request ResourceMsg): the device node
 //       (kind, name, "key=value" properties as the boot tree's /devices
-//       node has them) joins the image's tree at the end; file, listen and
-//       block devices come with their fd (sent first, as for memory), a net
-//       interface was moved into the instance's network namespace before.
-//       A listen device is served by the kv service at once. A device with
-//       the same kind and properties: 0, changed 0.
+//       node has them) joins the image's tree at /devices index `index`
+//       (the end for a new device; where it was for one an undone release
+//       puts back: the image's order must stay the host's, a live update
+//       names devices by index); file, listen and block devices come with
+//       their fd (sent first, as for memory), a net interface was moved
+//       into the instance's network namespace before. A listen device is
+//       served by the kv service at once. A device with the same kind and
+//       properties: 0, changed 0, fd = the one it holds (so a host may probe
+//       without sending an fd: a device it does not have and that needs one
+//       answers -EINVAL).
 //   15. host -> image kMsgDeviceRelease (request ResourceMsg: kind and
 //       properties name the device): the image's consent. The console is
 //       never released (-EINVAL); the kv service's last listen device is
