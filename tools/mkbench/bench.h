@@ -26,5 +26,7 @@ struct Suite {
 
 // Suites (one per file).
 int run_plan(const Args&);
+int run_isolation(const Args&);  // isolation.cc
+int run_pe_split(const Args&);   // pe_split.cc
 
 }  // namespace mkbench

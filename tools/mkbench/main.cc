@@ -8,6 +8,7 @@
 #include "boot_bench.h"
 #include "ipi_bench.h"
 #include "update_bench.h"
+#include "worker.h"
 
 namespace {
 
@@ -20,6 +21,10 @@ constexpr mkbench::Suite kSuites[] = {
      mkbench::run_boot},
     {"update", "live-update blackout of the mk-kernel KV service vs SCM_RIGHTS+mmap floor and cold restart (root)",
      mkbench::run_update},
+    {"isolation", "noisy neighbour: timer-probe latency in A alone, A+B partitioned, A+B sharing CPUs (root)",
+     mkbench::run_isolation},
+    {"pe-split", "the same workload in the instance of each CPU kind (mkctl plan --policy pe-split) (root)",
+     mkbench::run_pe_split},
 };
 
 void usage(FILE* f) {
@@ -40,6 +45,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--json")) args.json = true;
     else args.rest.emplace_back(argv[i]);
   }
+  // The in-instance suites' tenants (worker.h): hidden, not a suite.
+  if (!std::strcmp(argv[1], "__worker")) return mkbench::run_worker(args);
   for (const auto& s : kSuites) {
     if (!std::strcmp(s.name, argv[1])) return s.fn(args);
   }

@@ -1,0 +1,105 @@
+// Instances for the in-instance mkbench suites (see bench_instance.h).
+#include "bench_instance.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace mkbench {
+
+using namespace std::chrono_literals;
+
+mk::Result<std::unique_ptr<mk::RunningInstance>> boot_ready(const mk::Topology& topo, const mk::BootRequest& req) {
+  MK_TRY_ASSIGN(auto run, mk::boot_instance(topo, req));
+  if (auto r = run->wait_ready(10s); !r) {
+    run->kill();
+    (void)run->release();
+    return r.error();
+  }
+  return run;
+}
+
+void stop_instance(std::unique_ptr<mk::RunningInstance>& run) {
+  if (!run) return;
+  if (!run->shutdown(500ms, 5s)) run->kill();
+  (void)run->release();
+  run.reset();
+}
+
+mk::Result<boost::json::object> wait_result_file(const std::string& path, std::chrono::milliseconds timeout) {
+  auto give_up = std::chrono::steady_clock::now() + timeout;
+  while (::access(path.c_str(), R_OK) != 0) {
+    if (std::chrono::steady_clock::now() > give_up)
+      return MK_FAIL(ETIMEDOUT, "waiting for a tenant's result", "%s did not appear within %lld ms", path.c_str(),
+                     static_cast<long long>(timeout.count()));
+    std::this_thread::sleep_for(20ms);
+  }
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  boost::system::error_code ec;
+  auto v = boost::json::parse(ss.str(), ec);
+  if (ec || !v.is_object()) return MK_FAIL(EPROTO, "reading a tenant's result", "%s is not a JSON object", path.c_str());
+  return v.as_object();
+}
+
+bool write_result_file(const std::string& path, const boost::json::object& doc) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << boost::json::serialize(doc) << "\n";
+    if (!out.flush()) return false;
+  }
+  return ::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+double proc_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return -1;
+  auto rp = line.rfind(')');  // comm may hold blanks
+  if (rp == std::string::npos) return -1;
+  std::istringstream rest(line.substr(rp + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  // Fields after comm start at 3 (state); utime is 14, stime 15.
+  for (int f = 3; f <= 15 && rest >> field; ++f) {
+    if (f == 14) utime = std::stoull(field);
+    if (f == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
+  if (rank > 0) --rank;
+  return sorted[std::min(rank, sorted.size() - 1)];
+}
+
+mk::Result<std::string> scratch_dir(const std::string& tag) {
+  std::string dir = "/tmp/mkbench-" + tag + "-" + std::to_string(::getpid());
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (!std::filesystem::create_directories(dir, ec) || ec)
+    return MK_FAIL(EIO, "creating a scratch directory", "%s: %s", dir.c_str(), ec.message().c_str());
+  return dir;
+}
+
+void remove_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace mkbench

@@ -1,0 +1,49 @@
+// DOC: helpers of the mkbench suites that run a workload *inside* real
+// instances (isolation.cc, pe_split.cc): boot the mk-kernel image with a
+// tenant command through mk::boot_instance and wait for READY, stop and
+// release it, wait for the file a tenant writes its result to, a process's
+// CPU time, percentiles of a sample, and a private scratch directory.
+//
+// The tenants are `mkbench __worker ...` (worker.h): the image starts them
+// with /bin/sh -c inside the instance's cgroup and CPUs; they write one JSON
+// result file into the scratch directory (same filesystem: the instance's
+// mount namespace only remounts /proc).
+#pragma once
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mk/result.h"
+#include "mkernel/boot.h"
+#include "mkernel/topology.h"
+
+namespace mkbench {
+
+// Boots `req` and waits for READY (10 s). On failure nothing is left behind.
+mk::Result<std::unique_ptr<mk::RunningInstance>> boot_ready(const mk::Topology& topo, const mk::BootRequest& req);
+// Shutdown (kill when it does not answer), then release (cgroup, regions).
+void stop_instance(std::unique_ptr<mk::RunningInstance>& run);
+
+// Waits until `path` exists (the tenant writes it with a rename) and parses
+// it as a JSON object. Returns: ETIMEDOUT naming the file, EPROTO (not JSON).
+mk::Result<boost::json::object> wait_result_file(const std::string& path, std::chrono::milliseconds timeout);
+// Writes `doc` to path.tmp, then renames it to `path` (what wait_result_file reads).
+bool write_result_file(const std::string& path, const boost::json::object& doc);
+
+// utime + stime of a process in seconds (/proc/PID/stat); -1 if unreadable.
+double proc_cpu_seconds(pid_t pid);
+
+// The q-quantile (0..1) of an ascending sample by the nearest-rank rule; 0 if empty.
+double quantile(const std::vector<double>& sorted, double q);
+
+// A fresh directory /tmp/mkbench-TAG-PID (removed first if it exists).
+mk::Result<std::string> scratch_dir(const std::string& tag);
+void remove_dir(const std::string& dir);
+
+// Single-quoted for /bin/sh.
+std::string sh_quote(const std::string& s);
+
+}  // namespace mkbench
