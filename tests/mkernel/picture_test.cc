@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <hwloc.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -14,6 +15,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -393,6 +396,45 @@ TEST_F(PictureDraw, HungLstopoIsKilledAtTheTimeout) {
   EXPECT_LT(took, std::chrono::seconds(5));
   EXPECT_TRUE(dir.entries().empty());
   EXPECT_TRUE(tmp.entries().empty());
+}
+
+std::string run_cli(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen((cmd + " 2>&1").c_str(), "r")) {
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+// The issue's "done when": a pe-split plan of the recorded Raptor Lake, then
+// `mkctl show --picture out.png --topology` shows P and E in different colours.
+TEST_F(PictureDraw, MkctlShowPictureAfterPeSplitPlan) {
+  const std::string mkctl = std::string(MK_BIN_DIR) + "/mkctl";
+  if (::access(mkctl.c_str(), X_OK) != 0) GTEST_SKIP() << mkctl << " not built (ninja mkctl)";
+  if (!have_tool("rsvg-convert")) GTEST_SKIP() << "rsvg-convert not installed (librsvg2-bin)";
+  const std::string env = "MKERNEL_RUNTIME_DIR='" + tmp.path() + "' ";
+  const std::string topo = " --topology '" + test::topo_path(test::kRaptorLake) + "'";
+  std::string plan = run_cli(env + mkctl + " plan --policy pe-split --apply" + topo);
+  ASSERT_NE(plan.find("applied"), std::string::npos) << plan;
+  std::string out = run_cli(env + mkctl + " show --json --picture '" + (dir / "out.png") + "'" + topo);
+  ASSERT_NE(out.find("\"picture\":{\"path\":\"" + (dir / "out.png") + "\",\"format\":\"png\""), std::string::npos)
+      << out;
+  std::map<std::string, std::string> colour_of_kind;
+  std::regex entry_re("\"name\":\"(\\w+)\",\"colour\":\"(#[0-9a-f]{6})\",\"kind\":\"([^\"]*)\"");
+  for (std::sregex_iterator it(out.begin(), out.end(), entry_re), end; it != end; ++it)
+    colour_of_kind[(*it)[3]] = (*it)[2];
+  ASSERT_EQ(colour_of_kind.size(), 2u) << out;
+  ASSERT_TRUE(colour_of_kind.count("P-cores") && colour_of_kind.count("E-cores")) << out;
+  EXPECT_NE(colour_of_kind["P-cores"], colour_of_kind["E-cores"]);
+  std::string png = slurp(dir / "out.png");
+  ASSERT_GT(png.size(), 10000u);
+  EXPECT_EQ(png.compare(0, 8, "\x89PNG\r\n\x1a\n", 8), 0);
+  // A bad extension is a usage error (2) and writes nothing.
+  int rc = std::system((env + mkctl + " show --picture '" + (dir / "out.gif") + "'" + topo + " >/dev/null 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2);
+  EXPECT_EQ(dir.entries(), std::set<std::string>{"out.png"});
 }
 
 }  // namespace

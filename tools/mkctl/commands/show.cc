@@ -112,7 +112,7 @@ int cmd_show(Context& ctx) {
   pos.add("name", 1);
   po::variables_map vm;
   int code = 0;
-  if (!ctx.parse(desc, pos, vm, "mkctl show [NAME] [--dtb FILE] | show --picture FILE.png|FILE.svg", code))
+  if (!ctx.parse(desc, pos, vm, "mkctl show [NAME] [--dtb FILE] | mkctl show --picture FILE.png|FILE.svg", code))
     return code;
   if (vm.count("dtb") && !vm.count("name")) return ctx.usage_error("--dtb needs an instance NAME");
   if (vm.count("picture") && vm.count("name"))
