@@ -102,7 +102,7 @@ std::string state_text(const std::map<int, CpuSet>& orig, const std::optional<Cp
 class StateReader {
  public:
   explicit StateReader(std::string_view t) : t_(t) {}
-  Result<void> read(std::map<int, CpuSet>& orig, std::optional<CpuSet>& def) {
+  Result<void> read(std::map<int, CpuSet>& orig, std::optional<CpuSet>& def, CpuSet& reserved) {
     MK_TRY(expect('{'));
     bool have_format = false;
     while (true) {
@@ -139,6 +139,9 @@ class StateReader {
         }
       } else {
         MK_TRY_ASSIGN(std::string v, string());
+        if (key == "reserved" && !v.empty()) {
+          MK_TRY_ASSIGN(reserved, CpuSet::parse(v));
+        }
         if (key == "format") {
           if (v != kStateFormat) return bad("format '" + v + "', expected " + kStateFormat);
           have_format = true;
@@ -322,11 +325,13 @@ Result<void> IrqSteering::load() {
   MK_TRY_ASSIGN(std::string text, SysRoot("/").read_file(state_path_, 4 << 20));
   std::map<int, CpuSet> orig;
   std::optional<CpuSet> def;
-  if (auto r = StateReader(text).read(orig, def); !r)
+  CpuSet reserved;
+  if (auto r = StateReader(text).read(orig, def, reserved); !r)
     return MK_FAIL(EBADMSG, "bad IRQ affinity state", "%s: %s; move it away to start afresh (the IRQs it "
                    "names keep their current affinity)", state_path_.c_str(), r.error().to_string().c_str());
   for (auto& [irq, cpus] : orig) original_.emplace(irq, std::move(cpus));
   if (def && !default_original_) default_original_ = def;
+  if (reserved_.empty()) reserved_ = reserved;
   return ok();
 }
 

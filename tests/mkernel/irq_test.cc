@@ -232,6 +232,7 @@ TEST(IrqSteering, RestoredFromTheSavedFileAfterARestart) {
   again.set_writer(managed_26(p.root()));
   ASSERT_TRUE(again.load());
   EXPECT_EQ(again.originals().at(25).to_string(), "1");
+  EXPECT_EQ(again.reserved().to_string(), "1");
   ASSERT_TRUE(again.apply(CpuSet::of({1}), CpuSet::of({0, 2, 3})));
   IrqSteerReport r = again.report(CpuSet::of({1}));
   EXPECT_EQ(r.on_cpus, 4u);

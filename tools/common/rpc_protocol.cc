@@ -192,7 +192,11 @@ json::object encode(const LoadAction& a) {
   if (a.gid) o["gid"] = *a.gid;
   return o;
 }
-json::object encode(const StartAction& a) { return {{"name", a.name}, {"timeout_ms", a.timeout_ms}}; }
+json::object encode(const StartAction& a) {
+  return {{"name", a.name},           {"timeout_ms", a.timeout_ms}, {"steer_irqs", a.steer_irqs},
+          {"evict_host_tasks", a.evict_host_tasks},
+          {"exclusive_memory", a.exclusive_memory}};
+}
 json::object encode(const StopAction& a) {
   return {{"name", a.name}, {"force", a.force}, {"grace_ms", a.grace_ms}, {"timeout_ms", a.timeout_ms}};
 }
@@ -332,6 +336,9 @@ Result<Action> decode(const std::string& name, const json::object& o) {
     StartAction a;
     a.name = f.str("name");
     a.timeout_ms = bounded(f, "start", "timeout_ms", a.timeout_ms, 1, 600000);
+    a.steer_irqs = f.boolean("steer_irqs");
+    a.evict_host_tasks = f.boolean("evict_host_tasks");
+    a.exclusive_memory = f.boolean("exclusive_memory");
     out = std::move(a);
   } else if (name == "stop") {
     StopAction a;

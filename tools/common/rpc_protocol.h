@@ -88,6 +88,10 @@ struct LoadAction {
 struct StartAction {
   std::string name;
   uint32_t timeout_ms = 10000;  // 1..600000
+  // Isolation extras (docs/isolation.md), all off by default:
+  bool steer_irqs = false;        // IRQ affinities off its CPUs, restored at stop
+  bool evict_host_tasks = false;  // move the host's other tasks off its CPUs
+  bool exclusive_memory = false;  // v1 cpuset.mem_exclusive on its nodes
 };
 // Shut down over IPI; force = SIGKILL at once (mkctl stop).
 struct StopAction {

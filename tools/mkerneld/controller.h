@@ -60,6 +60,8 @@
 #include "mkernel/boot.h"
 #include "mkernel/console_log.h"
 #include "mkernel/cpu_move.h"
+#include "mkernel/host_tasks.h"
+#include "mkernel/irq.h"
 #include "mkernel/partition.h"
 #include "mkernel/sysroot.h"
 #include "mkernel/topology.h"
@@ -100,6 +102,8 @@ class Controller {
     std::unique_ptr<boost::asio::posix::stream_descriptor> console_watch;  // dup of the console read end
     std::optional<mk::ConsoleLog> log;
     bool stopping = false;  // exits are expected (stop in progress)
+    bool steer_irqs = false;             // started with --steer-irqs
+    std::vector<mk::MovedTask> evicted;  // --evict-host-tasks: given back when it stops
   };
   // A channel between two instances: the host created the region and keeps
   // its fds while at least one of them runs.
@@ -125,6 +129,15 @@ class Controller {
   mk::tools::rpc::Response stop(const mk::tools::rpc::StopAction& a);
   mk::tools::rpc::Response remove(const mk::tools::rpc::DeleteAction& a);
   void adopt_all();
+  // Isolation extras of a start (docs/isolation.md): IRQ steering, host
+  // tasks, v1 mem_exclusive; each a guarantee line, never a failure.
+  std::vector<std::string> isolate(const mk::Instance& inst, pid_t pid, const mk::tools::rpc::StartAction& a,
+                                   std::vector<mk::MovedTask>& evicted);
+  // IRQs off the CPUs of every running instance that asked for it (`plus`
+  // too: one starting), back to their originals when none does.
+  mk::Result<void> steer_irqs(const mk::CpuSet& plus = {});
+  // An instance left (stop, crash, delete): its host tasks and IRQs back.
+  void unisolate(std::vector<mk::MovedTask> evicted);
   mk::Result<void> begin_watching(const std::string& name, Live& live);
   void watch_ipi(const std::string& name);
   void watch_console(const std::string& name);
@@ -209,6 +222,7 @@ class Controller {
   boost::asio::io_context& io_;
   Supervisor supervisor_;
   std::map<std::string, Live> live_;
+  std::unique_ptr<mk::IrqSteering> irq_;  // originals in <dir>/irq-affinity.json
   std::map<PairKey, PairChannel> pairs_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stop_requested_ = false;

@@ -14,6 +14,7 @@
 #include "mkernel/image.h"
 #include "partition_actions.h"
 #include "server.h"
+#include "state_store.h"
 
 namespace mkerneld {
 
@@ -29,6 +30,60 @@ mk::Error no_such_instance(const mk::Partition& part, const std::string& name) {
 }
 
 namespace {
+
+// The host tasks an instance's start moved off its CPUs, kept beside the
+// state so a restarted daemon still gives them back when it stops.
+std::string evicted_path(const std::string& dir, const std::string& name) {
+  return dir + "/evicted-" + name + ".json";
+}
+
+mk::Result<void> save_evicted(const std::string& dir, const std::string& name,
+                              const std::vector<mk::MovedTask>& moved) {
+  const std::string path = evicted_path(dir, name);
+  if (moved.empty()) {
+    ::unlink(path.c_str());
+    return mk::ok();
+  }
+  json::array tasks;
+  for (const auto& m : moved)
+    tasks.push_back(json::array{m.pid, m.tid, m.start_time, m.original.to_string(), m.now.to_string()});
+  json::object o{{"format", "mkernel-evicted-tasks/1"}, {"tasks", std::move(tasks)}};
+  return mk::tools::write_file_atomic(path, json::serialize(o) + "\n");
+}
+
+std::vector<mk::MovedTask> load_evicted(const std::string& dir, const std::string& name, std::string& why) {
+  std::vector<mk::MovedTask> out;
+  auto text = mk::SysRoot("/").read_file(evicted_path(dir, name), 16 << 20);
+  if (!text) {
+    if (text.error().code() != ENOENT) why = text.error().to_string();
+    return out;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(*text, ec);
+  const json::object* o = ec ? nullptr : v.if_object();
+  const json::value* tasks = o ? o->if_contains("tasks") : nullptr;
+  if (!tasks || !tasks->is_array()) {
+    why = evicted_path(dir, name) + ": not an evicted-tasks file";
+    return out;
+  }
+  for (const json::value& t : tasks->get_array()) {
+    const json::array* a = t.if_array();
+    if (!a || a->size() != 5 || !(*a)[0].is_int64() || !(*a)[1].is_int64() || !(*a)[3].is_string() ||
+        !(*a)[4].is_string())
+      continue;
+    mk::MovedTask m;
+    m.pid = static_cast<pid_t>((*a)[0].get_int64());
+    m.tid = static_cast<pid_t>((*a)[1].get_int64());
+    m.start_time = (*a)[2].is_uint64() ? (*a)[2].get_uint64() : static_cast<uint64_t>((*a)[2].to_number<int64_t>());
+    auto orig = mk::CpuSet::parse(std::string((*a)[3].get_string()));
+    auto now = mk::CpuSet::parse(std::string((*a)[4].get_string()));
+    if (!orig || !now) continue;
+    m.original = *orig;
+    m.now = *now;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
 
 // How an exit reads for a user.
 std::string exit_text(const ProcessExit& ex) {
@@ -218,16 +273,24 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
   w->state = InstanceState::Active;
   w->runtime = (*run)->record();
   w->last_exit.clear();
+  std::vector<mk::MovedTask> evicted;
+  for (auto& line : isolate(*cur, (*run)->pid(), a, evicted)) w->runtime->guarantees.push_back(std::move(line));
+  if (auto sv = save_evicted(dir_, a.name, evicted); !sv)
+    log("%s: host tasks moved off will not be given back after a daemon restart: %s", a.name.c_str(),
+        sv.error().to_string().c_str());
   if (auto s = persist(work); !s) {
     (*run)->kill();
     (void)(*run)->release();
     forget_created();
+    unisolate(std::move(evicted));
     return rpc::Response::failure(s.error(), "the instance was stopped again: its state could not be saved");
   }
   part_ = std::move(work);
   Live& live = live_[a.name];
   live.run = std::move(*run);
   live.log = std::move(*log_file);
+  live.steer_irqs = a.steer_irqs;
+  live.evicted = std::move(evicted);
   if (auto wst = begin_watching(a.name, live); !wst) log("%s: %s", a.name.c_str(), wst.error().to_string().c_str());
 
   const Instance& done = *part_.find(a.name);
@@ -309,7 +372,11 @@ void Controller::retire(const std::string& name, InstanceState next, const std::
     if (live.log) (void)live.log->append("[mkerneld] " + name + " " + why + "\n");
     close_pair_channels(live.run->instance().id);
     if (auto r = live.run->release(); !r) log("%s: release: %s", name.c_str(), r.error().to_string().c_str());
+    std::vector<mk::MovedTask> evicted = std::move(live.evicted);
+    const bool steered = live.steer_irqs;
     live_.erase(it);  // destroys the endpoint (closes the dead host channel side)
+    if (steered || !evicted.empty()) unisolate(std::move(evicted));
+    ::unlink(evicted_path(dir_, name).c_str());
   }
   mk::Partition work = part_;
   if (Instance* w = work.find(name)) {
@@ -391,6 +458,8 @@ rpc::Response Controller::stop(const rpc::StopAction& a) {
 rpc::Response Controller::remove(const rpc::DeleteAction& a) {
   rpc::Response r = change(rpc::Action{a});
   if (!r.ok) return r;
+  if (irq_ && (!irq_->originals().empty() || irq_->default_original()))
+    if (auto st = steer_irqs(); !st) log("irq steering after deleting %s: %s", a.name.c_str(), st.error().to_string().c_str());
   // Nothing of the instance stays behind: its console log goes too.
   const std::string path = console_path(a.name);
   ::unlink(path.c_str());
@@ -398,6 +467,75 @@ rpc::Response Controller::remove(const rpc::DeleteAction& a) {
   ::unlink(last_update_path(dir_, a.name).c_str());
   update_status_.erase(a.name);
   return r;
+}
+
+// ---- isolation extras -----------------------------------------------------------
+
+mk::Result<void> Controller::steer_irqs(const mk::CpuSet& plus) {
+  if (!irq_) irq_ = std::make_unique<mk::IrqSteering>(sysroot_, dir_ + "/irq-affinity.json");
+  mk::CpuSet reserved = plus;
+  for (const auto& [name, live] : live_)
+    if (const Instance* i = part_.find(name); live.steer_irqs && i) reserved |= i->cpus;
+  mk::CpuSet host = topo_.all_pus() - reserved;
+  return irq_->apply(reserved, host);
+}
+
+std::vector<std::string> Controller::isolate(const Instance& inst, pid_t pid, const rpc::StartAction& a,
+                                             std::vector<mk::MovedTask>& evicted) {
+  std::vector<std::string> lines;
+  if (a.steer_irqs) {
+    if (auto st = steer_irqs(inst.cpus); st) {
+      lines.push_back(mk::to_line(irq_->report(inst.cpus).guarantee()));
+    } else {
+      lines.push_back(mk::to_line({"irq steering", false, "not steered (" + st.error().to_string() + ")"}));
+    }
+  } else {
+    lines.push_back(mk::to_line({"irq steering", false, "not steered (not requested: mkctl start --steer-irqs)"}));
+  }
+  if (a.evict_host_tasks) {
+    mk::EvictOptions o;
+    o.instance_cpus = inst.cpus;
+    o.reserved = inst.cpus;
+    for (const auto& [name, live] : live_) {
+      if (const Instance* i = part_.find(name)) o.reserved |= i->cpus;
+      o.instance_pids.push_back(live.run->pid());
+    }
+    o.instance_pids.push_back(pid);
+    o.instance_pids.push_back(::getpid());  // mkerneld stays where apply_host_affinity put it
+    if (auto r = mk::evict_host_tasks(sysroot_, o); r) {
+      lines.push_back(mk::to_line(r->guarantee()));
+      evicted = std::move(r->moved);
+    } else {
+      lines.push_back(mk::to_line({"host tasks", false, "not moved off (" + r.error().to_string() + ")"}));
+    }
+  } else {
+    lines.push_back(mk::to_line(mk::host_tasks_not_requested()));
+  }
+  if (a.exclusive_memory) {
+    auto layout = mk::detect_cgroups(sysroot_);
+    auto cg = layout ? mk::InstanceCgroup::open_existing(sysroot_, *layout, inst.name)
+                     : mk::Result<mk::InstanceCgroup>(layout.error());
+    if (cg) {
+      lines.push_back(mk::to_line(cg->make_mems_exclusive()));
+    } else {
+      lines.push_back(mk::to_line({"memory nodes", false, "not exclusive (" + cg.error().to_string() + ")"}));
+    }
+  } else {
+    lines.push_back(mk::to_line(
+        {"memory nodes", false, "not exclusive (not requested: mkctl start --exclusive-memory)"}));
+  }
+  return lines;
+}
+
+void Controller::unisolate(std::vector<mk::MovedTask> evicted) {
+  if (!evicted.empty()) {
+    mk::CpuSet reserved;
+    for (const auto& [name, live] : live_)
+      if (const Instance* i = part_.find(name)) reserved |= i->cpus;
+    auto r = mk::restore_host_tasks(sysroot_, evicted, reserved);
+    log("host tasks given back: %zu restored, %zu left (gone or re-pinned since)", r.restored, r.skipped);
+  }
+  if (auto st = steer_irqs(); !st) log("irq steering: %s", st.error().to_string().c_str());
 }
 
 // ---- re-adoption --------------------------------------------------------------
@@ -418,8 +556,15 @@ void Controller::adopt_all() {
       inst.last_exit = gone ? "exited while mkerneld was down"
                             : "could not be re-adopted: " + run.error().to_string();
       log("instance %s (pid %d): %s", inst.name.c_str(), inst.runtime ? inst.runtime->pid : 0, inst.last_exit.c_str());
-      // Leftovers of a dead instance: its cgroup.
+      // Leftovers of a dead instance: its cgroup, the host tasks it moved off.
       if (gone) {
+        std::string why;
+        auto evicted = load_evicted(dir_, inst.name, why);
+        if (!evicted.empty()) {
+          auto r = mk::restore_host_tasks(sysroot_, evicted, mk::CpuSet{});
+          log("%s: host tasks given back: %zu restored, %zu left", inst.name.c_str(), r.restored, r.skipped);
+        }
+        ::unlink(evicted_path(dir_, inst.name).c_str());
         if (auto layout = mk::detect_cgroups(sysroot_)) {
           if (auto cg = mk::InstanceCgroup::open_existing(sysroot_, *layout, inst.name)) (void)cg->destroy();
         }
@@ -439,6 +584,9 @@ void Controller::adopt_all() {
     }
     if (auto w = begin_watching(inst.name, live); !w) log("%s: %s", inst.name.c_str(), w.error().to_string().c_str());
     if (live.log) (void)live.log->append("[mkerneld] re-adopted by mkerneld pid " + std::to_string(::getpid()) + "\n");
+    std::string why;
+    live.evicted = load_evicted(dir_, inst.name, why);
+    if (!why.empty()) log("%s: host tasks moved off cannot be given back: %s", inst.name.c_str(), why.c_str());
     log("re-adopted %s (pid %d)", inst.name.c_str(), live.run->pid());
   }
   if (changed) {
@@ -464,6 +612,18 @@ void Controller::adopt_all() {
       pc.side_a = p.side == 0 ? id : p.peer_id;
       pairs_.emplace(key, std::move(pc));
     }
+  }
+  // IRQs steered by the previous daemon: kept off the CPUs of the instances
+  // that asked (those it had reserved and that still run), the rest back.
+  irq_ = std::make_unique<mk::IrqSteering>(sysroot_, dir_ + "/irq-affinity.json");
+  if (auto l = irq_->load(); !l) {
+    log("irq steering: %s", l.error().to_string().c_str());
+  } else if (!irq_->originals().empty() || irq_->default_original()) {
+    const mk::CpuSet saved = irq_->reserved();
+    for (auto& [name, live] : live_)
+      if (const Instance* i = part_.find(name); i && i->cpus.intersects(saved)) live.steer_irqs = true;
+    if (auto st = steer_irqs(); !st) log("irq steering after restart: %s", st.error().to_string().c_str());
+    else log("irq steering after restart: cpus %s reserved", irq_->reserved().to_string().c_str());
   }
   recover_updates();  // a daemon killed mid-update: roll those back
   recover_cpu_moves();  // a daemon killed mid-move: every CPU back where the state file says

@@ -112,6 +112,8 @@ class IrqSteering {
   // Saved original affinities (irq -> cpu list), and default mask.
   const std::map<int, CpuSet>& originals() const { return original_; }
   const std::optional<CpuSet>& default_original() const { return default_original_; }
+  // The CPUs steered away from by the last apply() (or, after load(), by
+  // the daemon that saved the file: which instances asked for steering).
   const CpuSet& reserved() const { return reserved_; }
 
  private:
