@@ -2,7 +2,8 @@
 // errors (exit 2, a message naming the problem), and for real (root: it
 // boots instances A and B on CPUs 1 and 0): the JSON has the three
 // configurations with finite percentiles and ratios, and the guarantee
-// lines that were in force. Short runs (--seconds 0.2); no timing
+// lines that were in force (host tasks and IRQ steering with and without
+// --no-enforce), and the host's task affinities are given back. Short runs (--seconds 0.2); no timing
 // thresholds: the machine is a noisy VM.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ TEST_F(MkbenchIsolation, HelpListsTheOptions) {
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("--seconds S"), std::string::npos);
   EXPECT_NE(r.out.find("--hog auto|stress-ng|builtin"), std::string::npos);
+  EXPECT_NE(r.out.find("--no-enforce"), std::string::npos);
 }
 
 void expect_finite_number(const json::object& o, const char* key) {
@@ -62,7 +64,7 @@ void expect_finite_number(const json::object& o, const char* key) {
 }
 
 // The three configurations, in order, each with samples and finite stats.
-void expect_three_configurations(const json::object& doc) {
+void expect_three_configurations(const json::object& doc, bool enforced) {
   const auto& cs = doc.at("configurations").as_array();
   ASSERT_EQ(cs.size(), 3u);
   const char* names[] = {"alone", "partitioned", "shared"};
@@ -94,6 +96,12 @@ void expect_three_configurations(const json::object& doc) {
   EXPECT_TRUE(has_line(part, "affinity: cpus 1")) << json::serialize(part);
   EXPECT_FALSE(has_line(cs[2].at("a_guarantees").as_array(), "cpuset: "));
   EXPECT_TRUE(has_line(cs[2].at("a_guarantees").as_array(), "affinity: cpus 1"));
+  // Host tasks and IRQs: moved off A's CPUs (the default) or not requested;
+  // never in the shared configuration.
+  EXPECT_EQ(doc.at("host_tasks_and_irqs_moved_off_a").as_bool(), enforced);
+  EXPECT_EQ(has_line(part, "host tasks: not moved off (not requested"), !enforced) << json::serialize(part);
+  EXPECT_EQ(has_line(part, "irq steering: "), enforced) << json::serialize(part);
+  EXPECT_TRUE(has_line(cs[2].at("a_guarantees").as_array(), "host tasks: not moved off (not requested"));
   const auto& goal = doc.at("goal").as_object();
   EXPECT_DOUBLE_EQ(goal.at("partitioned_p99_max_ratio").to_number<double>(), 1.3);
   EXPECT_TRUE(goal.at("met").is_bool());
@@ -106,28 +114,37 @@ bool two_cpus() { return ::sysconf(_SC_NPROCESSORS_ONLN) >= 2; }
 TEST_F(MkbenchIsolation, JsonHasTheThreeConfigurationsAndGuarantees) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (instances get cgroups)";
   if (!two_cpus()) GTEST_SKIP() << "needs 2 CPUs";
+  auto allowed_of_init = [] {
+    std::string s = mkbench_test::slurp("/proc/1/status");
+    auto at = s.find("Cpus_allowed_list:");
+    return at == std::string::npos ? std::string() : s.substr(at, s.find('\n', at) - at);
+  };
+  std::string before = allowed_of_init();
   auto r = run_mkbench(dir, "isolation --json --runs 1 --seconds 0.2 --cpus 1:0");
   ASSERT_EQ(r.code, 0) << r.err;
   auto v = mkbench_test::parse_json(r.out);
   ASSERT_TRUE(v.is_object()) << r.out;
-  expect_three_configurations(v.as_object());
+  expect_three_configurations(v.as_object(), true);
   EXPECT_EQ(v.at("suite").as_string(), "isolation");
   // Nothing left behind: the scratch directory and the instance cgroups are gone.
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/cpuset/mkernel/bench-iso-a"));
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/cpuset/mkernel/bench-iso-b"));
+  // Host tasks moved off CPU 1 got their affinity back (pid 1 among them).
+  EXPECT_EQ(allowed_of_init(), before);
 }
 
-TEST_F(MkbenchIsolation, BuiltinHogWhenAsked) {
+TEST_F(MkbenchIsolation, BuiltinHogAndNoEnforceWhenAsked) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (instances get cgroups)";
   if (!two_cpus()) GTEST_SKIP() << "needs 2 CPUs";
-  auto r = run_mkbench(dir, "isolation --json --runs 1 --seconds 0.2 --cpus 1:0 --hog builtin");
+  auto r = run_mkbench(dir, "isolation --json --runs 1 --seconds 0.2 --cpus 1:0 --hog builtin --no-enforce");
   ASSERT_EQ(r.code, 0) << r.err;
   auto v = mkbench_test::parse_json(r.out);
   ASSERT_TRUE(v.is_object()) << r.out;
   const auto& agg = v.at("aggressor").as_object();
   EXPECT_EQ(agg.at("tool").as_string(), "builtin");
   EXPECT_NE(std::string(agg.at("command").as_string()).find("__worker hog"), std::string::npos);
-  expect_three_configurations(v.as_object());
+  expect_three_configurations(v.as_object(), false);
+  EXPECT_NE(std::string(v.at("rerun").as_string()).find("--no-enforce"), std::string::npos);
 }
 
 TEST_F(MkbenchIsolation, TextTableAndRerunLine) {

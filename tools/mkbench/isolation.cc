@@ -4,6 +4,10 @@
 // configurations in the same run (each --runs times, interleaved):
 //   alone        A by itself (its own CPUs, cpuset + memory cgroup)
 //   partitioned  A and B each their own instance: own CPUs, cgroups, memory
+// In both, while A runs, the host's movable tasks and the IRQs are moved off
+// A's CPUs (mk::evict_host_tasks, mk::IrqSteering: what mkerneld does for
+// `mkctl start --evict-host-tasks` and IRQ steering) and put back after;
+// --no-enforce leaves them (a v1 cpuset alone does not keep host tasks off).
 //   shared       A and B booted the same way but without partitioning: both
 //                on A's CPUs, no cgroups (affinity only), like two services
 //                sharing a box
@@ -42,7 +46,9 @@
 #include "bench_util.h"
 #include "mk/units.h"
 #include "mkernel/boot.h"
+#include "mkernel/host_tasks.h"
 #include "mkernel/image.h"
+#include "mkernel/irq.h"
 
 namespace mkbench {
 
@@ -52,9 +58,11 @@ using namespace std::chrono_literals;
 
 constexpr const char* kIsoUsage =
     "usage: mkbench isolation [--json] [--runs N] [--seconds S] [--period-us N] [--cpus A:B]\n"
-    "                         [--hog auto|stress-ng|builtin] [--image PATH]\n"
+    "                         [--hog auto|stress-ng|builtin] [--no-enforce] [--image PATH]\n"
     "  A alone, A+B partitioned, A+B sharing A's CPUs; the probe runs in A, the aggressor in B.\n"
-    "  --cpus A:B   CPU lists of A and B (default: the last PU : the first PU)\n";
+    "  --cpus A:B    CPU lists of A and B (default: the last PU : the first PU)\n"
+    "  --no-enforce  alone/partitioned: leave host tasks and IRQs on A's CPUs (default: moved\n"
+    "                off while A runs, as mkctl start --evict-host-tasks and IRQ steering do)\n";
 constexpr double kGoalRatio = 1.3;
 constexpr const char* kConfigs[3] = {"alone", "partitioned", "shared"};
 
@@ -102,11 +110,59 @@ boost::json::array json_lines(const std::vector<std::string>& v) {
   return a;
 }
 
+// What mkerneld does for an instance started with --evict-host-tasks and
+// IRQ steering: the host's movable tasks and the IRQs off A's CPUs (onto
+// the rest), undone by restore(). Applied before A boots (the image and its
+// tenants get A's CPUs from their cpuset and affinity; B's are in its
+// cgroup, which eviction leaves alone).
+class HostEnforcement {
+ public:
+  HostEnforcement(const mk::CpuSet& a_cpus, const mk::CpuSet& all) : a_(a_cpus), irq_(mk::SysRoot(), "") {
+    for (uint32_t c : all)
+      if (!a_.contains(c)) host_.insert(c);
+  }
+  ~HostEnforcement() { restore(); }
+  // The guarantee lines: "host tasks: ...", "irq steering: ...".
+  std::vector<mk::Guarantee> apply() {
+    std::vector<mk::Guarantee> out;
+    mk::EvictOptions eo;
+    eo.instance_cpus = a_;
+    eo.reserved = a_;
+    auto ev = mk::evict_host_tasks(mk::SysRoot(), eo);
+    if (ev) {
+      moved_ = ev->moved;
+      out.push_back(ev->guarantee());
+    } else {
+      out.push_back({"host tasks", false, "not moved: " + ev.error().to_string()});
+    }
+    if (auto r = irq_.apply(a_, host_); r) {
+      steered_ = true;
+      out.push_back(irq_.report(a_).guarantee());
+    } else {
+      out.push_back({"irq steering", false, "not applied: " + r.error().to_string()});
+    }
+    return out;
+  }
+  void restore() {
+    if (!moved_.empty()) mk::restore_host_tasks(mk::SysRoot(), moved_, mk::CpuSet());
+    moved_.clear();
+    if (steered_) (void)irq_.apply(mk::CpuSet(), host_);
+    steered_ = false;
+  }
+
+ private:
+  mk::CpuSet a_, host_;
+  mk::IrqSteering irq_;
+  std::vector<mk::MovedTask> moved_;
+  bool steered_ = false;
+};
+
 }  // namespace
 
 int run_isolation(const Args& args) {
   long runs = 3, period_us = 200;
   double seconds = 5.0;
+  bool enforce = true;
   std::string cpus_arg, hog_arg = "auto", image = self_dir() + "/mk-kernel";
   for (std::size_t i = 0; i < args.rest.size(); ++i) {
     const std::string& a = args.rest[i];
@@ -125,6 +181,8 @@ int run_isolation(const Args& args) {
     } else if (a == "--hog" && has && (args.rest[i + 1] == "auto" || args.rest[i + 1] == "stress-ng" ||
                                        args.rest[i + 1] == "builtin")) {
       hog_arg = args.rest[++i];
+    } else if (a == "--no-enforce") {
+      enforce = false;
     } else if (a == "--image" && has) {
       image = args.rest[++i];
     } else {
@@ -235,6 +293,10 @@ int run_isolation(const Args& args) {
         cr.b_cpus = b_on.to_string();
         if (cr.b_guarantees.empty()) cr.b_guarantees = lines_of(b->guarantees());
       }
+      // alone and partitioned: A's CPUs as mkerneld enforces them (shared: nothing).
+      HostEnforcement host(a_cpus, topo->all_pus());
+      std::vector<mk::Guarantee> enforced;
+      if (enforce && partitioned) enforced = host.apply();
       std::string out = *dir + "/probe-" + c + "-" + std::to_string(run) + ".json";
       std::string probe_cmd = sh_quote(self) + " __worker probe --period-us " + std::to_string(period_us) +
                               " --seconds " + std::to_string(seconds) + " --out " + sh_quote(out);
@@ -245,10 +307,15 @@ int run_isolation(const Args& args) {
       }
       a = std::move(*ar);
       cr.a_cpus = a_cpus.to_string();
-      if (cr.a_guarantees.empty()) cr.a_guarantees = lines_of(a->guarantees());
+      if (cr.a_guarantees.empty()) {
+        cr.a_guarantees = lines_of(a->guarantees());
+        auto more = lines_of(enforced.empty() ? mk::Guarantees{mk::host_tasks_not_requested()} : enforced);
+        cr.a_guarantees.insert(cr.a_guarantees.end(), more.begin(), more.end());
+      }
       auto doc = wait_result_file(out, std::chrono::milliseconds(static_cast<long>(seconds * 1000) + 30000));
       stop_instance(a);
       stop_instance(b);
+      host.restore();
       if (!doc) return fail(c + ": the probe", doc.error());
       const auto* lat = doc->if_contains("lat_us");
       if (!lat || !lat->is_array() || lat->as_array().empty()) {
@@ -281,7 +348,7 @@ int run_isolation(const Args& args) {
   std::snprintf(secs_buf, sizeof secs_buf, "%g", seconds);
   std::string rerun = "mkbench isolation --runs " + std::to_string(runs) + " --seconds " + secs_buf +
                       " --period-us " + std::to_string(period_us) + " --cpus " + a_cpus.to_string() + ":" +
-                      b_cpus.to_string() + " --hog " + (use_stress ? "stress-ng" : "builtin") + " --image " +
+                      b_cpus.to_string() + " --hog " + (use_stress ? "stress-ng" : "builtin") + (enforce ? "" : " --no-enforce") + " --image " +
                       info->path;
 
   if (args.json) {
@@ -314,6 +381,7 @@ int run_isolation(const Args& args) {
         {"probe", boost::json::object{{"kind", "periodic timer wake-up lateness"},
                                       {"period_us", period_us},
                                       {"seconds_per_run", seconds}}},
+        {"host_tasks_and_irqs_moved_off_a", enforce},
         {"aggressor", boost::json::object{{"tool", use_stress ? "stress-ng" : "builtin"}, {"command", hog_cmd}}},
         {"configurations", std::move(configs)},
         {"guarantees_in_force_for_a", json_lines(res["partitioned"].a_guarantees)},
