@@ -1,5 +1,6 @@
-// Topology: the hwloc seam (see mkernel/topology.h). The only file in the
-// project that includes hwloc.h; everything it learns is copied into plain
+// Topology: the hwloc seam (see mkernel/topology.h). With picture.cc (which
+// annotates a topology for lstopo) the only file that includes hwloc.h;
+// everything it learns is copied into plain
 // mk::Topology values and the hwloc handle is destroyed before returning.
 #include "mkernel/topology.h"
 

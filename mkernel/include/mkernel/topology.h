@@ -9,8 +9,9 @@
 // handle inside, so tests can also build one by hand.
 //
 // Lifecycle:
-//   1. load_topology_live() or load_topology_xml(path) (the hwloc seam: only
-//      topology.cc includes hwloc.h);
+//   1. load_topology_live() or load_topology_xml(path) (the hwloc seam:
+//      topology.cc, and picture.cc, which loads the same source again to
+//      annotate it for lstopo, are the only files that include hwloc.h);
 //   2. read the vectors; look PUs up with find_pu();
 //   3. copy or drop it freely.
 //
