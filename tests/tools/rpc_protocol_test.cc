@@ -215,6 +215,18 @@ TEST(RpcLifecycle, StartRoundTripsAndDefaults) {
   auto d = parsed_as<rpc::StartAction>(R"({"action": "start", "name": "a"})");
   EXPECT_EQ(d.name, "a");
   EXPECT_EQ(d.timeout_ms, 10000u);
+  EXPECT_FALSE(d.steer_irqs || d.evict_host_tasks || d.exclusive_memory);  // isolation extras: off
+  for (int bits = 1; bits < 8; ++bits) {
+    rpc::StartAction in{"web", 500};
+    in.steer_irqs = bits & 1;
+    in.evict_host_tasks = bits & 2;
+    in.exclusive_memory = bits & 4;
+    auto out = std::get<rpc::StartAction>(round_trip(in));
+    EXPECT_EQ(out.steer_irqs, in.steer_irqs);
+    EXPECT_EQ(out.evict_host_tasks, in.evict_host_tasks);
+    EXPECT_EQ(out.exclusive_memory, in.exclusive_memory);
+  }
+  expect_refused(R"({"action": "start", "name": "a", "steer_irqs": 1})", "start.steer_irqs");
 }
 
 TEST(RpcLifecycle, StartRefusals) {
