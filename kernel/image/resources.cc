@@ -4,15 +4,16 @@
 #include "resources.h"
 
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "ipi/fd_passing.h"
 #include "mk/abi/boot_tree_abi.h"
 #include "mksdk/boot_info.h"
 
@@ -29,7 +30,6 @@ struct Outcome {
 
 // Room for a few fds: a message with more than one is refused, and its
 // extra fds must arrive (and be closed) rather than be cut off.
-constexpr std::size_t kMaxFdsPerMessage = 8;
 
 const char* type_name(std::uint16_t type) {
   switch (type) {
@@ -72,38 +72,18 @@ struct FdMessage {
   std::size_t bytes = 0;
   abi::ResourceFdMsg msg{};
   std::vector<handover::OwnedFd> fds;
-  bool truncated = false;
 };
 
+// ipi::recv_fds (SCM_RIGHTS, MSG_CMSG_CLOEXEC), with room for one byte more
+// than a ResourceFdMsg: a longer payload is seen as such.
 Result<FdMessage> recv_one(int sock) {
   FdMessage out;
-  // One byte more than a ResourceFdMsg: a longer payload is seen as such.
-  char data[sizeof(abi::ResourceFdMsg) + 1];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
-  iovec iov{data, sizeof data};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return errno_error("recvmsg on the handover socket");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      out.fds.emplace_back(fd);
-    }
-  }
-  out.truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-  out.bytes = static_cast<std::size_t>(n);
+  std::byte data[sizeof(abi::ResourceFdMsg) + 1];
+  std::array<ipi::UniqueFd, ipi::kMaxFds> fds;
+  MK_TRY_ASSIGN(ipi::RecvFdsResult got, ipi::recv_fds(sock, fds, data));
+  for (std::size_t i = 0; i < got.nfds; ++i) out.fds.emplace_back(fds[i].release());
+  out.bytes = got.nbytes;
   if (out.bytes >= sizeof out.msg) std::memcpy(&out.msg, data, sizeof out.msg);
-  if (n == 0 && out.fds.empty()) return MK_FAIL(ECONNRESET, "handover socket closed", "the host's end is gone");
   return out;
 }
 
@@ -332,9 +312,9 @@ Result<handover::OwnedFd> receive_resource_fd(int sock, const abi::ResourceMsg& 
       return MK_FAIL(EPROTO, "fd message of another kind", "op %u: the fd message says kind %u, the request %u",
                      m.op_id, got.msg.kind, m.kind);
     }
-    if (got.fds.size() != 1 || got.truncated) {
-      return MK_FAIL(EBADMSG, "fd message without exactly one fd", "op %u index %u: %zu fd(s)%s", m.op_id, m.index,
-                     got.fds.size(), got.truncated ? ", truncated" : "");
+    if (got.fds.size() != 1) {
+      return MK_FAIL(EBADMSG, "fd message without exactly one fd", "op %u index %u: %zu fd(s)", m.op_id, m.index,
+                     got.fds.size());
     }
     return std::move(got.fds.front());
   }

@@ -4,7 +4,6 @@
 // nothing, and the RunningInstance's lists brought up to date.
 #include "mkernel/resource_move.h"
 
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include <set>
 
 #include "change_steps.h"
+#include "ipi/fd_passing.h"
 #include "mk/abi/control_messages.h"
 #include "mk/units.h"
 #include "mkernel/devices.h"
@@ -99,26 +99,9 @@ Result<void> send_resource_fd(int sock, uint32_t op_id, uint32_t index, uint32_t
     return MK_FAIL(ENOTSUP, "no handover socket",
                    "the image was adopted from a record without one (started by an older mkerneld): stop and "
                    "start it to add memory or devices");
-  abi::ResourceFdMsg m{abi::kResourceFdMagic, op_id, index, kind};
-  iovec iov{&m, sizeof m};
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  h.msg_control = ctl;
-  h.msg_controllen = sizeof ctl;
-  cmsghdr* c = CMSG_FIRSTHDR(&h);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  ssize_t n;
-  while ((n = ::sendmsg(sock, &h, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) {
-    int e = errno;
-    return Error(e, "cannot send the fd to the image").set_detail("handover socket: sendmsg: %s", std::strerror(e));
-  }
+  const abi::ResourceFdMsg m{abi::kResourceFdMagic, op_id, index, kind};
+  auto r = ipi::send_fds(sock, std::span<const int>(&fd, 1), std::as_bytes(std::span<const abi::ResourceFdMsg, 1>(&m, 1)));
+  if (!r) return Error(r.error().code(), "cannot send the fd to the image").set_detail("handover socket: %s", r.error().message());
   return ok();
 }
 
