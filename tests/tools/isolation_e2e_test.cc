@@ -164,4 +164,31 @@ TEST_F(Isolation, StartWithEveryExtraThenRestartAndStop) {
   ASSERT_EQ(run("delete " + name).code, 0);
 }
 
+// The image dies (SIGKILL): the instance is marked failed and its IRQs and
+// host tasks are given back at once; deleting it leaves no state file.
+TEST_F(Isolation, ImageKilledGivesEverythingBack) {
+  AffinityGuard guard;
+  ASSERT_EQ(run("init --cpus " + cpu + " --memory 256M").code, 0);
+  ASSERT_EQ(run("create " + name + " --cpus " + cpu + " --memory 64M").code, 0);
+  ASSERT_EQ(run("load " + name + " --kernel " + std::string(MK_BIN_DIR) + "/mk-kernel").code, 0);
+  json::object s = run_json("start " + name + " --steer-irqs --evict-host-tasks");
+  ASSERT_TRUE(s.contains("pid"));
+  EXPECT_EQ(own_allowed().find(cpu), std::string::npos) << own_allowed();
+  EXPECT_NE(irq_affinities(), guard.irqs);
+  ASSERT_EQ(::kill(static_cast<pid_t>(s.at("pid").as_int64()), SIGKILL), 0);
+  std::string state;
+  for (int i = 0; i < 200 && state != "failed"; ++i) {
+    json::object doc = run_json("show " + name);
+    if (doc.contains("instance")) state = std::string(doc.at("instance").as_object().at("state").as_string());
+    if (state != "failed") ::usleep(20000);
+  }
+  ASSERT_EQ(state, "failed");
+  EXPECT_EQ(irq_affinities(), guard.irqs);
+  EXPECT_EQ(slurp("/proc/irq/default_smp_affinity"), guard.default_mask);
+  EXPECT_NE(own_allowed().find(cpu), std::string::npos) << own_allowed();
+  EXPECT_FALSE(fs::exists(rt / "irq-affinity.json"));
+  EXPECT_FALSE(fs::exists(rt / ("evicted-" + name + ".json")));
+  ASSERT_EQ(run("delete " + name).code, 0);
+}
+
 }  // namespace
