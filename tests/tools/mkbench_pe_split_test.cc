@@ -3,7 +3,8 @@
 // plan is printed, nothing runs), and for real (root): `--kinds 0:1` makes
 // two instances on CPUs 0 and 1, each runs the workload, --csv writes a row
 // per kind and --chart a PNG; the ipi, kv and --cmd workloads; a failing
-// --cmd is reported. Short runs (--seconds 0.2); no timing thresholds.
+// --cmd is reported; the host tasks moved off each kind's CPUs are given
+// back. Short runs (--seconds 0.2); no timing thresholds.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -39,7 +40,8 @@ TEST_F(MkbenchPeSplit, ArgumentErrorsExit2WithAMessage) {
       {"--workload compute --kinds 0:63", "63"},
       {"--workload compute --kinds 0:1 --chart out.svg", "--chart wants a FILE.png"},
       {"--workload compute --kinds 0:1 --seconds 0", "bad argument '--seconds'"},
-      {"--workload memory --kinds 0:1 --bytes 1G", "--bytes wants a size"},
+      {"--workload memory --kinds 0:1 --bytes 2G", "--bytes wants a size"},
+      {"--workload memory --kinds 0:1 --bytes 3M", "--bytes wants a size"},
       {"--workload compute --frobnicate", "bad argument '--frobnicate'"},
   };
   for (const auto& c : cases) {
@@ -80,10 +82,15 @@ void expect_two_kinds(const json::value& v, const char* unit) {
       EXPECT_TRUE(std::isfinite(x) && x > 0) << f << " = " << x;
     }
     EXPECT_GE(k.at("cpu_s").to_number<double>(), 0);
-    bool cpuset = false;
-    for (const auto& g : k.at("guarantees").as_array())
-      cpuset |= std::string(g.as_string()) == "affinity: cpus " + std::to_string(i);
-    EXPECT_TRUE(cpuset) << json::serialize(k.at("guarantees"));
+    bool affinity = false, host_tasks = false;
+    for (const auto& g : k.at("guarantees").as_array()) {
+      std::string line(g.as_string());
+      affinity |= line == "affinity: cpus " + std::to_string(i);
+      host_tasks |= line.rfind("host tasks: ", 0) == 0 && line.find("not requested") == std::string::npos;
+    }
+    EXPECT_TRUE(affinity) << json::serialize(k.at("guarantees"));
+    // Host tasks moved off the kind's CPUs while it ran (the default).
+    EXPECT_TRUE(host_tasks) << json::serialize(k.at("guarantees"));
   }
 }
 
@@ -91,12 +98,17 @@ TEST_F(MkbenchPeSplit, KindsZeroOneMakesTwoInstancesWithCsvAndChart) {
   if (!can_run()) GTEST_SKIP() << "needs root and 2 CPUs";
   std::string csv = (dir / "out.csv").string(), png = (dir / "out.png").string();
   bool chart = have_gnuplot();
+  std::string init_before = mkbench_test::slurp("/proc/1/status");
+  init_before = init_before.substr(init_before.find("Cpus_allowed_list:"), 30);
   auto r = run_mkbench(dir, "pe-split --kinds 0:1 --workload compute --seconds 0.2 --json --csv " + csv +
                                 (chart ? " --chart " + png : ""));
   ASSERT_EQ(r.code, 0) << r.err;
+  std::string init_after = mkbench_test::slurp("/proc/1/status");
+  EXPECT_EQ(init_after.substr(init_after.find("Cpus_allowed_list:"), 30), init_before);
   auto v = mkbench_test::parse_json(r.out);
   ASSERT_TRUE(v.is_object()) << r.out;
   EXPECT_EQ(v.at("workload").as_string(), "compute");
+  EXPECT_TRUE(v.at("host_tasks_and_irqs_moved_off").as_bool());
   expect_two_kinds(v, "ops/s");
   // CSV: a header and one row per kind, in kind order.
   std::istringstream in(mkbench_test::slurp(csv));

@@ -96,6 +96,40 @@ void remove_dir(const std::string& dir) {
   std::filesystem::remove_all(dir, ec);
 }
 
+HostEnforcement::HostEnforcement(const mk::CpuSet& cpus, const mk::CpuSet& all)
+    : cpus_(cpus), irq_(mk::SysRoot(), "") {
+  for (uint32_t c : all)
+    if (!cpus_.contains(c)) host_.insert(c);
+}
+
+std::vector<mk::Guarantee> HostEnforcement::apply() {
+  std::vector<mk::Guarantee> out;
+  mk::EvictOptions eo;
+  eo.instance_cpus = cpus_;
+  eo.reserved = cpus_;
+  auto ev = mk::evict_host_tasks(mk::SysRoot(), eo);
+  if (ev) {
+    moved_ = ev->moved;
+    out.push_back(ev->guarantee());
+  } else {
+    out.push_back({"host tasks", false, "not moved: " + ev.error().to_string()});
+  }
+  if (auto r = irq_.apply(cpus_, host_); r) {
+    steered_ = true;
+    out.push_back(irq_.report(cpus_).guarantee());
+  } else {
+    out.push_back({"irq steering", false, "not applied: " + r.error().to_string()});
+  }
+  return out;
+}
+
+void HostEnforcement::restore() {
+  if (!moved_.empty()) mk::restore_host_tasks(mk::SysRoot(), moved_, mk::CpuSet());
+  moved_.clear();
+  if (steered_) (void)irq_.apply(mk::CpuSet(), host_);
+  steered_ = false;
+}
+
 std::string sh_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);

@@ -1,8 +1,9 @@
 // DOC: helpers of the mkbench suites that run a workload *inside* real
 // instances (isolation.cc, pe_split.cc): boot the mk-kernel image with a
 // tenant command through mk::boot_instance and wait for READY, stop and
-// release it, wait for the file a tenant writes its result to, a process's
-// CPU time, percentiles of a sample, and a private scratch directory.
+// release it, keep host tasks and IRQs off its CPUs while it runs, wait for
+// the file a tenant writes its result to, a process's CPU time, percentiles
+// of a sample, and a private scratch directory.
 //
 // The tenants are `mkbench __worker ...` (worker.h): the image starts them
 // with /bin/sh -c inside the instance's cgroup and CPUs; they write one JSON
@@ -18,6 +19,8 @@
 
 #include "mk/result.h"
 #include "mkernel/boot.h"
+#include "mkernel/host_tasks.h"
+#include "mkernel/irq.h"
 #include "mkernel/topology.h"
 
 namespace mkbench {
@@ -42,6 +45,29 @@ double quantile(const std::vector<double>& sorted, double q);
 // A fresh directory /tmp/mkbench-TAG-PID (removed first if it exists).
 mk::Result<std::string> scratch_dir(const std::string& tag);
 void remove_dir(const std::string& dir);
+
+// What mkerneld does for an instance started with --evict-host-tasks and
+// IRQ steering: the host's movable tasks (this process among them) and the
+// IRQs off `cpus` (onto the machine's other CPUs), undone by restore() and
+// the destructor. Applied before the instance boots (the image and its
+// tenants get their CPUs from their cpuset and affinity; tasks in instance
+// cgroups are left alone).
+class HostEnforcement {
+ public:
+  HostEnforcement(const mk::CpuSet& cpus, const mk::CpuSet& all);
+  ~HostEnforcement() { restore(); }
+  HostEnforcement(const HostEnforcement&) = delete;
+  HostEnforcement& operator=(const HostEnforcement&) = delete;
+  // The guarantee lines: "host tasks: ...", "irq steering: ...".
+  std::vector<mk::Guarantee> apply();
+  void restore();
+
+ private:
+  mk::CpuSet cpus_, host_;
+  mk::IrqSteering irq_;
+  std::vector<mk::MovedTask> moved_;
+  bool steered_ = false;
+};
 
 // Single-quoted for /bin/sh.
 std::string sh_quote(const std::string& s);

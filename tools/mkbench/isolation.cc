@@ -46,9 +46,7 @@
 #include "bench_util.h"
 #include "mk/units.h"
 #include "mkernel/boot.h"
-#include "mkernel/host_tasks.h"
 #include "mkernel/image.h"
-#include "mkernel/irq.h"
 
 namespace mkbench {
 
@@ -109,53 +107,6 @@ boost::json::array json_lines(const std::vector<std::string>& v) {
   for (const auto& s : v) a.push_back(boost::json::string(s));
   return a;
 }
-
-// What mkerneld does for an instance started with --evict-host-tasks and
-// IRQ steering: the host's movable tasks and the IRQs off A's CPUs (onto
-// the rest), undone by restore(). Applied before A boots (the image and its
-// tenants get A's CPUs from their cpuset and affinity; B's are in its
-// cgroup, which eviction leaves alone).
-class HostEnforcement {
- public:
-  HostEnforcement(const mk::CpuSet& a_cpus, const mk::CpuSet& all) : a_(a_cpus), irq_(mk::SysRoot(), "") {
-    for (uint32_t c : all)
-      if (!a_.contains(c)) host_.insert(c);
-  }
-  ~HostEnforcement() { restore(); }
-  // The guarantee lines: "host tasks: ...", "irq steering: ...".
-  std::vector<mk::Guarantee> apply() {
-    std::vector<mk::Guarantee> out;
-    mk::EvictOptions eo;
-    eo.instance_cpus = a_;
-    eo.reserved = a_;
-    auto ev = mk::evict_host_tasks(mk::SysRoot(), eo);
-    if (ev) {
-      moved_ = ev->moved;
-      out.push_back(ev->guarantee());
-    } else {
-      out.push_back({"host tasks", false, "not moved: " + ev.error().to_string()});
-    }
-    if (auto r = irq_.apply(a_, host_); r) {
-      steered_ = true;
-      out.push_back(irq_.report(a_).guarantee());
-    } else {
-      out.push_back({"irq steering", false, "not applied: " + r.error().to_string()});
-    }
-    return out;
-  }
-  void restore() {
-    if (!moved_.empty()) mk::restore_host_tasks(mk::SysRoot(), moved_, mk::CpuSet());
-    moved_.clear();
-    if (steered_) (void)irq_.apply(mk::CpuSet(), host_);
-    steered_ = false;
-  }
-
- private:
-  mk::CpuSet a_, host_;
-  mk::IrqSteering irq_;
-  std::vector<mk::MovedTask> moved_;
-  bool steered_ = false;
-};
 
 }  // namespace
 

@@ -6,13 +6,18 @@
 // CPU kind (kind 0 = the most efficient, hwloc order); on a machine without
 // kinds --kinds CPULIST:CPULIST declares them (e.g. 0:1). Each instance is
 // booted for real (mk::boot_instance: cpuset + memory cgroup, its CPUs, a
-// 64 MiB region) and runs the workload by itself, one kind after the other
-// (so the kinds never compete for shared caches or memory bandwidth).
+// 64 MiB region, plus --bytes for memory) and runs the workload by itself,
+// one kind after the other (so the kinds never compete for shared caches or
+// memory bandwidth). While a kind runs, the host's movable tasks and the
+// IRQs are moved off its CPUs (HostEnforcement, as mkerneld does with
+// --evict-host-tasks and IRQ steering; --no-enforce leaves them): the host
+// side of ipi and kv then runs on the other kinds' CPUs.
 //
 // Workloads (--workload NAME), or --cmd CMD:
 //   compute  integer compute in a tenant (`mkbench __worker compute`)
 //   memory   memory-bound streaming in a tenant (read-modify-write passes
-//            over --bytes, default 32 MiB)
+//            over --bytes, default 256 MiB: above the LLC of the hybrid
+//            parts; the instance's region grows by it, see below)
 //   ipi      round trips over the instance's host IPI channel
 //            (RunningInstance::ping, 64 B): the image answers on the kind's
 //            CPUs; the host side runs wherever the host runs
@@ -64,7 +69,7 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kPeUsage =
     "usage: mkbench pe-split (--workload compute|memory|ipi|kv | --cmd CMD) [--kinds A:B] [--json]\n"
     "                        [--csv FILE] [--chart FILE.png] [--topology FILE.xml] [--seconds S]\n"
-    "                        [--bytes SIZE] [--image PATH]\n"
+    "                        [--bytes SIZE] [--no-enforce] [--image PATH]\n"
     "  --kinds A:B  declare CPU kinds on a machine without them, most efficient first (e.g. 0:1)\n";
 constexpr const char* kWorkloads[] = {"compute", "memory", "ipi", "kv"};
 
@@ -228,7 +233,8 @@ mk::Result<void> draw_chart(const std::string& png, const std::string& workload,
 int run_pe_split(const Args& args) {
   std::string workload, cmd, kinds_arg, csv, chart, topo_file, image = self_dir() + "/mk-kernel";
   double seconds = 3.0;
-  uint64_t bytes = 32 * mk::kMiB;
+  bool enforce = true;
+  uint64_t bytes = 256 * mk::kMiB;
   for (std::size_t i = 0; i < args.rest.size(); ++i) {
     const std::string& a = args.rest[i];
     bool has = i + 1 < args.rest.size();
@@ -249,12 +255,14 @@ int run_pe_split(const Args& args) {
       topo_file = args.rest[++i];
     } else if (a == "--image" && has) {
       image = args.rest[++i];
+    } else if (a == "--no-enforce") {
+      enforce = false;
     } else if (a == "--seconds" && has && parse_seconds(args.rest[i + 1], seconds)) {
       ++i;
     } else if (a == "--bytes" && has) {
       auto v = mk::parse_size(args.rest[++i]);
-      if (!v || *v < mk::kMiB || *v > 128 * mk::kMiB) {
-        std::fprintf(stderr, "mkbench pe-split: --bytes wants a size from 1M to 128M, got '%s'\n",
+      if (!v || *v < mk::kMiB || *v > mk::kGiB || *v % (2 * mk::kMiB)) {
+        std::fprintf(stderr, "mkbench pe-split: --bytes wants a size from 2M to 1G, a multiple of 2M, got '%s'\n",
                      args.rest[i].c_str());
         return 2;
       }
@@ -283,7 +291,10 @@ int run_pe_split(const Args& args) {
   const std::string wname = workload.empty() ? "cmd" : workload;
   mk::PlanRequest preq;
   preq.policy = mk::PlanPolicy::PeSplit;
-  preq.memory_per_instance = 64 * mk::kMiB;
+  // The memory workload's buffer is the tenant's own (charged to the
+  // instance's memory cgroup, whose limit is the regions + 256 MiB): the
+  // region grows by it so the limit does.
+  preq.memory_per_instance = 64 * mk::kMiB + (workload == "memory" ? bytes : 0);
   preq.name_prefix = "mkbench-pe";
   if (!kinds_arg.empty()) {
     auto k = mk::parse_kinds_override(kinds_arg);
@@ -306,7 +317,7 @@ int run_pe_split(const Args& args) {
   mk::Partition part;
   part.has_pool = true;
   part.pool.cpus = topo->all_pus();
-  for (const auto& n : topo->numa_nodes) part.pool.memory.push_back({n.os_index, 1 * mk::kGiB});
+  for (const auto& n : topo->numa_nodes) part.pool.memory.push_back({n.os_index, 64 * mk::kGiB});
   auto plan = mk::make_plan(*topo, part, preq);
   if (!plan) {
     std::fprintf(stderr, "mkbench pe-split: %s\n", plan.error().to_string().c_str());
@@ -376,16 +387,22 @@ int run_pe_split(const Args& args) {
       req.instance.devices = {*dev};
       req.image.cmdline = "--services=kv";
     }
+    HostEnforcement host(req.instance.cpus, live->all_pus());
+    std::vector<mk::Guarantee> enforced;
+    if (enforce) enforced = host.apply();
     auto booted = boot_ready(*live, req);
     if (!booted) return fail(k, booted.error());
     auto run = std::move(*booted);
     k.guarantees.clear();
     for (const auto& g : run->guarantees()) k.guarantees.push_back(mk::to_line(g));
+    if (enforced.empty()) enforced.push_back(mk::host_tasks_not_requested());
+    for (const auto& g : enforced) k.guarantees.push_back(mk::to_line(g));
     double cpu0 = proc_cpu_seconds(run->pid());
     mk::Result<void> r = workload == "ipi" ? run_ipi(*run, seconds, k)
                          : workload == "kv" ? run_kv(*run, port, seconds, k)
                                             : read_worker(*run, out, seconds, cpu0, k);
     stop_instance(run);
+    host.restore();
     if (!r) return fail(k, r.error());
   }
   if (!csv.empty()) {
@@ -409,7 +426,8 @@ int run_pe_split(const Args& args) {
                       (kinds_arg.empty() ? "" : " --kinds " + kinds_arg) + " --seconds " + secs_buf +
                       (workload == "memory" ? " --bytes " + std::to_string(bytes) : "") +
                       (csv.empty() ? "" : " --csv " + csv) + (chart.empty() ? "" : " --chart " + chart) +
-                      (topo_file.empty() ? "" : " --topology " + topo_file) + " --image " + info->path;
+                      (topo_file.empty() ? "" : " --topology " + topo_file) + (enforce ? "" : " --no-enforce") +
+                      " --image " + info->path;
   if (args.json) {
     boost::json::array kinds;
     for (const auto& k : ks) {
@@ -432,6 +450,7 @@ int run_pe_split(const Args& args) {
     boost::json::object doc{{"suite", "pe-split"},
                             {"workload", wname},
                             {"seconds", seconds},
+                            {"host_tasks_and_irqs_moved_off", enforce},
                             {"image", info->path},
                             {"kinds", std::move(kinds)},
                             {"csv", csv},

@@ -11,8 +11,9 @@
 //   memory   memory-bound: ops = one read-modify-write pass over --bytes
 //   cmd      --cmd CMD run with /bin/sh -c, again and again for --seconds
 //            (at least once); an op = one run; fails if CMD exits non-zero
-// Result: {mode, ops, wall_s, cpu_s (getrusage: self, plus children for
-// cmd), throughput, throughput_unit, lat_us [one per op]} or {error}.
+// Result: {mode, ops, wall_s, cpu_s (getrusage: self plus children, over
+// the timed ops only), throughput, throughput_unit, lat_us [one per op]}
+// or {error}.
 #pragma once
 
 #include "bench.h"
