@@ -35,6 +35,10 @@ struct ResourceAccess {
   }
   static void push_region(RunningInstance& r, RegionFd fd, const MemoryRegion& m, int image_fd) {
     r.guarantees_.push_back(fd.guarantee());
+    // Its line after the other regions' in the record (the rest stay put).
+    auto& lines = r.record_.guarantees;
+    auto last = std::find_if(lines.rbegin(), lines.rend(), [](const std::string& l) { return is_region_line(l); });
+    lines.insert(last == lines.rend() ? lines.end() : last.base(), to_line(fd.guarantee()));
     if (r.adopted_regions_.empty()) {
       r.regions_.push_back(std::move(fd));
     } else {
@@ -58,15 +62,27 @@ struct ResourceAccess {
     }
     if (!r.inst_.memory.empty()) r.inst_.memory.pop_back();
     if (!r.record_.region_fds.empty()) r.record_.region_fds.pop_back();
+    auto& lines = r.record_.guarantees;
+    auto last = std::find_if(lines.rbegin(), lines.rend(), [](const std::string& l) { return is_region_line(l); });
+    if (last != lines.rend()) lines.erase(std::next(last).base());
   }
   static void set_region_image_fd(RunningInstance& r, std::size_t i, int fd) {
     if (i < r.record_.region_fds.size()) r.record_.region_fds[i] = fd;
   }
   static void set_devices(RunningInstance& r, std::vector<DeviceSpec> d) { r.inst_.devices = std::move(d); }
+  // The cgroup's lines (its memory limit changed) replace those of the same
+  // name, in the handle and in the record; every other line (the spawn's,
+  // the regions', the host's isolation lines) stays where it is.
   static void sync_guarantees(RunningInstance& r) {
-    r.record_.guarantees.clear();
-    for (const auto& g : r.guarantees_) r.record_.guarantees.push_back(to_line(g));
+    if (!r.cgroup_) return;
+    for (const Guarantee& g : r.cgroup_->guarantees()) {
+      for (auto& mine : r.guarantees_)
+        if (mine.name == g.name) mine = g;
+      for (auto& line : r.record_.guarantees)
+        if (line.rfind(g.name + ": ", 0) == 0) line = to_line(g);
+    }
   }
+  static bool is_region_line(const std::string& l) { return l.rfind("memory region: ", 0) == 0; }
   static int netns(const RunningInstance& r) { return r.netns_.get(); }
 };
 

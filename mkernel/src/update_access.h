@@ -6,7 +6,9 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
+#include <string>
 
 #include "mk/result.h"
 #include "mkernel/boot.h"
@@ -76,6 +78,14 @@ struct UpdateAccess {
     to.adopted_regions_ = std::move(from.adopted_regions_);
     from.adopted_regions_.clear();
     to.netns_ = std::move(from.netns_);
+    // Guarantee lines the new image does not state itself (the host's
+    // isolation lines: irq steering, host tasks, memory nodes) stay true.
+    for (const std::string& line : from.record_.guarantees) {
+      const std::string name = line.substr(0, line.find(':'));
+      const bool stated = std::any_of(to.record_.guarantees.begin(), to.record_.guarantees.end(),
+                                      [&](const std::string& l) { return l.rfind(name + ":", 0) == 0; });
+      if (!stated) to.record_.guarantees.push_back(line);
+    }
     to.console_.reset(from.console_.release());
     from.ep_.reset();
     from.pid_ = -1;

@@ -56,6 +56,20 @@ class Resources : public KvInstance {
     return v.empty() ? 0 : std::stoull(v);
   }
   std::string listen(uint16_t p) { return "listen:127.0.0.1:" + std::to_string(p); }
+  // The instance's guarantee lines (mkctl show --json).
+  std::vector<std::string> guarantees() {
+    json::object doc = run_json("show " + name);
+    std::vector<std::string> out;
+    if (!doc.contains("instance") || !doc.at("instance").as_object().contains("runtime")) return out;
+    for (const auto& g : doc.at("instance").as_object().at("runtime").as_object().at("guarantees").as_array())
+      out.emplace_back(g.as_string());
+    return out;
+  }
+  static int lines_starting(const std::vector<std::string>& lines, const std::string& prefix) {
+    int n = 0;
+    for (const auto& l : lines) n += l.rfind(prefix, 0) == 0;
+    return n;
+  }
   // One connection attempt, no retry: true when the port refuses it.
   static bool refuses(uint16_t p) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -209,10 +223,21 @@ TEST_F(Resources, ListenDevicesAreAddedServedAndReleased) {
 TEST_F(Resources, ALiveUpdateAfterAChangeBootsTheNewListsAndAPaperChangeNeedsNoImage) {
   start_kv();
   const uint16_t p2 = free_port();
+  const std::vector<std::string> before = guarantees();
+  ASSERT_EQ(lines_starting(before, "irq steering: "), 1) << "the host's isolation lines are there from start";
   ASSERT_EQ(run("update " + name + " --memory 64M,32M").code, 0);
+  std::vector<std::string> after = guarantees();
+  EXPECT_EQ(lines_starting(after, "memory region: "), 2) << "a line per region";
+  EXPECT_EQ(lines_starting(after, "memory cgroup: v1 limit " + std::to_string(96 * kMiB + kOverhead)), 1)
+      << "the limit line follows";
+  EXPECT_EQ(after.size(), before.size() + 1) << "no other line lost";
   ASSERT_EQ(run("update " + name + " --device " + listen(p2)).code, 0);
   CliRun u = run("update " + name);
   ASSERT_EQ(u.code, 0) << u.err << u.out;
+  after = guarantees();
+  EXPECT_EQ(lines_starting(after, "irq steering: "), 1) << "the host's lines carried to the new image";
+  EXPECT_EQ(lines_starting(after, "host tasks: "), 1);
+  EXPECT_EQ(lines_starting(after, "memory region: "), 2);
   const pid_t pid = image_pid();
   EXPECT_TRUE(maps_region(pid, 1)) << "the new image maps the added region";
   expect_keys("after the live update");

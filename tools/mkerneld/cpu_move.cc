@@ -123,10 +123,18 @@ rpc::Response Controller::commit_cpus(const std::vector<std::pair<std::string, m
     return rpc::Response::failure(s.error(), "the move was undone: every CPU is where it was");
   }
   part_ = std::move(work);
+  bool steered = false;
   for (const auto& [name, cpus] : sets) {
-    if (auto it = live_.find(name); it != live_.end()) it->second.run->set_cpus(cpus);
+    if (auto it = live_.find(name); it != live_.end()) {
+      it->second.run->set_cpus(cpus);
+      steered |= it->second.steer_irqs;
+    }
   }
   ::unlink(cpu_journal_path().c_str());
+  // IRQs steered off an instance's CPUs follow them (mkctl start --steer-irqs).
+  if (steered) {
+    if (auto st = steer_irqs(); !st) log("irq steering after a CPU change: %s", st.error().to_string().c_str());
+  }
   return rpc::Response::success(std::move(doc), std::move(text));
 }
 

@@ -271,10 +271,12 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
   mk::Partition work = part_;
   Instance* w = work.find(a.name);
   w->state = InstanceState::Active;
-  w->runtime = (*run)->record();
   w->last_exit.clear();
   std::vector<mk::MovedTask> evicted;
-  for (auto& line : isolate(*cur, (*run)->pid(), a, evicted)) w->runtime->guarantees.push_back(std::move(line));
+  // The isolation lines join the handle's record, so every later copy of it
+  // (a memory or device change, a live update's new image) keeps them.
+  (*run)->add_guarantee_lines(isolate(*cur, (*run)->pid(), a, evicted));
+  w->runtime = (*run)->record();
   if (auto sv = save_evicted(dir_, a.name, evicted); !sv)
     log("%s: host tasks moved off will not be given back after a daemon restart: %s", a.name.c_str(),
         sv.error().to_string().c_str());

@@ -162,6 +162,13 @@ class RunningInstance {
   void set_cpus(const CpuSet& cpus) { inst_.cpus = cpus; }
   // What the host persists to re-adopt the instance (see above).
   const RuntimeRecord& record() const { return record_; }
+  // Lines the host states after boot (mkerneld's isolation: irq steering,
+  // host tasks, memory nodes), appended to record().guarantees: every later
+  // copy of the record (a memory or device change, a live update's new
+  // image, which takes the lines it does not state itself) keeps them.
+  void add_guarantee_lines(const std::vector<std::string>& lines) {
+    record_.guarantees.insert(record_.guarantees.end(), lines.begin(), lines.end());
+  }
   bool is_child() const { return child_; }
   // What it runs (boot_instance's request, or the record of an adopted one).
   const ImageSpec& image() const { return image_; }
