@@ -1,6 +1,7 @@
 // Instances for the in-instance mkbench suites (see bench_instance.h).
 #include "bench_instance.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -96,6 +97,56 @@ void remove_dir(const std::string& dir) {
   std::filesystem::remove_all(dir, ec);
 }
 
+namespace {
+
+unsigned long long ticks_since_boot() {
+  std::ifstream in("/proc/uptime");
+  double up = 0;
+  in >> up;
+  return static_cast<unsigned long long>(up * static_cast<double>(::sysconf(_SC_CLK_TCK)));
+}
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Tasks started at or after `since` (ticks), allowed exactly on `narrowed`,
+// outside instance cgroups: allowed on `all` again.
+void widen_children(unsigned long long since, const mk::CpuSet& narrowed, const mk::CpuSet& all) {
+  std::error_code ec;
+  for (const auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = p.path().filename();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    for (const auto& t : std::filesystem::directory_iterator(p.path() / "task", ec)) {
+      const std::string dir = t.path().string(), tid = t.path().filename();
+      std::string stat = slurp_file(dir + "/stat");
+      auto rp = stat.rfind(')');
+      if (rp == std::string::npos) continue;
+      std::istringstream rest(stat.substr(rp + 2));
+      std::string f;
+      unsigned long long start = 0;
+      for (int i = 3; i <= 22 && rest >> f; ++i)
+        if (i == 22) start = std::stoull(f);
+      if (start < since) continue;
+      std::string status = slurp_file(dir + "/status");
+      auto at = status.find("Cpus_allowed_list:");
+      if (at == std::string::npos) continue;
+      auto eol = status.find('\n', at);
+      std::string list = status.substr(at + 18, eol == std::string::npos ? std::string::npos : eol - at - 18);
+      list.erase(0, list.find_first_not_of(" \t"));
+      auto allowed = mk::CpuSet::parse(list);
+      if (!allowed || !(*allowed == narrowed)) continue;
+      if (slurp_file(dir + "/cgroup").find("/mkernel/") != std::string::npos) continue;
+      (void)mk::sched_set_affinity(static_cast<pid_t>(std::stol(tid)), all);
+    }
+  }
+}
+
+}  // namespace
+
 HostEnforcement::HostEnforcement(const mk::CpuSet& cpus, const mk::CpuSet& all)
     : cpus_(cpus), irq_(mk::SysRoot(), "") {
   for (uint32_t c : all)
@@ -107,6 +158,8 @@ std::vector<mk::Guarantee> HostEnforcement::apply() {
   mk::EvictOptions eo;
   eo.instance_cpus = cpus_;
   eo.reserved = cpus_;
+  applied_ticks_ = ticks_since_boot();
+  evicted_ = true;
   auto ev = mk::evict_host_tasks(mk::SysRoot(), eo);
   if (ev) {
     moved_ = ev->moved;
@@ -126,6 +179,8 @@ std::vector<mk::Guarantee> HostEnforcement::apply() {
 void HostEnforcement::restore() {
   if (!moved_.empty()) mk::restore_host_tasks(mk::SysRoot(), moved_, mk::CpuSet());
   moved_.clear();
+  if (evicted_ && !host_.empty()) widen_children(applied_ticks_, host_, host_ | cpus_);
+  evicted_ = false;
   if (steered_) (void)irq_.apply(mk::CpuSet(), host_);
   steered_ = false;
 }

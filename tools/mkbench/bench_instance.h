@@ -51,7 +51,10 @@ void remove_dir(const std::string& dir);
 // IRQs off `cpus` (onto the machine's other CPUs), undone by restore() and
 // the destructor. Applied before the instance boots (the image and its
 // tenants get their CPUs from their cpuset and affinity; tasks in instance
-// cgroups are left alone).
+// cgroups are left alone). Tasks the host started meanwhile inherited the
+// narrowed affinity; restore() gives those (started after apply(), allowed
+// exactly the CPUs the host was narrowed to, not in an instance cgroup)
+// every CPU back, so nothing stays pinned after a benchmark.
 class HostEnforcement {
  public:
   HostEnforcement(const mk::CpuSet& cpus, const mk::CpuSet& all);
@@ -67,6 +70,8 @@ class HostEnforcement {
   mk::IrqSteering irq_;
   std::vector<mk::MovedTask> moved_;
   bool steered_ = false;
+  bool evicted_ = false;
+  unsigned long long applied_ticks_ = 0;  // clock ticks since boot at apply()
 };
 
 // Single-quoted for /bin/sh.
