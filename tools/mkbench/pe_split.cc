@@ -189,13 +189,20 @@ std::string csv_text(const std::string& workload, const std::vector<KindResult>&
 mk::Result<void> draw_chart(const std::string& png, const std::string& workload, const std::vector<KindResult>& ks,
                             const std::string& scratch) {
   std::string dat = scratch + "/chart.dat", gp = scratch + "/chart.gp";
+  // Big throughputs in thousands or millions: readable tick labels.
+  double top = 0;
+  for (const auto& k : ks) top = std::max(top, k.throughput);
+  double scale = top >= 1e7 ? 1e6 : top >= 1e5 ? 1e3 : 1;
+  std::string unit = ks.empty() ? "" : ks.front().unit;
+  if (scale == 1e6) unit = "million " + unit;
+  if (scale == 1e3) unit = "thousand " + unit;
   {
     std::ofstream d(dat);
     d << "# label throughput p50_us p99_us\n";
     for (const auto& k : ks)
-      d << '"' << k.short_label << "\\nCPUs " << k.cpus << "\" " << k.throughput << ' ' << k.p50 << ' ' << k.p99 << "\n";
+      d << '"' << k.short_label << "\\nCPUs " << k.cpus << "\" " << k.throughput / scale << ' ' << k.p50 << ' ' << k.p99
+        << "\n";
   }
-  std::string unit = ks.empty() ? "" : ks.front().unit;
   std::string title = "mkbench pe-split: " + workload + " workload in the instance of each CPU kind";
   std::ofstream g(gp);
   g << "set terminal pngcairo size 1200,560 enhanced font 'DejaVu Sans,11' noenhanced\n"
