@@ -22,6 +22,7 @@
 #include <map>
 #include <thread>
 
+#include "hwloc_handle.h"
 #include "mk/units.h"
 
 extern char** environ;
@@ -115,21 +116,6 @@ std::string memory_text(const std::vector<MemoryRegion>& memory) {
 }
 
 // ---- hwloc ----------------------------------------------------------------
-
-class HwlocHandle {
- public:
-  HwlocHandle() = default;
-  ~HwlocHandle() {
-    if (t_) hwloc_topology_destroy(t_);
-  }
-  HwlocHandle(const HwlocHandle&) = delete;
-  HwlocHandle& operator=(const HwlocHandle&) = delete;
-  hwloc_topology_t* out() { return &t_; }
-  hwloc_topology_t get() const { return t_; }
-
- private:
-  hwloc_topology_t t_ = nullptr;
-};
 
 // The same discovery as topology.cc: important I/O devices, no GPU-runtime
 // plugins, so that the picture shows what mk::Topology describes, plus Misc
@@ -499,7 +485,8 @@ Result<void> annotate_topology(const Topology& topo, const PictureKey& key, cons
                      holders.front().first->name.c_str(), topo.source.c_str());
     }
     for (const auto& [e, bytes] : holders) MK_TRY(add_label(t, obj, e->name + ": " + format_size(bytes), *e));
-    bool one = std::all_of(holders.begin(), holders.end(), [&](const auto& x) { return x.first == holders.front().first; });
+    const auto* first = holders.front().first;  // (clang 14 cannot capture a structured binding)
+    bool one = std::all_of(holders.begin(), holders.end(), [first](const auto& x) { return x.first == first; });
     if (one) MK_TRY(add_info(obj, "lstopoStyle", style(holders.front().first->colour, holders.front().first->text_colour)));
   }
 

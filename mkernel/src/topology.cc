@@ -17,25 +17,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "hwloc_handle.h"
+
 namespace mk {
 namespace {
-
-// Owns an hwloc topology handle so every exit path of a load destroys it.
-class HwlocHandle {
- public:
-  HwlocHandle() = default;
-  ~HwlocHandle() {
-    if (t_) hwloc_topology_destroy(t_);
-  }
-  HwlocHandle(const HwlocHandle&) = delete;
-  HwlocHandle& operator=(const HwlocHandle&) = delete;
-
-  hwloc_topology_t* out() { return &t_; }
-  hwloc_topology_t get() const { return t_; }
-
- private:
-  hwloc_topology_t t_ = nullptr;
-};
 
 // Owns one hwloc bitmap (the cpukinds API fills a caller-allocated one).
 class HwlocBitmap {

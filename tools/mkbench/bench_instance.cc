@@ -11,6 +11,9 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_util.h"
+#include "mkernel/image.h"
+
 namespace mkbench {
 
 using namespace std::chrono_literals;
@@ -90,6 +93,26 @@ mk::Result<std::string> scratch_dir(const std::string& tag) {
   if (!std::filesystem::create_directories(dir, ec) || ec)
     return MK_FAIL(EIO, "creating a scratch directory", "%s: %s", dir.c_str(), ec.message().c_str());
   return dir;
+}
+
+std::optional<InstanceBenchSetup> setup_instance_bench(const char* suite, const std::string& image, int* code) {
+  *code = 1;
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "mkbench %s: needs root (each instance gets cgroups); rerun with sudo\n", suite);
+    return std::nullopt;
+  }
+  auto info = mk::inspect_image(image);
+  if (!info) {
+    std::fprintf(stderr, "mkbench %s: %s\n", suite, info.error().to_string().c_str());
+    return std::nullopt;
+  }
+  auto dir = scratch_dir(suite);
+  if (!dir) {
+    std::fprintf(stderr, "mkbench %s: %s\n", suite, dir.error().to_string().c_str());
+    return std::nullopt;
+  }
+  *code = 0;
+  return InstanceBenchSetup{*dir, self_dir() + "/mkbench", info->path};
 }
 
 void remove_dir(const std::string& dir) {

@@ -14,6 +14,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,17 @@ double quantile(const std::vector<double>& sorted, double q);
 
 // A fresh directory /tmp/mkbench-TAG-PID (removed first if it exists).
 mk::Result<std::string> scratch_dir(const std::string& tag);
+
+// What a suite that runs workloads in instances checks first: root, the
+// image (mk::inspect_image), a scratch directory (scratch_dir(suite)); and
+// this mkbench's path (the tenants run `mkbench __worker`). nullopt after
+// printing "mkbench SUITE: why" on stderr, with the exit code in *code.
+struct InstanceBenchSetup {
+  std::string dir;    // the scratch directory (the caller removes it)
+  std::string self;   // this mkbench
+  std::string image;  // the image's path as inspect_image resolved it
+};
+std::optional<InstanceBenchSetup> setup_instance_bench(const char* suite, const std::string& image, int* code);
 void remove_dir(const std::string& dir);
 
 // What mkerneld does for an instance started with --evict-host-tasks and

@@ -182,21 +182,11 @@ int run_isolation(const Args& args) {
     return 2;
   }
   bool use_stress = hog_arg != "builtin" && !stress.empty();
-  if (::geteuid() != 0) {
-    std::fprintf(stderr, "mkbench isolation: needs root (each instance gets cgroups); rerun with sudo\n");
-    return 1;
-  }
-  auto info = mk::inspect_image(image);
-  if (!info) {
-    std::fprintf(stderr, "mkbench isolation: %s\n", info.error().to_string().c_str());
-    return 1;
-  }
-  auto dir = scratch_dir("isolation");
-  if (!dir) {
-    std::fprintf(stderr, "mkbench isolation: %s\n", dir.error().to_string().c_str());
-    return 1;
-  }
-  const std::string self = self_dir() + "/mkbench";
+  int setup_code = 0;
+  const auto setup = setup_instance_bench("isolation", image, &setup_code);
+  if (!setup) return setup_code;
+  const std::string* dir = &setup->dir;
+  const std::string& self = setup->self;
   // The aggressor outlives the probe; shutdown stops it.
   const long hog_s = static_cast<long>(std::ceil(seconds)) + 60;
   std::string hog_cmd;
@@ -215,7 +205,7 @@ int run_isolation(const Args& args) {
     r.instance.name = name;
     r.instance.cpus = cpus;
     r.instance.memory = {{topo->main_node_of(cpus), 64 * mk::kMiB}};
-    r.image.path = info->path;
+    r.image.path = setup->image;
     r.image.init = init;
     r.root = mk::SysRoot();
     r.use_cgroups = cgroups;
@@ -300,7 +290,7 @@ int run_isolation(const Args& args) {
   std::string rerun = "mkbench isolation --runs " + std::to_string(runs) + " --seconds " + secs_buf +
                       " --period-us " + std::to_string(period_us) + " --cpus " + a_cpus.to_string() + ":" +
                       b_cpus.to_string() + " --hog " + (use_stress ? "stress-ng" : "builtin") + (enforce ? "" : " --no-enforce") + " --image " +
-                      info->path;
+                      setup->image;
 
   if (args.json) {
     boost::json::array configs;
@@ -327,7 +317,7 @@ int run_isolation(const Args& args) {
     }
     boost::json::object doc{
         {"suite", "isolation"},
-        {"image", info->path},
+        {"image", setup->image},
         {"runs", runs},
         {"probe", boost::json::object{{"kind", "periodic timer wake-up lateness"},
                                       {"period_us", period_us},

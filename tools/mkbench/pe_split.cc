@@ -348,21 +348,11 @@ int run_pe_split(const Args& args) {
     for (const auto& k : ks) std::printf("  %-22s %-16s CPUs %s\n", k.label.c_str(), k.instance.c_str(), k.cpus.c_str());
     return 0;
   }
-  if (::geteuid() != 0) {
-    std::fprintf(stderr, "mkbench pe-split: needs root (each instance gets cgroups); rerun with sudo\n");
-    return 1;
-  }
-  auto info = mk::inspect_image(image);
-  if (!info) {
-    std::fprintf(stderr, "mkbench pe-split: %s\n", info.error().to_string().c_str());
-    return 1;
-  }
-  auto dir = scratch_dir("pe-split");
-  if (!dir) {
-    std::fprintf(stderr, "mkbench pe-split: %s\n", dir.error().to_string().c_str());
-    return 1;
-  }
-  const std::string self = self_dir() + "/mkbench";
+  int setup_code = 0;
+  const auto setup = setup_instance_bench("pe-split", image, &setup_code);
+  if (!setup) return setup_code;
+  const std::string* dir = &setup->dir;
+  const std::string& self = setup->self;
   char secs_buf[32];
   std::snprintf(secs_buf, sizeof secs_buf, "%g", seconds);
   auto fail = [&](const KindResult& k, const mk::Error& e) {
@@ -377,7 +367,7 @@ int run_pe_split(const Args& args) {
     mk::BootRequest req;
     req.instance = plan->instances[i].instance;
     req.instance.id = static_cast<uint32_t>(i + 1);
-    req.image.path = info->path;
+    req.image.path = setup->image;
     req.root = mk::SysRoot();
     std::string out = *dir + "/kind" + std::to_string(i) + ".json";
     uint16_t port = 0;
@@ -434,7 +424,7 @@ int run_pe_split(const Args& args) {
                       (workload == "memory" ? " --bytes " + std::to_string(bytes) : "") +
                       (csv.empty() ? "" : " --csv " + csv) + (chart.empty() ? "" : " --chart " + chart) +
                       (topo_file.empty() ? "" : " --topology " + topo_file) + (enforce ? "" : " --no-enforce") +
-                      " --image " + info->path;
+                      " --image " + setup->image;
   if (args.json) {
     boost::json::array kinds;
     for (const auto& k : ks) {
@@ -458,7 +448,7 @@ int run_pe_split(const Args& args) {
                             {"workload", wname},
                             {"seconds", seconds},
                             {"host_tasks_and_irqs_moved_off", enforce},
-                            {"image", info->path},
+                            {"image", setup->image},
                             {"kinds", std::move(kinds)},
                             {"csv", csv},
                             {"chart", chart},
