@@ -3,7 +3,7 @@
 #   1. the CI build (-Werror) and every ctest test;
 #   2. ASan+UBSan over the whole suite;
 #   3. TSan over the IPI tests;
-#   4. each libFuzzer target for FUZZ_SECONDS (default 6) on its seed corpus
+#   4. each libFuzzer target for FUZZ_SECONDS (default 4) on its seed corpus
 #      (a smoke run that keeps CI under 20 minutes; scripts/fuzz.sh 60 for more).
 # Usage (as root on Debian 12): bash scripts/test.sh
 # Environment: JOBS (default: nproc), FUZZ_SECONDS, MK_SKIP_SANITIZERS=1,
@@ -67,8 +67,8 @@ if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
-  step "fuzz (${FUZZ_SECONDS:-6} s per target)"
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-6}"
+  step "fuzz (${FUZZ_SECONDS:-4} s per target)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
 fi
 step "all test stages passed"
 echo "tests: $PASSED passed, $FAILED failed"
