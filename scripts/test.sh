@@ -52,16 +52,6 @@ if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
   step "build (asan preset: ASan + UBSan)"
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j "$JOBS"
-  # The fuzz targets (clang) build on one core while the ASan tests run
-  # (many of them wait on instances rather than compute): 2-3 minutes off
-  # the 20-minute budget. Waited for before the fuzz stage; fuzz.sh's own
-  # build is then a no-op.
-  FUZZ_BUILD_PID=
-  if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
-    ( cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j 1 --target fuzzers ) \
-      >"$MKERNEL_RUNTIME_DIR/fuzz-build.log" 2>&1 &
-    FUZZ_BUILD_PID=$!
-  fi
   step "tests (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -77,14 +67,6 @@ if [ "${MK_SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${MK_SKIP_FUZZ:-0}" != 1 ] && [ -x scripts/fuzz.sh ]; then
-  if [ -n "${FUZZ_BUILD_PID:-}" ]; then
-    step "fuzz build (started beside the ASan tests)"
-    if ! wait "$FUZZ_BUILD_PID"; then
-      tail -n 40 "$MKERNEL_RUNTIME_DIR/fuzz-build.log" >&2
-      echo "test.sh: the fuzz build failed (log above)" >&2
-      exit 1
-    fi
-  fi
   step "fuzz (${FUZZ_SECONDS:-4} s per target)"
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
 fi
