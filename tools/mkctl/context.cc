@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <typeinfo>
 
 #include "daemon_client.h"
 #include "mkernel/host_devices.h"
@@ -21,19 +22,72 @@ void Context::add_global_options(po::options_description& desc) {
       ("help,h", "show this help");
 }
 
+namespace {
+
+// The hidden option that collects positional arguments beyond the verb's
+// own (so the message can name them instead of Boost's "too many
+// positional options have been specified on the command line").
+constexpr const char* kExtraArgs = "mkctl-extra-args";
+
+bool is_unsigned(const boost::any& v) {
+  return v.type() == typeid(uint32_t) || v.type() == typeid(uint64_t) || v.type() == typeid(unsigned long) ||
+         v.type() == typeid(uint16_t);
+}
+
+}  // namespace
+
 bool Context::parse(const po::options_description& desc, const po::positional_options_description& pos,
                     po::variables_map& vm, const char* usage_line, int& exit_code) {
+  po::options_description all;
+  all.add(desc);
+  all.add_options()(kExtraArgs, po::value<std::vector<std::string>>());
+  po::positional_options_description with_extra = pos;
+  with_extra.add(kExtraArgs, -1);
+  // Usage errors found while parsing are JSON documents too when --json is
+  // on the command line (it is not stored yet then).
+  auto bad = [&](const std::string& message) {
+    for (const auto& a : args_) json_ = json_ || a == "--json";
+    exit_code = usage_error(message);
+    return false;
+  };
+  po::parsed_options parsed(&all);
   try {
-    po::store(po::command_line_parser(args_).options(desc).positional(pos).run(), vm);
+    parsed = po::command_line_parser(args_).options(all).positional(with_extra).run();
+  } catch (const po::error& e) {
+    return bad(e.what());
+  }
+  // An option whose value is another of the verb's options lost its value
+  // ("--cpus --memory 1G"): say so rather than parse "--memory" as CPUs.
+  for (const auto& o : parsed.options) {
+    if (o.string_key == kExtraArgs || o.value.size() != 1 || o.original_tokens.size() < 2) continue;
+    const std::string& v = o.value.front();
+    if (v.rfind("--", 0) != 0 || v.size() < 3) continue;
+    const std::string name = v.substr(2, v.find('=') == std::string::npos ? std::string::npos : v.find('=') - 2);
+    if (desc.find_nothrow(name, false))
+      return bad("the required argument for option '--" + o.string_key + "' is missing (got the option '" + v + "')");
+  }
+  try {
+    po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    exit_code = usage_error(std::string(e.what()));
-    return false;
+    return bad(e.what());
   }
   if (vm.count("help")) {
     std::cout << "usage: " << usage_line << "\n\n" << desc << "\n";
     exit_code = kExitOk;
     return false;
+  }
+  if (vm.count(kExtraArgs)) {
+    const auto& extra = vm[kExtraArgs].as<std::vector<std::string>>();
+    return bad("unexpected argument '" + extra.front() + "' (usage: " + usage_line + ")");
+  }
+  // Boost reads "-1" into an unsigned option as 4294967295: refuse a sign.
+  for (const auto& o : parsed.options) {
+    if (o.value.size() != 1 || !vm.count(o.string_key) || !is_unsigned(vm[o.string_key].value())) continue;
+    const std::string& v = o.value.front();
+    const std::size_t first = v.find_first_not_of(" \t");
+    if (first != std::string::npos && (v[first] == '-' || v[first] == '+'))
+      return bad("the argument ('" + v + "') for option '--" + o.string_key + "' is invalid: expected a whole number >= 0");
   }
   if (vm.count("topology")) topology_file_ = vm["topology"].as<std::string>();
   return true;

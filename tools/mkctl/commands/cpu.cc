@@ -25,6 +25,9 @@ int cpu_move(Context& ctx, const po::variables_map& vm) {
   a.to = vm["to"].as<std::string>();
   a.timeout_ms = static_cast<uint32_t>(std::lround(s * 1000));
   a.fault = vm["fault"].as<std::string>();
+  if (!a.fault.empty() && !((a.fault.rfind("fail:", 0) == 0 && a.fault.size() > 5) ||
+                            (a.fault.rfind("host-exit-after:", 0) == 0 && a.fault.size() > 16)))
+    return ctx.usage_error("--fault: '" + a.fault + "': use fail:STEP or host-exit-after:STEP");
   return ctx.finish(ctx.execute(a));
 }
 

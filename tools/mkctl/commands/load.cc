@@ -73,6 +73,7 @@ int cmd_load(Context& ctx) {
   mk::tools::rpc::LoadAction a;
   a.name = vm["name"].as<std::string>();
   a.kernel = vm["kernel"].as<std::string>();
+  if (a.kernel.empty()) return ctx.usage_error("--kernel: empty path (the image file, e.g. mk-kernel)");
   if (!a.kernel.empty() && a.kernel[0] != '/') {  // the daemon has another cwd
     char cwd[4096];
     if (::getcwd(cwd, sizeof cwd)) a.kernel = std::string(cwd) + "/" + a.kernel;

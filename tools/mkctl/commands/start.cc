@@ -27,6 +27,7 @@ int cmd_start(Context& ctx) {
   mk::tools::rpc::StartAction a;
   a.name = vm["name"].as<std::string>();
   a.timeout_ms = vm["timeout"].as<uint32_t>();
+  if (a.timeout_ms < 1 || a.timeout_ms > 600000) return ctx.usage_error("--timeout must be 1..600000 (ms)");
   a.steer_irqs = vm.count("steer-irqs") > 0;
   a.evict_host_tasks = vm.count("evict-host-tasks") > 0;
   a.exclusive_memory = vm.count("exclusive-memory") > 0;

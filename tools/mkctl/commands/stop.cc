@@ -23,6 +23,8 @@ int cmd_stop(Context& ctx) {
   a.force = vm["force"].as<bool>();
   a.grace_ms = vm["grace"].as<uint32_t>();
   a.timeout_ms = vm["timeout"].as<uint32_t>();
+  if (a.grace_ms > 600000) return ctx.usage_error("--grace must be 0..600000 (ms)");
+  if (a.timeout_ms < 1 || a.timeout_ms > 600000) return ctx.usage_error("--timeout must be 1..600000 (ms)");
   return ctx.finish(ctx.execute(a));
 }
 

@@ -43,6 +43,14 @@ void print_phase(const boost::json::object& p) {
   std::fflush(stdout);
 }
 
+// --fault of a move (--cpus, --memory, --device, --staged; cpu move has its
+// own copy): fail:STEP | host-exit-after:STEP, checked here so a typo is a
+// usage error (exit 2) rather than the daemon's "bad request".
+bool move_fault_ok(const std::string& f) {
+  return f.empty() || (f.rfind("fail:", 0) == 0 && f.size() > 5) ||
+         (f.rfind("host-exit-after:", 0) == 0 && f.size() > 16);
+}
+
 // --cpus LIST: grow or shrink the instance (running or not).
 int resize(Context& ctx, const po::variables_map& vm, double timeout_s) {
   if (vm.count("kernel") || vm.count("cmdline"))
@@ -57,6 +65,8 @@ int resize(Context& ctx, const po::variables_map& vm, double timeout_s) {
   a.cpus = *cpus;
   a.timeout_ms = static_cast<uint32_t>(std::lround(timeout_s * 1000));
   a.fault = vm["fault"].as<std::string>();
+  if (!move_fault_ok(a.fault))
+    return ctx.usage_error("--fault: '" + a.fault + "': with --cpus use fail:STEP or host-exit-after:STEP");
   return ctx.finish(ctx.execute(a));
 }
 
@@ -80,7 +90,7 @@ int resources(Context& ctx, const po::variables_map& vm, double timeout_s, const
         const std::size_t comma = std::min(arg.find(',', from), arg.size());
         const std::string item = arg.substr(from, comma - from);
         auto m = mk::MemorySpec::parse(item);
-        if (!m) return ctx.usage_error("--memory: '" + item + "': " + std::string(m.error().message()) +
+        if (!m) return ctx.usage_error("--memory: " + std::string(m.error().message()) +
                                        " (SIZE[@NODE] per region, e.g. --memory 64M,32M@0)");
         a.memory->push_back(*m);
         from = comma + 1;
@@ -99,6 +109,8 @@ int resources(Context& ctx, const po::variables_map& vm, double timeout_s, const
   }
   a.timeout_ms = static_cast<uint32_t>(std::lround(timeout_s * 1000));
   a.fault = vm["fault"].as<std::string>();
+  if (!move_fault_ok(a.fault))
+    return ctx.usage_error("--fault: '" + a.fault + "': with --memory/--device use fail:STEP or host-exit-after:STEP");
   return ctx.finish(ctx.execute(a));
 }
 
@@ -172,11 +184,28 @@ int cmd_update(Context& ctx) {
   if (vm.count("cmdline")) a.cmdline = vm["cmdline"].as<std::string>();
   a.timeout_ms = static_cast<uint32_t>(std::lround(s * 1000));
   a.fault = vm["fault"].as<std::string>();
-  if (!ctx.json()) std::printf("updating '%s'%s\n", a.name.c_str(), a.staged ? " in stages" : "");
-  auto on_progress = [&ctx](const boost::json::object& p) {
-    if (!ctx.json()) print_phase(p);
+  if (a.staged ? !move_fault_ok(a.fault)
+               : !a.fault.empty() && a.fault != "corrupt-package" && a.fault != "host-exit-after-freeze")
+    return ctx.usage_error("--fault: '" + a.fault + "': " +
+                           (a.staged ? "with --staged use fail:STEP or host-exit-after:STEP"
+                                     : "use corrupt-package or host-exit-after-freeze"));
+  // The header goes out with the first progress frame (or the result): a
+  // request refused before anything ran prints nothing on stdout.
+  bool header = ctx.json();
+  auto print_header = [&] {
+    if (header) return;
+    header = true;
+    std::printf("updating '%s'%s\n", a.name.c_str(), a.staged ? " in stages" : "");
+    std::fflush(stdout);
   };
-  return ctx.finish(ctx.execute(a, on_progress));
+  auto on_progress = [&ctx, &print_header](const boost::json::object& p) {
+    if (ctx.json()) return;
+    print_header();
+    print_phase(p);
+  };
+  mk::tools::rpc::Response r = ctx.execute(a, on_progress);
+  if (r.ok) print_header();
+  return ctx.finish(r);
 }
 
 }  // namespace mkctl
