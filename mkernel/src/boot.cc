@@ -1,5 +1,6 @@
 // The process backend's start recipe and the running-instance handle (see boot.h).
 #include "mkernel/boot.h"
+#include "mkernel/fault.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -209,6 +210,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
 
   // 1. cgroups (optional: reported, never required).
   CpuSet mems = nodes_as_set(inst, topo);
+  MK_TRY(fault::point("boot", "cgroup"));
   if (req.use_cgroups) {
     MK_TRY_ASSIGN(CgroupLayout layout, detect_cgroups(req.root));
     InstanceCgroup::Options co;
@@ -219,6 +221,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   }
 
   // 2. memory regions, 3. devices, 4. console.
+  MK_TRY(fault::point("boot", "memory"));
   for (std::size_t i = 0; i < inst.memory.size(); ++i) {
     std::string label = "mk-" + inst.name + "-mem" + std::to_string(i);
     MK_TRY_ASSIGN(RegionFd r, RegionFd::create(label, inst.memory[i].node, inst.memory[i].bytes, {}));
@@ -227,6 +230,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   }
   std::vector<OwnedFd> device_fds;
   std::vector<std::string> net_links;
+  MK_TRY(fault::point("boot", "devices"));
   for (const auto& d : inst.devices) {
     if (d.kind == DeviceKind::kNet) {
       net_links.push_back(d.target);
@@ -238,12 +242,14 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   MK_TRY_ASSIGN(ConsolePipe console, make_console_pipe());
 
   // 5. host channel (side A stays with the host).
+  MK_TRY(fault::point("boot", "channel"));
   ipi::ChannelConfig cfg{kHostRingSlots, 256 * 1024};
   MK_TRY_ASSIGN(ipi::Channel host_ch, ipi::Channel::create(cfg));
   MK_TRY_ASSIGN(ipi::ChannelFds ch_fds, host_ch.export_fds());
   MK_TRY_ASSIGN(auto hsock, handover_socketpair());
 
   // 6. boot tree, with the fd layout of manifest.h.
+  MK_TRY(fault::point("boot", "boot-tree"));
   BootOptions bo;
   bo.bootargs = req.image.cmdline;
   bo.init = req.image.init;
@@ -294,6 +300,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
     }
     return ok();
   };
+  MK_TRY(fault::point("boot", "spawn"));
   MK_TRY_ASSIGN(SpawnedProcess proc, spawn_confined(plan, argv, envp, so));
   run->pid_ = proc.pid;
   run->pidfd_ = std::move(proc.pidfd);
@@ -308,6 +315,7 @@ Result<std::unique_ptr<RunningInstance>> boot_instance(const Topology& topo, con
   for (const auto& g : run->guarantees_) run->record_.guarantees.push_back(to_line(g));
 
   // 8. the host's endpoint on the channel, watching the image.
+  MK_TRY(fault::point("boot", "endpoint"));
   MK_TRY(run->add_host_endpoint(std::move(host_ch)));
   return run;
 }
@@ -505,6 +513,7 @@ Result<abi::PingPeerReply> RunningInstance::ping_peer(uint32_t peer, uint32_t co
 }
 
 Result<abi::ReadyMsg> RunningInstance::wait_ready(std::chrono::milliseconds timeout) {
+  MK_TRY(fault::point("boot", "ready"));
   const auto end = Clock::now() + timeout;
   while (!ready_) {
     int st = 0;
@@ -548,10 +557,12 @@ Result<abi::StatsMsg> RunningInstance::stats(std::chrono::milliseconds timeout) 
 Result<abi::ShutdownReply> RunningInstance::shutdown(std::chrono::milliseconds grace, std::chrono::milliseconds timeout) {
   abi::ShutdownMsg m{static_cast<uint32_t>(grace.count()), 0};
   abi::ShutdownReply r{};
+  MK_TRY(fault::point("stop", "shutdown"));
   MK_TRY_ASSIGN(std::size_t n, ep_->request(inst_.id, abi::kMsgShutdown, std::as_bytes(std::span<abi::ShutdownMsg, 1>(&m, 1)),
                                             std::as_writable_bytes(std::span<abi::ShutdownReply, 1>(&r, 1)),
                                             timeout + grace));
   if (n != sizeof r) return MK_FAIL(EPROTO, "bad shutdown reply", "%zu bytes", n);
+  MK_TRY(fault::point("stop", "exit"));
   MK_TRY(wait_exit(timeout));
   end_ns_init();
   return r;
@@ -640,7 +651,8 @@ Result<void> RunningInstance::release() {
   if (cgroup_) {
     // Tenants die with the PID namespace when the image (its PID 1) exits;
     // give the kernel a moment to empty the cgroup before removing it.
-    Result<void> r = cgroup_->destroy();
+    Result<void> r = fault::point("stop", "release");
+    if (r) r = cgroup_->destroy();
     for (int i = 0; i < 100 && !r && r.error().code() == EBUSY; ++i) {
       ::usleep(10'000);
       r = cgroup_->destroy();

@@ -1,5 +1,6 @@
 // The host's side of an in-place live update (see live_update.h).
 #include "mkernel/live_update.h"
+#include "mkernel/fault.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -36,6 +37,14 @@ using update_step::old_step;
 using update_step::pidfd_gone;
 using update_step::runs_reaper;
 using update_step::step;
+
+// Runs `f` unless MKERNEL_FAULT fails the update step `name` first
+// (mkernel/fault.h): the injected error takes the step's own failure path.
+template <class F>
+auto at_point(std::string_view name, F&& f) -> decltype(f()) {
+  if (auto p = fault::point("update", name); !p) return p.error();
+  return f();
+}
 
 uint64_t preserved_bytes_of(std::span<const uint8_t> blob, Error* why) {
   auto parsed = handover::parse_kho_blob(blob);
@@ -299,14 +308,14 @@ struct Update {
     sr.console_write_fd = console_write.get();
     sr.ns_pidfd = old.pidfd();
     sr.ns_pid = old.pid();
-    auto s = boot_successor(topo, old, sr);
+    auto s = at_point("boot", [&] { return boot_successor(topo, old, sr); });
     if (!s) {
       out.cause = s.error();
       out.rollback = "successor did not start; old image untouched";
       return;
     }
     next = std::move(*s);
-    auto ready = next->run->wait_ready(req.timeout);
+    auto ready = at_point("ready", [&] { return next->run->wait_ready(req.timeout); });
     if (!ready) {
       out.cause = ready.error();
       kill_successor();
@@ -318,7 +327,7 @@ struct Update {
 
     // 2. prepare.
     t0 = Clock::now();
-    auto pr = old_request(abi::kMsgUpdatePrepare, "prepare", abi::kUpdateFlagPrecopy);
+    auto pr = at_point("prepare", [&] { return old_request(abi::kMsgUpdatePrepare, "prepare", abi::kUpdateFlagPrecopy); });
     if (!pr) {
       roll_back(pr.error());
       return;
@@ -330,7 +339,7 @@ struct Update {
     // outside the blackout (an old image without anything to send says -1).
     if (pr->fd >= 0) {
       t0 = Clock::now();
-      auto p = take_package(pr->fd, pre_fd, pre_held);
+      auto p = at_point("precopy", [&] { return take_package(pr->fd, pre_fd, pre_held); });
       if (!p) {
         roll_back(p.error());
         return;
@@ -352,7 +361,7 @@ struct Update {
     t0 = freeze_sent = Clock::now();
     in_blackout = true;
     set_state("frozen");
-    auto fr = old_request(abi::kMsgUpdateFreeze, "freeze");
+    auto fr = at_point("freeze", [&] { return old_request(abi::kMsgUpdateFreeze, "freeze"); });
     if (!fr) {
       roll_back(fr.error());
       return;
@@ -362,7 +371,7 @@ struct Update {
 
     // 4. transfer: the host takes the package and every fd it lists.
     t0 = Clock::now();
-    if (auto r = transfer(fr->fd); !r) {
+    if (auto r = at_point("transfer", [&] { return transfer(fr->fd); }); !r) {
       roll_back(r.error());
       return;
     }
@@ -381,7 +390,7 @@ struct Update {
       corrupt = std::move(*c);
       send_fd = corrupt.get();
     }
-    auto restored = hand_over(*next, send_fd);
+    auto restored = at_point("restore", [&] { return hand_over(*next, send_fd); });
     if (!restored) {
       roll_back(restored.error());
       return;

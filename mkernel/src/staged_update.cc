@@ -2,6 +2,7 @@
 // staged_update.h): the new image on CPUs of its own, the instance's parts
 // handed over one step at a time, the CPUs following, the old image retired.
 #include "mkernel/staged_update.h"
+#include "mkernel/fault.h"
 
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -102,6 +103,7 @@ class Staged {
     if (req_.abort_requested && req_.abort_requested())
       return MK_FAIL(ECANCELED, "staged update aborted", "on request, before step %s", name.c_str());
     if (req_.inject) MK_TRY(req_.inject(name));
+    MK_TRY(fault::point("staged", name));
     // The new image must still be there to take anything (a dead one would
     // let the old image retire with nothing serving the instance).
     if (new_ && (new_->exited() || pidfd_gone(new_->pidfd(), 0))) {
