@@ -29,6 +29,41 @@ namespace {
 // positional options have been specified on the command line").
 constexpr const char* kExtraArgs = "mkctl-extra-args";
 
+// Arguments travel to mkerneld as JSON strings, which must be UTF-8.
+bool valid_utf8(const std::string& s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 9;
+    if (n == 9 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4) || i + n >= s.size() + (n ? 0 : 1)) return false;
+    uint32_t cp = n == 0 ? c : c & (0x3f >> n);
+    for (std::size_t k = 1; k <= n; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// An argument as it can be printed: bytes that are not printable ASCII as \xNN.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char b[5];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    }
+  }
+  return out;
+}
+
 bool is_unsigned(const boost::any& v) {
   return v.type() == typeid(uint32_t) || v.type() == typeid(uint64_t) || v.type() == typeid(unsigned long) ||
          v.type() == typeid(uint16_t);
@@ -50,6 +85,10 @@ bool Context::parse(const po::options_description& desc, const po::positional_op
     exit_code = usage_error(message);
     return false;
   };
+  for (const auto& a : args_)
+    if (!valid_utf8(a))
+      return bad("argument '" + printable(a) + "' is not valid UTF-8 (mkctl passes names, paths and values to mkerneld as "
+                 "JSON text)");
   po::parsed_options parsed(&all);
   try {
     parsed = po::command_line_parser(args_).options(all).positional(with_extra).run();

@@ -53,6 +53,8 @@ int cmd_create(Context& ctx) {
     return ctx.usage_error("--kind, --numa and --spread go with --cpu-count, not --cpus");
   if (vm.count("id")) req.id = vm["id"].as<uint32_t>();
   for (const auto& m : memory) {
+    if (m.find(',') != std::string::npos)
+      return ctx.usage_error("--memory: '" + m + "': one SIZE[@NODE] per --memory (repeat the option: --memory 1G@0 --memory 1G@1)");
     auto s = mk::MemorySpec::parse(m);
     if (!s) return ctx.usage_error(std::string("--memory: ") + s.error().message());
     req.memory.push_back(*s);
