@@ -43,7 +43,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(sock_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-      refuse(mk::errno_error("cannot read peer credentials"), "");
+      refuse(mk::errno_error("cannot read peer credentials"), "", /*drain=*/true);
       return;
     }
     if (cred.uid != 0 && cred.uid != ::geteuid()) {
@@ -51,7 +51,7 @@ class Server::Session : public std::enable_shared_from_this<Session> {
           cred.pid, ::geteuid());
       refuse(MK_FAIL(EACCES, "permission denied", "uid %u may not control mkerneld (pid %d, owner uid %u)", cred.uid,
                      ::getpid(), ::geteuid()),
-             "run mkctl as root or as the daemon's user, or use your own MKERNEL_RUNTIME_DIR");
+             "run mkctl as root or as the daemon's user, or use your own MKERNEL_RUNTIME_DIR", /*drain=*/true);
       return;
     }
     if (*count_ > kMaxConnections) {
@@ -62,12 +62,44 @@ class Server::Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  // One failure response, then close.
-  void refuse(const mk::Error& e, std::string hint) {
+  // One failure response, then close. With `drain` (a refusal at accept,
+  // before the client's request was read) the connection is not closed at
+  // once: the client writes its request after connect(), and a socket
+  // closed under it fails that write with EPIPE, so the client reports
+  // "cannot send to mkerneld: Broken pipe" and never reads the refusal. The
+  // send side is shut down instead and what the client sends is read and
+  // dropped until it closes, for at most kDrainTime and a maximal request.
+  void refuse(const mk::Error& e, std::string hint, bool drain = false) {
     out_ = rpc::encode_response(rpc::Response::failure(e, std::move(hint))) + "\n";
     asio::async_write(sock_, asio::buffer(out_),
-                      [self = shared_from_this()](const boost::system::error_code&, std::size_t) {});
+                      [self = shared_from_this(), drain](const boost::system::error_code& ec, std::size_t) {
+                        if (ec || !drain) return;
+                        boost::system::error_code ignored;
+                        self->sock_.shutdown(stream::socket::shutdown_send, ignored);
+                        self->timer_.expires_after(kDrainTime);
+                        self->timer_.async_wait([weak = self->weak_from_this()](const boost::system::error_code& tec) {
+                          auto s = weak.lock();
+                          if (tec || !s) return;
+                          boost::system::error_code ig;
+                          s->sock_.close(ig);
+                        });
+                        self->drain(0);
+                      });
   }
+  void drain(std::size_t so_far) {
+    in_.resize(4096);
+    sock_.async_read_some(asio::buffer(in_), [self = shared_from_this(), so_far](const boost::system::error_code& ec,
+                                                                                  std::size_t n) {
+      if (ec || so_far + n > rpc::kMaxRequestBytes + 1) {
+        self->timer_.cancel();
+        boost::system::error_code ignored;
+        self->sock_.close(ignored);
+        return;
+      }
+      self->drain(so_far + n);
+    });
+  }
+  static constexpr std::chrono::milliseconds kDrainTime{1000};
 
   void read() {
     // A request must arrive whole within the timeout; the wait holds only a
