@@ -49,6 +49,9 @@ Result<DeviceSpec> fail_spec(std::string_view text, const char* why) {
 }  // namespace
 
 Result<DeviceSpec> DeviceSpec::parse(std::string_view text) {
+  // A NUL would end the name or path the kernel sees (open, ioctl) before
+  // the one key() compares: "file:/a\0x" would open /a unclaimed.
+  if (text.find('\0') != std::string_view::npos) return fail_spec(text, "contains a NUL byte");
   std::size_t colon = text.find(':');
   if (colon == std::string_view::npos) return fail_spec(text, "missing KIND: prefix");
   std::string_view kind = text.substr(0, colon), rest = text.substr(colon + 1);
