@@ -168,12 +168,25 @@ Status Endpoint::send_reply(PeerId peer, std::uint32_t corr, MessageKind kind,
   Peer* p = find(peer);
   if (!p) return Status(ENOENT);
   if (p->down) return Status(ECONNRESET);
+  if (p->reply_stalled && p->ch.tx_backlog() <= p->ch.region().slot_count() / 2) p->reply_stalled = false;
   Status s = p->ch.try_send(sys::kPing /* any valid type; responses match by id */, bytes, kind, corr);
   if (s.again()) {
+    // A peer that keeps sending requests and never reads the replies: one
+    // wait was enough, drop (a wait per reply would block this dispatch
+    // for reply_timeout times the requests in its ring).
+    if (p->reply_stalled) {
+      ++stats_.replies_dropped;
+      return s;
+    }
     // Reverse ring full: the requester drains it while it waits, so a short
     // bounded wait resolves it; never block indefinitely inside a handler.
     auto r = p->ch.send(sys::kPing, bytes, opts_.reply_timeout, kind, corr);
-    return r ? kOk : Status(r.error().code());
+    if (r) return kOk;
+    if (r.error().code() == ETIMEDOUT) {
+      p->reply_stalled = true;
+      ++stats_.replies_dropped;
+    }
+    return Status(r.error().code());
   }
   return s;
 }

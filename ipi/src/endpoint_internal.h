@@ -19,6 +19,9 @@ struct Endpoint::Peer {
   UniqueFd pidfd;
   pid_t pid = 0;
   bool down = false;
+  // A reply to it timed out on a full ring: replies are no longer waited
+  // for until it has read that ring down to half (Endpoint::send_reply).
+  bool reply_stalled = false;
 };
 
 struct Endpoint::Pending {

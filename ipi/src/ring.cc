@@ -126,6 +126,12 @@ std::uint64_t RingProducer::max_payload() const {
                                              : abi::kMaxSpanPayload;
 }
 
+std::uint64_t RingProducer::backlog() const {
+  const std::uint64_t t = shm_load<std::uint64_t>(&v_.control->consumer.tail, memory_order_acquire);
+  if (t - tail_cache_ > head_ - tail_cache_) return v_.slot_count;
+  return std::min<std::uint64_t>(head_ - t, v_.slot_count);
+}
+
 Status RingProducer::reserve(std::uint32_t nslots) {
   const std::uint64_t n = v_.slot_count;
   if (head_ + nslots - tail_cache_ <= n) return kOk;

@@ -182,6 +182,9 @@ class Channel {
   const RingStats& rx_stats() const { return rx_.stats(); }
   const ChannelStats& stats() const { return stats_; }
   Region& region() const { return *region_; }
+  // Our outgoing messages the peer has not taken yet, in slots (see
+  // RingProducer::backlog: a corrupt consumer index reads as a full ring).
+  std::uint64_t tx_backlog() const { return tx_.backlog(); }
   RingConsumer& consumer() { return rx_; }
   Doorbell& rx_doorbell() { return bell_rx_; }
 

@@ -33,6 +33,13 @@
 //      reply_buf: EMSGSIZE. Bad type: EINVAL. Duplicate peer/handler: EEXIST.
 //   6. Malformed traffic from a peer is counted in its channel's rx_stats and
 //      dropped; the remote error code of an error response is passed through.
+//   7. A peer that sends requests but does not read the replies (its ring
+//      toward it full): the first reply that finds the ring full waits up to
+//      reply_timeout; if it times out the peer is marked stalled and later
+//      replies to it are tried once and dropped (stats().replies_dropped)
+//      until it has read its ring down to half. So a dispatch pass never
+//      blocks for more than one reply_timeout per such peer (not one per
+//      request), and the peer just sees its own requests time out.
 #pragma once
 
 #include <sys/types.h>
@@ -72,6 +79,7 @@ struct EndpointStats {
   std::uint64_t bad_payload = 0;      // typed handler got the wrong size
   std::uint64_t timeouts = 0;
   std::uint64_t peers_down = 0;
+  std::uint64_t replies_dropped = 0;  // replies a peer's full ring could not take (unhappy path 7)
 };
 
 class Endpoint;

@@ -107,6 +107,10 @@ class RingProducer {
   std::uint32_t unpublished() const { return unpublished_; }
   std::uint64_t position() const { return head_; }
   std::uint64_t max_payload() const;
+  // Slots written and not yet taken by the consumer, from a fresh read of
+  // its shared `tail`; slot_count when that tail is impossible (ahead of our
+  // head: a scribbled index), so a corrupt peer looks full, never empty.
+  std::uint64_t backlog() const;
 
   // Take-over (Channel::take_over): recovers where the previous producer of
   // this direction stopped, from shared memory only. Reads, never writes.
