@@ -539,7 +539,13 @@ Result<abi::ReadyMsg> RunningInstance::wait_ready(std::chrono::milliseconds time
 Result<std::chrono::nanoseconds> RunningInstance::ping(std::size_t bytes, std::chrono::milliseconds timeout) {
   std::vector<std::byte> out(bytes, std::byte{0x5a}), in(std::max<std::size_t>(bytes, 1));
   auto t0 = Clock::now();
-  MK_TRY_ASSIGN(std::size_t n, ep_->request(inst_.id, abi::kMsgPing, out, in, timeout));
+  auto r = ep_->request(inst_.id, abi::kMsgPing, out, in, timeout);
+  if (!r) {  // say which instance: the ipi error names only the peer id
+    Error e = r.error();
+    const std::string why = e.message();
+    return e.set_detail("instance '%s' (pid %d): %s", inst_.name.c_str(), pid_, why.c_str());
+  }
+  const std::size_t n = *r;
   auto dt = Clock::now() - t0;
   if (n != bytes || !std::equal(out.begin(), out.end(), in.begin()))
     return MK_FAIL(EPROTO, "bad ping reply", "instance '%s' echoed %zu bytes, expected %zu", inst_.name.c_str(), n, bytes);
