@@ -1,6 +1,7 @@
 // Control protocol: Action <-> JSON, strict validation (see rpc_protocol.h).
 #include "rpc_protocol.h"
 
+#include <cmath>
 #include <set>
 
 namespace mk::tools::rpc {
@@ -490,11 +491,29 @@ std::string encode_progress(const json::object& progress) {
   return json::serialize(json::object{{"progress", progress}});
 }
 
+// Boost.JSON reads a number beyond a double's range (1e400) as infinity and
+// serializes it as `Infinity`, which is not JSON: a response or progress
+// frame holding one would make `mkctl --json` print what no reader parses.
+static bool finite_numbers(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_: return std::isfinite(v.get_double());
+    case json::kind::array:
+      for (const json::value& e : v.get_array())
+        if (!finite_numbers(e)) return false;
+      return true;
+    case json::kind::object:
+      for (const auto& kv : v.get_object())
+        if (!finite_numbers(kv.value())) return false;
+      return true;
+    default: return true;
+  }
+}
+
 std::optional<json::object> parse_progress(std::string_view line) {
   if (line.rfind("{\"progress\":", 0) != 0) return std::nullopt;
   boost::system::error_code ec;
   json::value v = json::parse(line, ec);
-  if (ec || !v.is_object()) return std::nullopt;
+  if (ec || !v.is_object() || !finite_numbers(v)) return std::nullopt;
   const json::value* p = v.get_object().if_contains("progress");
   if (!p || !p->is_object() || v.get_object().size() != 1) return std::nullopt;
   return p->get_object();
@@ -525,6 +544,7 @@ Result<Response> parse_response(std::string_view line) {
   boost::system::error_code ec;
   json::value v = json::parse(line, ec);
   if (ec) return MK_FAIL(EBADMSG, "bad response", "not JSON (%s)", ec.message().c_str());
+  if (!finite_numbers(v)) return MK_FAIL(EBADMSG, "bad response", "a number beyond a double's range");
   const json::object* o = v.if_object();
   const json::value* okv = o ? o->if_contains("ok") : nullptr;
   if (!okv || !okv->is_bool()) return MK_FAIL(EBADMSG, "bad response", "missing \"ok\"");
