@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace mk {
@@ -40,6 +41,34 @@ Result<void> copy_to_eof(int fd, int out_fd) {
   }
 }
 
+// Keeps only the last `max` bytes of `path` (a rotated log left by a run
+// with a larger bound): written to a temporary file renamed over it.
+Result<void> keep_tail(const std::string& path, uint64_t max) {
+  OwnedFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return errno == ENOENT ? ok() : errno_error("cannot open rotated console log");
+  struct stat st{};
+  if (::fstat(in.get(), &st) != 0) return errno_error("cannot stat rotated console log");
+  if (static_cast<uint64_t>(st.st_size) <= max) return ok();
+  const std::string tmp = path + ".trim";
+  OwnedFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!out) {
+    int e = errno;
+    return MK_FAIL(e, "cannot trim console log", "%s: %s", tmp.c_str(), std::strerror(e));
+  }
+  if (::lseek(in.get(), static_cast<off_t>(static_cast<uint64_t>(st.st_size) - max), SEEK_SET) < 0)
+    return errno_error("cannot seek in rotated console log");
+  if (auto c = copy_to_eof(in.get(), out.get()); !c) {
+    ::unlink(tmp.c_str());
+    return c;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return MK_FAIL(e, "cannot trim console log", "%s: %s", path.c_str(), std::strerror(e));
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<ConsolePipe> make_console_pipe() {
@@ -69,6 +98,10 @@ Result<ConsoleLog> ConsoleLog::create(std::string path, uint64_t max_bytes) {
   log.size_ = static_cast<uint64_t>(st.st_size);
   log.path_ = std::move(path);
   log.max_ = max_bytes;
+  // Files left by a run with a larger bound are brought under this one at
+  // once, so the bound holds from the start, not from the first rotation.
+  if (log.size_ > log.max_) MK_TRY(log.rotate());
+  MK_TRY(keep_tail(log.path_ + ".1", log.max_));
   return log;
 }
 
@@ -90,10 +123,27 @@ Result<void> ConsoleLog::rotate() {
 }
 
 Result<void> ConsoleLog::append(std::string_view data) {
+  if (lost_ > 0) {
+    // Output dropped while the log could not be written (disk full): say
+    // so where it is missing, once writing works again.
+    char note[128];
+    std::snprintf(note, sizeof note, "\n[console: %llu bytes lost: %s]\n", static_cast<unsigned long long>(lost_),
+                  std::strerror(lost_errno_));
+    std::string_view n(note);
+    if (size_ > 0 && size_ + n.size() > max_) MK_TRY(rotate());
+    MK_TRY(write_all(fd_.get(), n.data(), n.size(), path_.c_str()));
+    size_ += n.size();
+    lost_ = 0;
+  }
   // A single write larger than the bound keeps only its tail.
   if (data.size() > max_) data = data.substr(data.size() - max_);
   if (size_ > 0 && size_ + data.size() > max_) MK_TRY(rotate());
-  MK_TRY(write_all(fd_.get(), data.data(), data.size(), path_.c_str()));
+  if (auto w = write_all(fd_.get(), data.data(), data.size(), path_.c_str()); !w) {
+    // Part of it may be written: count what the file holds.
+    struct stat st{};
+    if (::fstat(fd_.get(), &st) == 0) size_ = static_cast<uint64_t>(st.st_size);
+    return w;
+  }
   size_ += data.size();
   return ok();
 }
@@ -114,7 +164,12 @@ Result<std::size_t> ConsoleLog::drain(int fd, bool* eof) {
       return total;
     }
     total += static_cast<std::size_t>(n);
-    MK_TRY(append(std::string_view(buf, static_cast<std::size_t>(n))));
+    // A write that fails (disk full) loses this output but never stops the
+    // draining: the image must not block on a full console pipe.
+    if (auto a = append(std::string_view(buf, static_cast<std::size_t>(n))); !a) {
+      lost_ += static_cast<uint64_t>(n);
+      lost_errno_ = a.error().code();
+    }
   }
 }
 

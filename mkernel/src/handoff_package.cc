@@ -8,11 +8,38 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "ipi/fd_passing.h"
 
 namespace mk {
+
+namespace {
+
+// Written once at start, read by updates (the same thread in mkerneld).
+std::atomic<uint32_t> g_max_fds{abi::kMaxHandoffFds};
+std::atomic<uint64_t> g_max_blob{abi::kMaxHandoffBlobBytes};
+std::atomic<const char*> g_raise_fds{nullptr};
+std::atomic<const char*> g_raise_blob{nullptr};
+
+}  // namespace
+
+Result<void> set_handoff_limits(const HandoffLimits& l) {
+  if (l.max_fds > abi::kMaxHandoffFds)
+    return MK_FAIL(EINVAL, "bad handoff limit", "%u fds, the ABI allows at most %u", l.max_fds, abi::kMaxHandoffFds);
+  if (l.max_blob_bytes == 0 || l.max_blob_bytes > abi::kMaxHandoffBlobBytes)
+    return MK_FAIL(EINVAL, "bad handoff limit", "blob of %llu bytes, the ABI allows 1..%llu",
+                   static_cast<unsigned long long>(l.max_blob_bytes),
+                   static_cast<unsigned long long>(abi::kMaxHandoffBlobBytes));
+  g_max_fds = l.max_fds;
+  g_max_blob = l.max_blob_bytes;
+  g_raise_fds = l.raise_fds;
+  g_raise_blob = l.raise_blob;
+  return ok();
+}
+
+HandoffLimits handoff_limits() { return {g_max_fds.load(), g_max_blob.load(), g_raise_fds.load(), g_raise_blob.load()}; }
 
 std::span<const uint8_t> HandoffPackage::blob() const {
   const uint64_t off = abi::handoff_blob_offset(header.fd_count);
@@ -40,6 +67,14 @@ Result<HandoffPackage> parse_handoff_package(std::span<const uint8_t> bytes, uin
     return MK_FAIL(E2BIG, "bad handoff package", "blob of %llu bytes, at most %llu",
                    static_cast<unsigned long long>(h.blob_bytes),
                    static_cast<unsigned long long>(abi::kMaxHandoffBlobBytes));
+  const HandoffLimits lim = handoff_limits();
+  if (h.fd_count > lim.max_fds)
+    return MK_FAIL(E2BIG, "handoff package over a limit", "%u preserved fds, the limit is %u (raise it: %s)",
+                   h.fd_count, lim.max_fds, lim.raise_fds ? lim.raise_fds : "it is the ABI's maximum");
+  if (h.blob_bytes > lim.max_blob_bytes)
+    return MK_FAIL(E2BIG, "handoff package over a limit", "handover blob of %llu bytes, the limit is %llu (raise it: %s)",
+                   static_cast<unsigned long long>(h.blob_bytes), static_cast<unsigned long long>(lim.max_blob_bytes),
+                   lim.raise_blob ? lim.raise_blob : "it is the ABI's maximum");
   const uint64_t want = abi::handoff_size(h.fd_count, h.blob_bytes);
   if (bytes.size() != want)
     return MK_FAIL(EBADMSG, "bad handoff package", "%zu bytes, the header says %llu (%u fds, %llu-byte blob)",

@@ -64,18 +64,60 @@ Result<void> make_dirs(const std::string& d) {
   return make_dir(d);
 }
 
+// "ENOSPC" for ENOSPC (glibc), the number otherwise.
+std::string errno_name(int e) {
+  if (const char* n = strerrorname_np(e)) return n;
+  return "errno " + std::to_string(e);
+}
+
+// What to do about a failed write of `path`, by errno: the part of the
+// message a user acts on.
+const char* write_advice(int e) {
+  switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+      return "the disk holding it is full: free space there (df) and retry; the previous file is intact";
+    case EROFS:
+      return "its file system is read-only: remount it read-write (or use another MKERNEL_RUNTIME_DIR) and retry; "
+             "the previous file is intact";
+    case EACCES:
+    case EPERM:
+      return "no permission to write there; the previous file is intact";
+    default:
+      return "the previous file is intact";
+  }
+}
+
+Error write_error(int e, const char* what, const std::string& path) {
+  return Error(e, what).set_detail("%s: %s (%s): %s", path.c_str(), strerror(e), errno_name(e).c_str(),
+                                   write_advice(e));
+}
+
 Result<void> write_all(int fd, const std::string& data, const std::string& path) {
   std::size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      return Error(e, "cannot write state").set_detail("%s: %s", path.c_str(), strerror(e));
+      return write_error(errno, "cannot write state", path);
     }
     off += static_cast<std::size_t>(n);
   }
   return ok();
+}
+
+// "line L, column C" of byte `off` in `text`.
+std::string where_in(std::string_view text, std::size_t off) {
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < off && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(col) + " (byte " + std::to_string(off) + ")";
 }
 
 }  // namespace
@@ -112,7 +154,7 @@ Result<StateStore> StateStore::open(const std::string& dir, const std::string& t
   if (s.lock_fd_ < 0) {
     int e = errno;
     if (mode == Mode::Read && e == ENOENT) return s;  // read-only dir without a lock: nothing stored
-    return Error(e, "cannot open lock file").set_detail("%s: %s", lock.c_str(), strerror(e));
+    return write_error(e, "cannot open lock file", lock);
   }
   // Serializes concurrent mkctl calls: readers share, writers are alone.
   while (::flock(s.lock_fd_, mode == Mode::Write ? LOCK_EX : LOCK_SH) != 0) {
@@ -147,38 +189,49 @@ Result<Partition> StateStore::load() const {
   ::close(fd);
   auto p = partition_from_json_text(text, topology_source_);
   if (!p) {
-    return MK_FAIL(EBADMSG, "corrupt state file",
-                   "%s: %s. It was left untouched; move it away to start over", path_.c_str(),
-                   p.error().message());
+    return MK_FAIL(EBADMSG, "corrupt state file", "%s: %s (left untouched: move it aside to start afresh, or restore a good copy)",
+                   path_.c_str(), p.error().message());
   }
   return p;
 }
 
 Result<void> write_file_atomic(const std::string& path, const std::string& text) {
+  // Errors name `path` (the file the user knows), not the temporary name.
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int e = errno;
-    return Error(e, "cannot write state").set_detail("%s: %s", tmp.c_str(), strerror(e));
-  }
-  auto w = write_all(fd, text, tmp);
-  if (w && ::fsync(fd) != 0) w = errno_error("cannot fsync state");
-  ::close(fd);
-  if (w && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    w = Error(e, "cannot replace state").set_detail("%s: %s", path.c_str(), strerror(e));
-  }
+  if (fd < 0) return write_error(errno, "cannot write state", path);
+  auto w = write_all(fd, text, path);
+  if (w && ::fsync(fd) != 0) w = write_error(errno, "cannot write state", path);
+  if (::close(fd) != 0 && w) w = write_error(errno, "cannot write state", path);
+  if (w && ::rename(tmp.c_str(), path.c_str()) != 0) w = write_error(errno, "cannot replace state", path);
   if (!w) {
     ::unlink(tmp.c_str());
     return w;
   }
   // The rename is durable only once the directory entry is.
   std::string parent = path.substr(0, path.find_last_of('/'));
+  if (parent.empty()) parent = "/";
   if (int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
   return ok();
+}
+
+Result<std::string> move_aside(const std::string& path) {
+  // Never over an earlier copy: NAME.corrupt, else NAME.corrupt.1, .2, ...
+  for (int i = 0; i < 1000; ++i) {
+    std::string to = path + ".corrupt" + (i ? "." + std::to_string(i) : "");
+    // link + unlink: unlike rename, link never replaces an existing file.
+    if (::link(path.c_str(), to.c_str()) == 0) {
+      ::unlink(path.c_str());
+      return to;
+    }
+    if (errno == EEXIST) continue;
+    int e = errno;
+    return Error(e, "cannot move a corrupt file aside").set_detail("%s -> %s: %s", path.c_str(), to.c_str(), strerror(e));
+  }
+  return MK_FAIL(EEXIST, "cannot move a corrupt file aside", "%s: 1000 earlier copies exist", path.c_str());
 }
 
 Result<void> StateStore::save(const Partition& p) const {
@@ -198,8 +251,14 @@ std::string partition_to_json_text(const Partition& p, const std::string& topolo
 Result<Partition> partition_from_json_text(std::string_view text, const std::string& expected_source) {
   if (text.size() > kMaxStateBytes) return MK_FAIL(EBADMSG, "bad JSON", "larger than 16 MiB");
   boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return MK_FAIL(EBADMSG, "bad JSON", "not JSON (%s)", ec.message().c_str());
+  json::stream_parser parser;
+  std::size_t used = parser.write(text.data(), text.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return MK_FAIL(EBADMSG, "bad JSON", "not JSON: %s at %s%s", ec.message().c_str(),
+                   where_in(text, used).c_str(), used >= text.size() ? " (truncated?)" : "");
+  }
+  json::value v = parser.release();
   if (!v.is_object()) return MK_FAIL(EBADMSG, "bad JSON", "top level is not an object");
   const auto& o = v.get_object();
   const json::value* fmt = o.if_contains("format");
@@ -220,16 +279,29 @@ Result<Partition> partition_from_json_text(std::string_view text, const std::str
   if (!p.has_pool && !insts->get_array().empty())
     return MK_FAIL(EBADMSG, "bad JSON", "instances without a pool");
   std::set<std::string> devices;
+  std::size_t index = 0;
   for (const auto& iv : insts->get_array()) {
-    MK_TRY_ASSIGN(Instance inst, instance_from_json(iv));
+    auto parsed = instance_from_json(iv);
+    if (!parsed) {
+      const json::value* n = iv.is_object() ? iv.get_object().if_contains("name") : nullptr;
+      std::string who = n && n->is_string() ? " ('" + std::string(n->get_string()).substr(0, 40) + "')" : "";
+      return MK_FAIL(EBADMSG, "bad JSON", "instances[%zu]%s: %s", index, who.c_str(), parsed.error().message());
+    }
+    ++index;
+    Instance inst = std::move(*parsed);
     // Invariants a valid state always holds; a violation means corruption.
     if (p.find(inst.name)) return MK_FAIL(EBADMSG, "bad JSON", "instance name '%s' twice", inst.name.c_str());
     if (p.find_id(inst.id)) return MK_FAIL(EBADMSG, "bad JSON", "instance id %u twice", inst.id);
     if (!inst.cpus.is_subset_of(p.pool.cpus))
       return MK_FAIL(EBADMSG, "bad JSON", "instance '%s' has cpus outside the pool", inst.name.c_str());
-    if (inst.cpus.intersects(p.used_cpus()))
-      return MK_FAIL(EBADMSG, "bad JSON", "cpu %s owned by two instances",
-                     (inst.cpus & p.used_cpus()).to_string().c_str());
+    if (inst.cpus.intersects(p.used_cpus())) {
+      const mk::CpuSet both = inst.cpus & p.used_cpus();
+      std::string other = "?";
+      for (const auto& o : p.instances)
+        if (o.cpus.intersects(both)) other = o.name;
+      return MK_FAIL(EBADMSG, "bad JSON", "cpu %s owned by two instances ('%s' and '%s')", both.to_string().c_str(),
+                     other.c_str(), inst.name.c_str());
+    }
     for (const auto& d : inst.devices)
       if (!devices.insert(d.key()).second)
         return MK_FAIL(EBADMSG, "bad JSON", "device %s owned twice", d.to_string().c_str());

@@ -43,8 +43,13 @@ std::string runtime_dir();
 Result<void> make_runtime_dir(const std::string& dir);
 
 // Writes `text` to `path` atomically and durably (temporary file, fsync,
-// rename, fsync of the directory). Returns: the errno of the step that failed.
+// rename, fsync of the directory). On failure the temporary file is removed
+// and `path` is as it was. Returns: the errno of the step that failed, the
+// message naming `path`, the errno's name (ENOSPC, EROFS) and what to do.
 Result<void> write_file_atomic(const std::string& path, const std::string& text);
+// Moves a corrupt file aside, never over an earlier copy: PATH.corrupt, or
+// PATH.corrupt.N when that exists. Returns: the new name; errno of link.
+Result<std::string> move_aside(const std::string& path);
 
 class StateStore {
  public:

@@ -27,7 +27,7 @@
 // on a full console). 3. the log is rotated while following: the rest of
 // the old file is printed, then the new one from its start.
 //
-// Returns: create: errno of open. append/drain: errno of write/read/rename.
+// Returns: create: errno of open. append: errno of write/rename. drain: errno of read.
 // read_console: ENOENT when no log exists. follow_console: errno of
 // open/read/write/poll (EPIPE when the reader went away).
 #pragma once
@@ -52,13 +52,22 @@ Result<ConsolePipe> make_console_pipe();
 
 class ConsoleLog {
  public:
+  // Opens (appends to) `path`. Files left larger than max_bytes (by a run
+  // with a larger bound) are brought under it here: `path` is rotated and
+  // "<path>.1" keeps only its last max_bytes, so from now on the two files
+  // never hold more than 2 * max_bytes together.
   static Result<ConsoleLog> create(std::string path, uint64_t max_bytes = kConsoleLogMax);
 
   // Appends, rotating to "<path>.1" first when the file would pass max_bytes.
   Result<void> append(std::string_view data);
   // Reads what is available on nonblocking `fd` into the log. Returns the
-  // bytes read; *eof is set when every writer has closed the pipe.
+  // bytes read; *eof is set when every writer has closed the pipe. Output
+  // that cannot be written (ENOSPC) is dropped, the pipe still drained; the
+  // next write that works is preceded by "[console: N bytes lost: ...]".
+  // Returns: errno of read only.
   Result<std::size_t> drain(int fd, bool* eof);
+  // Bytes dropped since the last successful write.
+  uint64_t lost() const { return lost_; }
 
   const std::string& path() const { return path_; }
   uint64_t max_bytes() const { return max_; }
@@ -69,6 +78,8 @@ class ConsoleLog {
   std::string path_;
   uint64_t max_ = kConsoleLogMax;
   uint64_t size_ = 0;
+  uint64_t lost_ = 0;
+  int lost_errno_ = 0;
   OwnedFd fd_;
 };
 

@@ -29,12 +29,27 @@ struct HandoffPackage {
   std::span<const uint8_t> blob() const;
 };
 
+// Limits the host puts on a package below the ABI caps (mkerneld's
+// --max-handoff-fds and --max-handoff-blob). Process-wide, set once at
+// start (before any update runs); `raise_fds`/`raise_blob` name how to raise
+// each (a static string, nullptr: the ABI cap, which cannot be raised).
+struct HandoffLimits {
+  uint32_t max_fds = abi::kMaxHandoffFds;
+  uint64_t max_blob_bytes = abi::kMaxHandoffBlobBytes;
+  const char* raise_fds = nullptr;
+  const char* raise_blob = nullptr;
+};
+// Returns: EINVAL when a limit is above its ABI cap (or the blob limit 0).
+Result<void> set_handoff_limits(const HandoffLimits& l);
+HandoffLimits handoff_limits();
+
 // Checks a package: size at least a header, magic, version, reserved 0,
 // fd_count <= kMaxHandoffFds, blob 1..kMaxHandoffBlobBytes, the exact size
 // handoff_size(), every source fd in 0..65535, and the update id.
 // Returns: EBADMSG (short, wrong size, magic, reserved, blob size 0, fd
 // number out of range, another update's id), EPROTONOSUPPORT (version),
-// E2BIG (too many fds, blob above the cap).
+// E2BIG (too many fds, blob above the cap or above handoff_limits(): the
+// message names the limit and how to raise it).
 Result<HandoffPackage> parse_handoff_package(std::span<const uint8_t> bytes, uint32_t update_id);
 // Reads the package memfd (at most the largest valid size) and parses it.
 // Returns: parse_handoff_package's codes, E2BIG for a larger file, errno of
