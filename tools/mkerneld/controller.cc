@@ -14,6 +14,8 @@ namespace mkerneld {
 namespace rpc = mk::tools::rpc;
 using mk::tools::StateStore;
 
+const char* const kLimitsHint = "limits are read when mkerneld starts (mkctl host stop, then any mkctl command)";
+
 Controller::Controller(std::string dir, mk::SysRoot sysroot, mk::Topology topo, mk::Partition part,
                        boost::asio::io_context& io)
     : dir_(std::move(dir)),
@@ -24,7 +26,7 @@ Controller::Controller(std::string dir, mk::SysRoot sysroot, mk::Topology topo, 
       supervisor_(io, sysroot_, [this](const ProcessExit& ex) { on_exit(ex); }) {}
 
 mk::Result<std::unique_ptr<Controller>> Controller::create(std::string runtime_dir, mk::SysRoot sysroot,
-                                                           boost::asio::io_context& io) {
+                                                           boost::asio::io_context& io, Limits limits) {
   // The live machine as mkctl sees it: hwloc plus the virtual interfaces
   // sysfs lists. Read once; a hot-plugged device needs a daemon restart.
   MK_TRY_ASSIGN(mk::Topology topo, mk::load_topology_live());
@@ -36,6 +38,7 @@ mk::Result<std::unique_ptr<Controller>> Controller::create(std::string runtime_d
   }
   std::unique_ptr<Controller> c(
       new Controller(std::move(runtime_dir), std::move(sysroot), std::move(topo), std::move(part), io));
+  c->limits_ = std::move(limits);
   c->apply_host_affinity();
   c->load_last_updates();  // before adopt_all(): it may record an interrupted update
   c->adopt_all();
@@ -86,9 +89,18 @@ rpc::Response Controller::handle(const rpc::Action& action, const Progress& prog
 rpc::Response Controller::change(const rpc::Action& action) {
   // Validate and change a copy, persist it, and only then make it current.
   mk::Partition work = part_;
+  if (std::holds_alternative<rpc::CreateAction>(action)) {
+    // One too many is refused before the placement is even tried.
+    work.instances.emplace_back();
+    auto l = check_instance_limit(work);
+    work.instances.pop_back();
+    if (!l) return rpc::Response::failure(l.error(), std::string(mk::tools::failure_hint(action)) + "; " + kLimitsHint);
+  }
   bool changed = false;
   rpc::Response r = mk::tools::apply_partition_action(action, {topo_, sysroot_, "live"}, work, changed);
   if (!r.ok || !changed) return r;
+  if (auto l = check_instance_limit(work); !l)
+    return rpc::Response::failure(l.error(), std::string(mk::tools::failure_hint(action)) + "; " + kLimitsHint);
   if (auto s = persist(work); !s) return rpc::Response::failure(s.error(), mk::tools::failure_hint(action));
   part_ = std::move(work);
   if (std::holds_alternative<rpc::InitAction>(action)) apply_host_affinity();
@@ -98,6 +110,25 @@ rpc::Response Controller::change(const rpc::Action& action) {
 mk::Result<void> Controller::persist(const mk::Partition& p) const {
   MK_TRY_ASSIGN(StateStore store, StateStore::open(dir_, "live", StateStore::Mode::Write));
   return store.save(p);
+}
+
+mk::Result<void> Controller::check_instance_limit(const mk::Partition& work) const {
+  // Only growth is refused: a partition already above a lowered limit can
+  // still shrink.
+  if (work.instances.size() <= limits_.max_instances || work.instances.size() <= part_.instances.size()) return mk::ok();
+  return MK_FAIL(EDQUOT, "instance limit reached",
+                 "%zu instances would exist, the limit is %u: raise max_instances (mkerneld --max-instances N, or "
+                 "in %s/limits.json)",
+                 work.instances.size(), limits_.max_instances, dir_.c_str());
+}
+
+void Controller::set_aside(const std::string& path, const std::string& problem, const std::string& advice) {
+  auto to = mk::tools::move_aside(path);
+  std::string w = path + " is corrupt (" + problem + "): ";
+  w += to ? "moved aside to " + *to : "could not be moved aside (" + to.error().to_string() + ")";
+  if (!advice.empty()) w += "; " + advice;
+  log("%s", w.c_str());
+  warnings_.push_back(std::move(w));
 }
 
 std::string Controller::console_path(const std::string& name) const { return dir_ + "/console/" + name + ".log"; }
@@ -124,11 +155,20 @@ rpc::Response Controller::status() const {
                           {"uptime_s", up},
                           {"instances", part_.instances.size()},
                           {"instances_running", live_.size()},
-                          {"has_pool", part_.has_pool}};
-  return rpc::Response::success(std::move(doc), "mkerneld running: pid " + std::to_string(::getpid()) + ", " +
-                                                    dir_ + ", up " + std::to_string(up) + " s, " +
-                                                    std::to_string(part_.instances.size()) + " instance(s), " +
-                                                    std::to_string(live_.size()) + " running\n");
+                          {"has_pool", part_.has_pool},
+                          {"limits", limits_.to_json()}};
+  boost::json::array warnings;
+  for (const auto& w : warnings_) warnings.emplace_back(w);
+  doc["warnings"] = std::move(warnings);
+  std::string text = "mkerneld running: pid " + std::to_string(::getpid()) + ", " + dir_ + ", up " +
+                     std::to_string(up) + " s, " + std::to_string(part_.instances.size()) + " instance(s), " +
+                     std::to_string(live_.size()) + " running\n";
+  text += "  limits (" + limits_.source + "): " + std::to_string(limits_.max_instances) + " instances, " +
+          std::to_string(limits_.max_channels_per_instance) + " channels per instance, " +
+          std::to_string(limits_.max_handoff_fds) + " handoff fds, " + std::to_string(limits_.max_handoff_blob) +
+          "-byte handoff blob, " + std::to_string(limits_.max_console_log) + "-byte console log\n";
+  for (const auto& w : warnings_) text += "  warning: " + w + "\n";
+  return rpc::Response::success(std::move(doc), std::move(text));
 }
 
 }  // namespace mkerneld

@@ -65,11 +65,15 @@
 #include "mkernel/partition.h"
 #include "mkernel/sysroot.h"
 #include "mkernel/topology.h"
+#include "daemon_limits.h"
 #include "rpc_protocol.h"
 #include "supervisor.h"
 #include "update_state.h"
 
 namespace mkerneld {
+
+// The hint of a refusal by a limit (daemon_limits.h).
+extern const char* const kLimitsHint;
 
 // ENOENT "no such instance", listing the instances there are.
 mk::Error no_such_instance(const mk::Partition& part, const std::string& name);
@@ -83,7 +87,7 @@ class Controller {
   using Progress = std::function<void(const boost::json::object&)>;
 
   static mk::Result<std::unique_ptr<Controller>> create(std::string runtime_dir, mk::SysRoot sysroot,
-                                                        boost::asio::io_context& io);
+                                                        boost::asio::io_context& io, Limits limits = {});
   ~Controller();  // detaches every running instance: they keep running
 
   mk::tools::rpc::Response handle(const mk::tools::rpc::Action& action, const Progress& progress = {});
@@ -93,6 +97,10 @@ class Controller {
   void set_client_gone(std::function<bool()> f) { client_gone_ = std::move(f); }
   const mk::Partition& partition() const { return part_; }
   std::size_t running() const { return live_.size(); }
+  const Limits& limits() const { return limits_; }
+  // Problems found at start that did not stop it (corrupt journals moved
+  // aside): logged, and listed by host status under "warnings".
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   // A running instance as the daemon holds it.
@@ -120,6 +128,12 @@ class Controller {
   mk::tools::rpc::Response change(const mk::tools::rpc::Action& action);
   mk::tools::rpc::Response status() const;
   mk::Result<void> persist(const mk::Partition& p) const;
+  // The instance limit (daemon_limits.h) for a partition action's result `work`.
+  mk::Result<void> check_instance_limit(const mk::Partition& work) const;
+  // A journal or record at `path` that cannot be used: moved aside (never
+  // over an earlier copy), logged and kept as a warning naming the copy,
+  // `problem` and `advice` (what the user should check or do).
+  void set_aside(const std::string& path, const std::string& problem, const std::string& advice);
   std::string console_path(const std::string& name) const;
   void apply_host_affinity() const;
 
@@ -181,7 +195,10 @@ class Controller {
   // Returns: EBUSY (it is stopping).
   mk::Result<mk::CpuHolder> cpu_holder(const mk::Instance& inst);
   mk::CpuChangeOptions cpu_options(uint32_t timeout_ms, const std::string& fault, uint32_t op_id);
-  void write_cpu_journal(uint32_t op_id, const std::vector<const mk::Instance*>& insts, const mk::CpuSet& touched);
+  // Returns: write_file_atomic's error (the move is then refused: without
+  // its journal a restarted daemon could not put the CPUs back).
+  mk::Result<void> write_cpu_journal(uint32_t op_id, const std::vector<const mk::Instance*>& insts,
+                                     const mk::CpuSet& touched);
   mk::tools::rpc::Response commit_cpus(const std::vector<std::pair<std::string, mk::CpuSet>>& sets,
                                        const std::function<void()>& undo, boost::json::object doc, std::string text);
 
@@ -216,6 +233,8 @@ class Controller {
   mk::tools::rpc::Response top(const mk::tools::rpc::TopAction& a);
 
   std::string dir_;
+  Limits limits_;
+  std::vector<std::string> warnings_;
   mk::SysRoot sysroot_;
   mk::Topology topo_;
   mk::Partition part_;

@@ -102,13 +102,16 @@ mk::CpuChangeOptions Controller::cpu_options(uint32_t timeout_ms, const std::str
   return o;
 }
 
-void Controller::write_cpu_journal(uint32_t op_id, const std::vector<const Instance*>& insts,
-                                   const mk::CpuSet& touched) {
+mk::Result<void> Controller::write_cpu_journal(uint32_t op_id, const std::vector<const Instance*>& insts,
+                                               const mk::CpuSet& touched) {
   json::array a;
   for (const Instance* i : insts) a.push_back(json::object{{"name", i->name}, {"cpus_before", i->cpus.to_string()}});
   json::object j{{"op_id", op_id}, {"instances", std::move(a)}, {"touched", touched.to_string()}};
-  if (auto w = mk::tools::write_file_atomic(cpu_journal_path(), json::serialize(j) + "\n"); !w)
+  if (auto w = mk::tools::write_file_atomic(cpu_journal_path(), json::serialize(j) + "\n"); !w) {
     log("cpu move %u: cannot write the journal: %s", op_id, w.error().to_string().c_str());
+    return w;
+  }
+  return mk::ok();
 }
 
 // After the library succeeded: the partition and the running instances take
@@ -150,7 +153,10 @@ rpc::Response Controller::cpu_move(const rpc::CpuMoveAction& a) {
   if (!to) return rpc::Response::failure(to.error(), "nothing was changed");
   const uint32_t op_id = next_update_id_++;
   const bool live = from->ep || to->ep;
-  if (live) write_cpu_journal(op_id, {&fi, &ti}, mk::CpuSet::of({a.cpu}));
+  if (live) {
+    if (auto j = write_cpu_journal(op_id, {&fi, &ti}, mk::CpuSet::of({a.cpu})); !j)
+      return rpc::Response::failure(j.error(), "nothing was changed");
+  }
   log("cpu move %u: CPU %u from %s to %s", op_id, a.cpu, a.from.c_str(), a.to.c_str());
   const mk::CpuChangeOptions opts = cpu_options(a.timeout_ms, a.fault, op_id);
   auto r = mk::move_cpu(topo_, sysroot_, *from, *to, a.cpu, opts);
@@ -196,7 +202,10 @@ rpc::Response Controller::resize(const rpc::ResizeAction& a) {
   const mk::CpuSet before = inst.cpus;
   const uint32_t op_id = next_update_id_++;
   const mk::CpuSet touched = (before - a.cpus) | (a.cpus - before);
-  if (h->ep) write_cpu_journal(op_id, {&inst}, touched);
+  if (h->ep) {
+    if (auto j = write_cpu_journal(op_id, {&inst}, touched); !j)
+      return rpc::Response::failure(j.error(), "nothing was changed");
+  }
   log("cpu resize %u: %s %s -> %s", op_id, a.name.c_str(), before.to_string().c_str(), a.cpus.to_string().c_str());
   const mk::CpuChangeOptions opts = cpu_options(a.timeout_ms, a.fault, op_id);
   auto r = mk::resize_cpus(topo_, sysroot_, *h, a.cpus, opts);
@@ -247,10 +256,13 @@ void Controller::recover_cpu_moves() {
   auto touched = touched_v && touched_v->is_string() ? mk::CpuSet::parse(std::string(touched_v->get_string()))
                                                      : mk::Result<mk::CpuSet>(MK_FAIL(EBADMSG, "no touched", "-"));
   if (!insts || !insts->is_array() || !touched) {
-    log("cpu move journal %s is corrupt (moved aside): the CPUs of the instances it named may need `mkctl update "
-        "NAME --cpus`",
-        path.c_str());
-    ::rename(path.c_str(), (path + ".corrupt").c_str());
+    const std::string problem = ec                ? "not JSON: " + ec.message()
+                                : !o              ? std::string("not a JSON object")
+                                : !insts || !insts->is_array() ? std::string("'instances': expected an array")
+                                                  : std::string("'touched': expected a cpu list");
+    set_aside(path, problem,
+              "a CPU move was interrupted: check each running instance's CPUs (mkctl show) and set them with "
+              "`mkctl update NAME --cpus LIST`");
     return;
   }
   for (const json::value& e : insts->get_array()) {

@@ -235,6 +235,15 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
     forget_created();
     return rpc::Response::failure(peers.error(), "nothing was started");
   }
+  if (peers->size() > limits_.max_channels_per_instance) {
+    forget_created();
+    return rpc::Response::failure(
+        MK_FAIL(EDQUOT, "channel limit reached",
+                "'%s' would get %zu IPI channels to other instances, the limit is %u: raise "
+                "max_channels_per_instance (mkerneld --max-channels-per-instance N, or in %s/limits.json)",
+                a.name.c_str(), peers->size(), limits_.max_channels_per_instance, dir_.c_str()),
+        std::string("nothing was started; ") + kLimitsHint);
+  }
   mk::BootRequest req;
   req.instance = *cur;
   req.image = {im.path, im.cmdline, im.init, im.uid, im.gid};
@@ -243,7 +252,8 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
 
   // Console log first, so even a boot that fails leaves its last words.
   ::mkdir((dir_ + "/console").c_str(), 0700);
-  auto log_file = mk::ConsoleLog::create(console_path(a.name));
+  // The two files (NAME.log, NAME.log.1) together stay within the limit.
+  auto log_file = mk::ConsoleLog::create(console_path(a.name), limits_.max_console_log / 2);
   if (!log_file) {
     forget_created();
     return rpc::Response::failure(log_file.error(), "nothing was started");
@@ -566,7 +576,13 @@ void Controller::adopt_all() {
           auto r = mk::restore_host_tasks(sysroot_, evicted, mk::CpuSet{});
           log("%s: host tasks given back: %zu restored, %zu left", inst.name.c_str(), r.restored, r.skipped);
         }
-        ::unlink(evicted_path(dir_, inst.name).c_str());
+        if (!why.empty()) {
+          set_aside(evicted_path(dir_, inst.name), why,
+                    "host tasks " + inst.name + " moved off its CPUs were not given back: check their affinity "
+                    "(taskset -p PID)");
+        } else {
+          ::unlink(evicted_path(dir_, inst.name).c_str());
+        }
         if (auto layout = mk::detect_cgroups(sysroot_)) {
           if (auto cg = mk::InstanceCgroup::open_existing(sysroot_, *layout, inst.name)) (void)cg->destroy();
         }
@@ -579,7 +595,11 @@ void Controller::adopt_all() {
     ::mkdir((dir_ + "/console").c_str(), 0700);
     Live& live = live_[inst.name];
     live.run = std::move(*run);
-    if (auto lf = mk::ConsoleLog::create(console_path(inst.name))) live.log = std::move(*lf);
+    if (auto lf = mk::ConsoleLog::create(console_path(inst.name), limits_.max_console_log / 2)) {
+      live.log = std::move(*lf);
+    } else {
+      log("%s: its console is not logged: %s", inst.name.c_str(), lf.error().to_string().c_str());
+    }
     if (inst.state == InstanceState::Stopping) {
       inst.state = InstanceState::Active;  // the stop died with the old daemon
       changed = true;
@@ -588,7 +608,10 @@ void Controller::adopt_all() {
     if (live.log) (void)live.log->append("[mkerneld] re-adopted by mkerneld pid " + std::to_string(::getpid()) + "\n");
     std::string why;
     live.evicted = load_evicted(dir_, inst.name, why);
-    if (!why.empty()) log("%s: host tasks moved off cannot be given back: %s", inst.name.c_str(), why.c_str());
+    if (!why.empty())
+      set_aside(evicted_path(dir_, inst.name), why,
+                "host tasks " + inst.name + " moved off its CPUs will not be given back when it stops: check "
+                "their affinity (taskset -p PID)");
     log("re-adopted %s (pid %d)", inst.name.c_str(), live.run->pid());
   }
   if (changed) {
@@ -619,7 +642,15 @@ void Controller::adopt_all() {
   // that asked (those it had reserved and that still run), the rest back.
   irq_ = std::make_unique<mk::IrqSteering>(sysroot_, dir_ + "/irq-affinity.json");
   if (auto l = irq_->load(); !l) {
-    log("irq steering: %s", l.error().to_string().c_str());
+    // Unreadable originals: kept aside (the next steering would overwrite
+    // them), the IRQs stay where they are.
+    if (l.error().code() == EBADMSG || l.error().code() == EINVAL) {
+      set_aside(dir_ + "/irq-affinity.json", l.error().to_string(),
+                "the IRQs it steered keep their current affinity: check /proc/irq/*/smp_affinity_list");
+      irq_ = std::make_unique<mk::IrqSteering>(sysroot_, dir_ + "/irq-affinity.json");
+    } else {
+      log("irq steering: %s", l.error().to_string().c_str());
+    }
   } else if (!irq_->originals().empty() || irq_->default_original()) {
     const mk::CpuSet saved = irq_->reserved();
     for (auto& [name, live] : live_)

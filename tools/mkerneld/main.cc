@@ -3,13 +3,17 @@
 // <dir>/control.sock (docs/daemon.md). Thin on purpose: a linear recipe of
 // named steps; the work lives in controller.cc, server.cc, supervisor.cc.
 //
-//   mkerneld [--runtime-dir DIR] [--ready-fd N]
+//   mkerneld [--runtime-dir DIR] [--ready-fd N] [--max-instances N]
+//            [--max-channels-per-instance N] [--max-handoff-fds N]
+//            [--max-handoff-blob BYTES] [--max-console-log BYTES]
+//   (limits: daemon_limits.h; DIR/limits.json is read first, options win)
 //
 // Exit codes: 0 stopped cleanly (SIGTERM, SIGINT, mkctl host stop);
 // 1 could not start (message on stderr and on the ready fd);
 // 3 (kExitAlreadyRunning) another mkerneld owns DIR.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -22,6 +26,8 @@
 
 #include "controller.h"
 #include "daemon_client.h"
+#include "daemon_limits.h"
+#include "mkernel/handoff_package.h"
 #include "sd_notify.h"
 #include "server.h"
 #include "state_store.h"
@@ -31,6 +37,7 @@ namespace {
 struct Options {
   std::string dir;
   int ready_fd = -1;
+  std::vector<std::pair<std::string, std::string>> limits;  // (limits.json key, value) from options
 };
 
 // Tells the mkctl that started us whether we serve (daemon_client.h).
@@ -58,6 +65,11 @@ bool parse_args(int argc, char** argv, Options& o) {
       long fd = std::strtol(argv[++i], &end, 10);
       if (*end || fd < 0 || fd > 65535) return false;
       o.ready_fd = static_cast<int>(fd);
+    } else if (a.rfind("--max-", 0) == 0 && i + 1 < argc) {
+      std::string key = a.substr(2);
+      for (char& c : key)
+        if (c == '-') c = '_';
+      o.limits.emplace_back(key, argv[++i]);
     } else {
       return false;
     }
@@ -68,6 +80,45 @@ bool parse_args(int argc, char** argv, Options& o) {
     if (::getcwd(cwd, sizeof cwd)) o.dir = std::string(cwd) + "/" + o.dir;
   }
   return true;
+}
+
+// The runtime directory must be writable: the daemon saves its state there
+// after every change. Refused at start rather than on the first change.
+mk::Result<void> check_writable(const std::string& dir) {
+  struct statvfs vfs{};
+  if (::statvfs(dir.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+    return MK_FAIL(EROFS, "runtime directory is read-only",
+                   "%s is on a read-only file system (EROFS): mkerneld keeps its state and journals there; remount "
+                   "it read-write or set MKERNEL_RUNTIME_DIR to a writable directory",
+                   dir.c_str());
+  if (::access(dir.c_str(), W_OK) != 0) {
+    int e = errno;
+    return mk::Error(e, "runtime directory is not writable")
+        .set_detail("%s: %s: mkerneld keeps its state and journals there; fix its permissions or set "
+                    "MKERNEL_RUNTIME_DIR to a writable directory",
+                    dir.c_str(), strerror(e));
+  }
+  return mk::ok();
+}
+
+// The pid of the daemon holding the lock on `fd`: its POSIX record lock
+// names it (F_GETLK), set right after its flock; the pid it wrote in the
+// file otherwise. Waits up to 2 s for a winner that just took the flock.
+std::string lock_owner(int fd) {
+  std::string last = "unknown";
+  for (int i = 0; i < 200; ++i) {
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0) return std::to_string(fl.l_pid);
+    char pid[32] = {};
+    ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    std::string who = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "";
+    while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+    if (!who.empty()) last = who;
+    ::usleep(10000);
+  }
+  return last;
 }
 
 // One daemon per runtime directory: an exclusive flock held for life, with
@@ -82,19 +133,25 @@ mk::Result<int> take_daemon_lock(const std::string& dir) {
   while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EINTR) continue;
     int e = errno;
-    char pid[32] = {};
-    ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
-    ::close(fd);
     if (e == EWOULDBLOCK) {
-      std::string who = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "unknown";
-      while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+      std::string who = lock_owner(fd);
+      ::close(fd);
       return MK_FAIL(EALREADY, "mkerneld already running", "pid %s owns %s (stop it with mkctl host stop)",
                      who.c_str(), dir.c_str());
     }
+    ::close(fd);
     return mk::Error(e, "cannot lock the runtime directory").set_detail("%s: %s", path.c_str(), strerror(e));
   }
+  // A record lock too, only so that a second daemon learns our pid at once
+  // (F_GETLK), even before the pid below is written.
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_SETLK, &fl) != 0) mkerneld::log("record lock on %s: %s", path.c_str(), strerror(errno));
+  // Written in place, then cut to length: never an empty file in between.
   std::string me = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size()))
+  if (::pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size()) ||
+      ::ftruncate(fd, static_cast<off_t>(me.size())) != 0)
     mkerneld::log("cannot record our pid in %s: %s", path.c_str(), strerror(errno));
   return fd;
 }
@@ -104,8 +161,11 @@ mk::Result<int> take_daemon_lock(const std::string& dir) {
 int main(int argc, char** argv) {
   Options o;
   if (!parse_args(argc, argv, o)) {
-    std::fprintf(stderr, "usage: mkerneld [--runtime-dir DIR] [--ready-fd N]\n"
-                         "  normally started by mkctl or systemd (systemd/mkerneld.service)\n");
+    std::fprintf(stderr, "usage: mkerneld [--runtime-dir DIR] [--ready-fd N] [--max-instances N]\n"
+                         "         [--max-channels-per-instance N] [--max-handoff-fds N]\n"
+                         "         [--max-handoff-blob BYTES] [--max-console-log BYTES]\n"
+                         "  normally started by mkctl or systemd (systemd/mkerneld.service);\n"
+                         "  limits also come from DIR/limits.json (docs/daemon.md, Limits)\n");
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);
@@ -114,13 +174,34 @@ int main(int argc, char** argv) {
   // 1. The runtime directory, and our exclusive claim on it.
   if (auto d = mk::tools::make_runtime_dir(o.dir); !d) return fail_start(o, d.error());
   auto lock = take_daemon_lock(o.dir);
-  if (!lock) return fail_start(o, lock.error(), lock.error().code() == EALREADY ? mk::tools::kExitAlreadyRunning : 1);
+  if (!lock) {
+    // Read-only: say so rather than "cannot open the daemon lock".
+    if (lock.error().code() != EALREADY)
+      if (auto w = check_writable(o.dir); !w) return fail_start(o, w.error());
+    return fail_start(o, lock.error(), lock.error().code() == EALREADY ? mk::tools::kExitAlreadyRunning : 1);
+  }
+  if (auto w = check_writable(o.dir); !w) return fail_start(o, w.error());
+
+  // Limits: defaults, DIR/limits.json, then our options.
+  auto limits = mkerneld::load_limits_file(o.dir, mkerneld::Limits{});
+  if (!limits) return fail_start(o, limits.error());
+  for (const auto& [key, value] : o.limits) {
+    std::string option = "--" + key;
+    for (char& c : option)
+      if (c == '_') c = '-';
+    if (auto s = mkerneld::set_limit(*limits, key, value, option); !s) return fail_start(o, s.error());
+    limits->source = "options";
+  }
+  mk::HandoffLimits hl{limits->max_handoff_fds, limits->max_handoff_blob,
+                       "mkerneld --max-handoff-fds N or \"max_handoff_fds\" in limits.json",
+                       "mkerneld --max-handoff-blob BYTES or \"max_handoff_blob\" in limits.json"};
+  if (auto s = mk::set_handoff_limits(hl); !s) return fail_start(o, s.error());
 
   try {
     // 2. The partition: topology + state file (corrupt → refuse, untouched),
     //    and every instance the state says runs, re-adopted.
     boost::asio::io_context io;
-    auto controller = mkerneld::Controller::create(o.dir, mk::SysRoot::from_env(), io);
+    auto controller = mkerneld::Controller::create(o.dir, mk::SysRoot::from_env(), io, *limits);
     if (!controller) return fail_start(o, controller.error());
 
     // 3. The control socket.

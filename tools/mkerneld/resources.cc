@@ -123,8 +123,12 @@ rpc::Response Controller::resources(const rpc::ResourcesAction& a) {
                    {"regions_touched", a.memory ? std::max(inst.memory.size(), want_memory.size()) : 0},
                    {"devices_touched", devices_json(a.devices ? touched(inst.devices, *a.devices)
                                                               : std::vector<mk::DeviceSpec>{})}};
-    if (auto w = mk::tools::write_file_atomic(resource_journal_path(), json::serialize(j) + "\n"); !w)
+    // Without its journal a restarted daemon could not undo a change it
+    // died in: refused before anything is touched.
+    if (auto w = mk::tools::write_file_atomic(resource_journal_path(), json::serialize(j) + "\n"); !w) {
       log("resource change %u: cannot write the journal: %s", op_id, w.error().to_string().c_str());
+      return rpc::Response::failure(w.error(), "nothing was changed");
+    }
   }
   const char* what = a.memory ? "memory" : "devices";
   log("resource change %u: %s of %s", op_id, what, a.name.c_str());
@@ -192,7 +196,8 @@ rpc::Response Controller::resources(const rpc::ResourcesAction& a) {
 namespace {
 
 // The journal, or nullopt when there is none; a corrupt one is moved aside.
-std::optional<json::object> read_journal(const std::string& path, const std::function<void(const char*)>& warn) {
+std::optional<json::object> read_journal(const std::string& path,
+                                         const std::function<void(const std::string&)>& warn) {
   std::ifstream in(path);
   if (!in) return std::nullopt;
   std::stringstream ss;
@@ -200,9 +205,7 @@ std::optional<json::object> read_journal(const std::string& path, const std::fun
   boost::system::error_code ec;
   json::value v = json::parse(ss.str(), ec);
   if (ec || !v.is_object() || !v.get_object().if_contains("name") || !v.get_object().at("name").is_string()) {
-    warn("is corrupt (moved aside): the memory and devices of the instance it named may need `mkctl update NAME "
-         "--memory/--device`");
-    ::rename(path.c_str(), (path + ".corrupt").c_str());
+    warn(ec ? "not JSON: " + ec.message() : !v.is_object() ? "not a JSON object" : "'name': expected a string");
     return std::nullopt;
   }
   return v.get_object();
@@ -212,7 +215,8 @@ std::optional<json::object> read_journal(const std::string& path, const std::fun
 
 void Controller::trim_for_resource_journal(Instance& inst) {
   const std::string path = resource_journal_path();
-  auto j = read_journal(path, [&](const char* why) { log("resource journal %s %s", path.c_str(), why); });
+  // Read again by recover_resource_moves(), which deals with a corrupt one.
+  auto j = read_journal(path, [](const std::string&) {});
   if (!j || j->at("name").get_string() != inst.name) return;
   auto n = mk::trim_released_regions(inst, sysroot_);
   if (!n) {
@@ -224,7 +228,11 @@ void Controller::trim_for_resource_journal(Instance& inst) {
 
 void Controller::recover_resource_moves() {
   const std::string path = resource_journal_path();
-  auto j = read_journal(path, [&](const char* why) { log("resource journal %s %s", path.c_str(), why); });
+  auto j = read_journal(path, [&](const std::string& why) {
+    set_aside(path, why,
+              "a memory or device change was interrupted: check the instance's memory and devices (mkctl show) and "
+              "set them with `mkctl update NAME --memory/--device`");
+  });
   if (!j) return;
   const std::string name(j->at("name").get_string());
   std::size_t regions = 0;

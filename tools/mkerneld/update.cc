@@ -67,6 +67,11 @@ rpc::Response Controller::run_update(const rpc::UpdateAction& a, const Progress&
   if (!info) return rpc::Response::failure(info.error(), "nothing was changed; the instance runs as before");
   const mk::LoadedImage next{info->path, info->sha256,  info->size, info->machine,
                              a.cmdline.value_or(was.cmdline), was.init, was.uid, was.gid};
+  // The state file must take the new image's record once the update is
+  // done (else a restarted daemon would look for the old pid): a disk that
+  // is full or read-only refuses the update before anything is touched.
+  if (auto s = persist(part_); !s)
+    return rpc::Response::failure(s.error(), "nothing was changed; the instance runs as before");
   if (a.staged) return run_staged(a, progress, next);
 
   const uint32_t id = cur->id;
@@ -232,8 +237,11 @@ void Controller::recover_updates() {
     auto rec = succ ? mk::tools::runtime_from_json(*succ)
                     : mk::Result<mk::RuntimeRecord>(MK_FAIL(EBADMSG, "corrupt update journal", "%s", path.c_str()));
     if (!rec) {
-      log("update journal %s: %s (moved aside)", path.c_str(), rec.error().to_string().c_str());
-      ::rename(path.c_str(), (path + ".corrupt").c_str());
+      set_aside(path,
+                ec ? "not JSON: " + ec.message()
+                   : succ ? rec.error().to_string() : std::string("'successor': missing or not an object"),
+                "an update of " + name + " was interrupted: check that " + name +
+                    " runs (mkctl show) and that no successor image of it runs unowned (ps)");
       continue;
     }
     // What show reports as the last update (kernel: journals of older

@@ -125,9 +125,8 @@ void Controller::load_last_updates() {
     auto u = load_last_update(dir_, inst.name);
     if (!u) {
       // Never fatal: the record is informational. Kept aside for a look.
-      const std::string path = last_update_path(dir_, inst.name);
-      log("%s (moved aside to %s.corrupt)", u.error().to_string().c_str(), path.c_str());
-      ::rename(path.c_str(), (path + ".corrupt").c_str());
+      set_aside(last_update_path(dir_, inst.name), u.error().to_string(),
+                "`mkctl show " + inst.name + "` shows no last update until the next one");
       continue;
     }
     if (*u) update_status_[inst.name].last = std::move(**u);
