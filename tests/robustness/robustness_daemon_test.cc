@@ -344,6 +344,53 @@ TEST_F(Robust, CorruptJournalsAreMovedAsideNamedAndReported) {
   EXPECT_TRUE(status().at("warnings").as_array().empty());
 }
 
+TEST_F(Robust, ACorruptEvictedTasksFileIsMovedAsideWhetherItsInstanceRunsOrNot) {
+  ASSERT_EQ(run("init --cpus 0-1 --memory 256M").code, 0);
+  ASSERT_EQ(run("create " + name + " --cpus 1 --memory 64M").code, 0);
+  ASSERT_EQ(run("load " + name + " --kernel " + kernel + " --init 'exec sleep 300'").code, 0);
+  ASSERT_EQ(run("start " + name).code, 0);
+  const pid_t image = image_pid(name);
+  ASSERT_GT(image, 0);
+  const fs::path evicted = rt / ("evicted-" + name + ".json");
+  auto kill_daemon = [&] {
+    const pid_t d = daemon_pid();
+    ASSERT_GT(d, 0);
+    ASSERT_EQ(::kill(d, SIGKILL), 0);
+    ::waitpid(d, nullptr, 0);  // ours: the subreaper's
+  };
+
+  // Running: re-adopted, the file kept aside.
+  kill_daemon();
+  std::ofstream(evicted) << "{\"tasks\": 3}";
+  json::object s = status();
+  std::string all;
+  for (const auto& x : s.at("warnings").as_array()) all += std::string(x.as_string()) + "\n";
+  EXPECT_NE(all.find(evicted.string() + " is corrupt (" + evicted.string() + ": not an evicted-tasks file): moved aside to " +
+                     evicted.string() + ".corrupt; host tasks " + name +
+                     " moved off its CPUs will not be given back when it stops"),
+            std::string::npos)
+      << all;
+  EXPECT_EQ(slurp(evicted.string() + ".corrupt"), "{\"tasks\": 3}");
+  EXPECT_FALSE(fs::exists(evicted));
+  EXPECT_EQ(image_pid(name), image);  // re-adopted
+
+  // Gone while no daemon ran: the copy is kept beside the first one.
+  kill_daemon();
+  ASSERT_EQ(::kill(image, SIGKILL), 0);
+  ::waitpid(image, nullptr, 0);
+  std::ofstream(evicted) << "garbage";
+  s = status();
+  all.clear();
+  for (const auto& x : s.at("warnings").as_array()) all += std::string(x.as_string()) + "\n";
+  EXPECT_NE(all.find("moved aside to " + evicted.string() + ".corrupt.1; host tasks " + name +
+                     " moved off its CPUs were not given back"),
+            std::string::npos)
+      << all;
+  EXPECT_EQ(slurp(evicted.string() + ".corrupt.1"), "garbage");
+  EXPECT_EQ(slurp(evicted.string() + ".corrupt"), "{\"tasks\": 3}");
+  EXPECT_EQ(run_json("show " + name).at("instance").as_object().at("state").as_string(), "failed");
+}
+
 // ---- 4. two daemons -------------------------------------------------------------
 
 TEST_F(Robust, ASecondDaemonExitsNamingTheFirstOnesPid) {
