@@ -157,6 +157,8 @@ class Hostile : public Daemon {
     std::this_thread::sleep_for(1s);  // let it misbehave
     expect_host_and_kv_fine("after 1 s of " + mode);
     const ProcUse first = proc_use(daemon);
+    const pid_t kv_image = pid_of(kv);
+    const ProcUse kv_first = proc_use(kv_image);
     for (int round = 0; round < 3; ++round) {
       const std::string where = mode + ", round " + std::to_string(round);
       Timed p = timed("ping " + bad + " --count 3");
@@ -184,6 +186,9 @@ class Hostile : public Daemon {
       if (HasFatalFailure()) return;
     }
     const ProcUse last = proc_use(daemon);
+    const ProcUse kv_last = proc_use(kv_image);
+    std::printf("[ %s ] KV image: CPU %.0f %% of one core over the rounds\n", mode.c_str(),
+                100.0 * (kv_last.cpu_s - kv_first.cpu_s) / std::chrono::duration<double>(kv_last.at - kv_first.at).count());
     std::printf("[ %s ] mkerneld: fds %ld before the hostile start, %ld / %ld with it; VmRSS %ld / %ld kB; "
                 "CPU %.0f %% of one core over the rounds\n",
                 mode.c_str(), before_hostile.fds, first.fds, last.fds, first.rss_kb, last.rss_kb,
