@@ -252,6 +252,10 @@ std::vector<Row> live_rows() {
       R("stop a --force=yes", 2, "'--force' does not take any arguments"),
       R("create b --cpus 1 --memory 2M --json --json", 2, "'--json' cannot be specified more than once", false),
       R("show --topology", 2, "argument for option '--topology' is missing", false),
+      R("show --json=yes", 2, "'--json' does not take any arguments", false),
+      R("show --json --topology", 2, "argument for option '--topology' is missing", false),
+      R("host status --json --json", 2, "'--json' cannot be specified more than once", false),
+      R("delete --json", 2, "missing the instance NAME", false),
       // --- bad CPU lists
       R("create b --cpus 1- --memory 2M", 2, "'1-': expected a CPU number"),
       R("create b --cpus 3-1 --memory 2M", 2, "'3-1': range end is below its start"),

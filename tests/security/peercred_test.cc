@@ -284,9 +284,69 @@ TEST_F(PeerCred, WidenedPermissionsTheDaemonRefusesOtherUids) {
   EXPECT_EQ(jv.at("error").at("errno").as_int64(), EACCES) << j.text;
   EXPECT_EQ(jv.at("error").at("error").as_string(), "permission denied") << j.text;
 
-  // Logged, once per connection (1 raw + 6 mkctl + 1 --json), with the uid.
+  // A refused client that keeps its connection open: what it writes after
+  // the refusal is accepted (not EPIPE) while the daemon drains, root is
+  // served meanwhile, and the daemon closes it within its drain time (about
+  // 1 s), so a refused connection does not hold a slot.
+  int ready[2], started[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(started, O_CLOEXEC), 0);
+  const std::string path = (rt / "control.sock").string();
+  // The thread is parked in read() before the fork below (nothing of it
+  // holds a lock the forked child could need).
+  std::thread root_meanwhile([&] {
+    char c = 's';
+    ::write(started[1], &c, 1);
+    if (::read(ready[0], &c, 1) == 1) {
+      std::string out;
+      EXPECT_EQ(root_mkctl("show a", &out), 0) << "root not served while a refused connection is open: " << out;
+    }
+  });
+  {
+    char c;
+    ASSERT_EQ(::read(started[0], &c, 1), 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Outcome held = as_nobody(dir, [&](int out) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 10;
+    char buf[4096];
+    std::string got;
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    put(out, got.find("permission denied") != std::string::npos ? "refused;" : "no refusal;");
+    const std::string req = "{\"action\":\"show\"}\n";
+    put(out, ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()) ? "sent;" : "send failed;");
+    put(ready[1], "x");
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(8)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) < 0 && errno == EPIPE) {
+        put(out, "closed after " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      std::chrono::steady_clock::now() - t0).count()) + " ms");
+        return 0;
+      }
+    }
+    put(out, "still open after 8 s");
+    return 0;
+  });
+  ::close(ready[1]);
+  root_meanwhile.join();
+  ::close(ready[0]);
+  ::close(started[0]);
+  ::close(started[1]);
+  std::printf("[ peercred ] held refused connection: %s\n", held.text.c_str());
+  EXPECT_EQ(held.text.rfind("refused;sent;closed after ", 0), 0u) << held.text;
+  if (held.text.rfind("refused;sent;closed after ", 0) == 0) {
+    const long ms = std::atol(held.text.c_str() + std::strlen("refused;sent;closed after "));
+    EXPECT_LT(ms, 5000) << held.text;
+  }
+
+  // Logged, once per connection (1 raw + 6 mkctl + 1 --json + 1 held), with the uid.
   const std::string l = log();
-  EXPECT_EQ(count(l, "refused a connection from uid 65534"), 8u) << l;
+  EXPECT_EQ(count(l, "refused a connection from uid 65534"), 9u) << l;
   // host stop as nobody did not stop it; the state is as it was; root is served.
   expect_unchanged_and_serving("after mkctl as nobody");
   // And root still changes things through the same widened socket.
