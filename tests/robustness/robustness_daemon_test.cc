@@ -309,6 +309,7 @@ TEST_F(Robust, CorruptJournalsAreMovedAsideNamedAndReported) {
       {rt / "resource-move.json", "[1, 2]"},
       {rt / "irq-affinity.json", "\x01\x02"},
       {rt / "update" / "a.json", "{\"instance\": \"a\"}"},
+      {rt / "update" / "z.json", "{\"staged\": true, \"progress\": 5}"},
       {rt / "last-update" / "a.json", "{\"when\": 1}"},
   };
   for (const auto& [path, text] : journals) std::ofstream(path) << text;
@@ -333,6 +334,10 @@ TEST_F(Robust, CorruptJournalsAreMovedAsideNamedAndReported) {
   EXPECT_NE(all.find("not JSON"), std::string::npos) << all;
   EXPECT_NE(all.find("`mkctl update NAME --cpus LIST`"), std::string::npos) << all;
   EXPECT_NE(all.find("'successor': missing or not an object"), std::string::npos) << all;
+  EXPECT_NE(all.find("(corrupt staged-update journal: bad 'progress'): moved aside to " +
+                     (rt / "update" / "z.json.corrupt").string() + "; a staged update of z was interrupted"),
+            std::string::npos)
+      << all;
   // The human status says it too, and the log.
   CliRun h = run("host status");
   EXPECT_NE(h.out.find("  warning: " + (rt / "cpu-move.json").string() + " is corrupt"), std::string::npos) << h.out;

@@ -180,7 +180,9 @@ class Controller {
   mk::tools::rpc::Response run_staged(const mk::tools::rpc::UpdateAction& a, const Progress& progress,
                                       const mk::LoadedImage& next);
   mk::tools::rpc::Response abort_staged(const mk::tools::rpc::UpdateAbortAction& a);
-  void recover_staged(const std::string& name, const boost::json::object& journal);
+  // Returns: false when the journal's progress is unreadable (the caller
+  // sets it aside; nothing was done).
+  bool recover_staged(const std::string& name, const boost::json::object& journal, std::string& problem);
   void finish_retired_staged_updates();
   std::vector<mk::PeerChannelFds> peer_fds_of(uint32_t id) const;
 

@@ -265,7 +265,7 @@ rpc::Response Controller::run_staged(const rpc::UpdateAction& a, const Progress&
 
 // A staged journal found at start (recover_updates): undo the update, or
 // adopt the new image when the old one had retired already.
-void Controller::recover_staged(const std::string& name, const json::object& j) {
+bool Controller::recover_staged(const std::string& name, const json::object& j, std::string& problem) {
   auto it = live_.find(name);
   const Instance* inst = part_.find(name);
   const json::value* nv = j.if_contains("new");
@@ -274,11 +274,11 @@ void Controller::recover_staged(const std::string& name, const json::object& j) 
                 : mk::Result<mk::RuntimeRecord>(MK_FAIL(ENOENT, "no new image", "it never booted"));
   auto at = pv ? progress_from_json(*pv) : mk::Result<mk::StagedProgress>(mk::StagedProgress{});
   if (!at) {
-    log("staged update of %s: %s; the new image (if any) is left alone", name.c_str(), at.error().to_string().c_str());
-    return;
+    problem = at.error().to_string();
+    return false;
   }
-  if (!inst) return;
-  if (at->retired) return;  // finish_retired_staged_updates() took it before the adoption
+  if (!inst) return true;
+  if (at->retired) return true;  // finish_retired_staged_updates() took it before the adoption
   std::unique_ptr<mk::RunningInstance> next;
   if (rec) {
     Instance as_new = *inst;
@@ -291,7 +291,7 @@ void Controller::recover_staged(const std::string& name, const json::object& j) 
   if (it == live_.end()) {
     if (next) next->kill();
     log("staged update of %s interrupted and its old image is gone: new image killed", name.c_str());
-    return;
+    return true;
   }
   stop_watching(it->second);
   mk::StagedRequest req;
@@ -308,6 +308,7 @@ void Controller::recover_staged(const std::string& name, const json::object& j) 
   if (it->second.log) (void)it->second.log->append("[mkerneld] staged update interrupted by a restart: " + out.rollback + "\n");
   record_last_update(name, LastUpdate{utc_now_iso8601(), req.update_id, "", "rolled back", std::nullopt,
                                       "mkerneld was restarted during the staged update", out.rollback});
+  return true;
 }
 
 // Before adopt_all() adopts anything: a staged update whose old image had

@@ -229,8 +229,14 @@ void Controller::recover_updates() {
     boost::system::error_code ec;
     json::value v = json::parse(ss.str(), ec);
     if (!ec && v.is_object() && v.get_object().contains("staged")) {
-      recover_staged(name, v.get_object());
-      ::unlink(path.c_str());
+      std::string problem;
+      if (recover_staged(name, v.get_object(), problem)) {
+        ::unlink(path.c_str());
+      } else {
+        set_aside(path, problem,
+                  "a staged update of " + name + " was interrupted and left alone: check " + name +
+                      "'s CPUs (mkctl show) and that no new image of it runs unowned (ps)");
+      }
       continue;
     }
     const json::value* succ = (!ec && v.is_object()) ? v.get_object().if_contains("successor") : nullptr;
