@@ -201,6 +201,12 @@ TEST_F(Robust, DiskFullRefusesStartAndUpdateAndTheInstanceKeepsRunning) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("cpu-move.json: No space left on device (ENOSPC)"), std::string::npos) << r.err;
   EXPECT_EQ(run_json("show " + name).at("instance").as_object().at("cpus").as_string(), "1");
+  CliRun m = run("update " + name + " --memory 128M");
+  EXPECT_EQ(m.code, 1);
+  EXPECT_NE(m.err.find("resource-move.json: No space left on device (ENOSPC)"), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("nothing was changed"), std::string::npos) << m.err;
+  EXPECT_EQ(run_json("show " + name).at("instance").as_object().at("memory_bytes").as_int64(), 64 << 20);
+  EXPECT_EQ(image_pid(name), first);
 
   unfill();
   CliRun u2 = run("update " + name);
