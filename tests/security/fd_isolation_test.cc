@@ -313,97 +313,110 @@ TEST_F(FdIsolation, NoInstanceHoldsOrMapsAnotherInstancesOrTheDaemonsFds) {
     std::this_thread::sleep_for(20ms);
   }
 
-  const pid_t daemon = daemon_pid();
-  ASSERT_GT(daemon, 0);
-  std::vector<Ownership> own = {ownership(a), ownership(b)};
-  ASSERT_EQ(own[0].regions.size(), 1u);
-  ASSERT_EQ(own[1].regions.size(), 2u) << "fb has two regions after the update";
-  ASSERT_EQ(own[0].peers.size(), 1u) << "a channel between the two";
-  ASSERT_EQ(own[1].peers.size(), 1u);
-  ASSERT_EQ(own[0].peers.at(own[1].id), own[1].peers.at(own[0].id)) << "both records name the same channel";
-  ASSERT_EQ(own[0].peer_memfd.at(own[1].id), own[1].peer_memfd.at(own[0].id));
+  auto check_all = [&](const std::string& where, bool self_test) {
+    const pid_t daemon = daemon_pid();
+    ASSERT_GT(daemon, 0);
+    std::vector<Ownership> own = {ownership(a), ownership(b)};
+    ASSERT_EQ(own[0].regions.size(), 1u);
+    ASSERT_EQ(own[1].regions.size(), 2u) << "fb has two regions after the update";
+    ASSERT_EQ(own[0].peers.size(), 1u) << "a channel between the two";
+    ASSERT_EQ(own[1].peers.size(), 1u);
+    ASSERT_EQ(own[0].peers.at(own[1].id), own[1].peers.at(own[0].id)) << "both records name the same channel";
+    ASSERT_EQ(own[0].peer_memfd.at(own[1].id), own[1].peer_memfd.at(own[0].id));
 
-  std::map<std::string, InstanceWalk> walks = {{a, walk_instance(a)}, {b, walk_instance(b)}};
-  const ProcWalk dw = walk(daemon);
+    std::map<std::string, InstanceWalk> walks = {{a, walk_instance(a)}, {b, walk_instance(b)}};
+    const ProcWalk dw = walk(daemon);
 
-  // The host's own view agrees with the records: mkerneld holds memfds named
-  // mk-NAME-memN whose inodes are exactly the regions the record names.
-  for (const auto& o : own) {
-    std::set<Key> host_regions;
-    for (const auto& f : dw.fds)
-      if (f.link.rfind("/memfd:mk-" + o.name + "-mem", 0) == 0) host_regions.insert(f.key);
-    EXPECT_EQ(host_regions, o.regions) << o.name << ": the regions mkerneld holds are not the ones the image has";
-    std::set<Key> dkeys;
-    for (const auto& f : dw.fds) dkeys.insert(f.key);
-    for (const auto& k : o.host_channel) EXPECT_TRUE(dkeys.count(k)) << o.name << ": host channel not held by mkerneld";
-  }
-
-  // Positive control: each image holds and maps its own regions and channel
-  // ends; the pair channel is held and mapped by both.
-  for (const auto& o : own) {
-    const InstanceWalk& iw = walks.at(o.name);
-    ASSERT_GE(iw.procs.size(), o.name == a ? 4u : 2u) << o.name << ": image and tenants";
-    const ProcWalk* image = nullptr;
-    for (const auto& p : iw.procs)
-      if (p.pid == o.image) image = &p;
-    ASSERT_NE(image, nullptr) << o.name << ": the image is not in its cgroup";
-    std::set<Key> held, mapped;
-    for (const auto& f : image->fds) held.insert(f.key);
-    for (const auto& m : image->memfd_maps) mapped.insert(m.key);
-    std::set<Key> on_fds = o.regions, in_maps = o.regions;
-    on_fds.insert(o.host_channel.begin(), o.host_channel.end());
-    in_maps.insert(o.host_channel_memfd);
-    for (const auto& [id, k] : o.peers) on_fds.insert(k.begin(), k.end());
-    for (const auto& [id, k] : o.peer_memfd) in_maps.insert(k);
-    for (const auto& k : on_fds) EXPECT_TRUE(held.count(k)) << o.name << ": own object " << k << " not found on an fd";
-    for (const auto& k : in_maps) EXPECT_TRUE(mapped.count(k)) << o.name << ": own memfd " << k << " not found in maps";
-  }
-
-  // The real check.
-  const std::vector<std::string> v = violations(own, walks, dw, rt);
-  for (const auto& line : v) ADD_FAILURE() << "leak: " << line;
-
-  // The checker fails when it should: the peer channel left out of b's
-  // record, and a's region attributed to b, must each be reported.
-  {
-    std::vector<Ownership> wrong = own;
-    wrong[1].peers.clear();
-    const auto w = violations(wrong, walks, dw, rt);
-    const Key pair = own[0].peer_memfd.begin()->second;
-    EXPECT_TRUE(std::any_of(w.begin(), w.end(), [&](const std::string& l) { return l.find("object " + pair + " held by 2") != std::string::npos; }))
-        << "an undeclared channel between the instances was not reported";
-  }
-  {
-    std::vector<Ownership> wrong = own;
-    const Key region = *own[0].regions.begin();
-    wrong[0].regions.erase(region);
-    wrong[1].regions.insert(region);
-    const auto w = violations(wrong, walks, dw, rt);
-    EXPECT_TRUE(std::any_of(w.begin(), w.end(), [&](const std::string& l) {
-      return l.find(a + " pid " + std::to_string(own[0].image)) != std::string::npos && l.find("not " + a + "'s") != std::string::npos;
-    })) << "a region of another instance held by the image was not reported";
-  }
-
-  // Summary.
-  std::size_t pids = 0, fds = 0, map_lines = 0, memfd_maps = 0;
-  for (const auto& [n, iw] : walks) {
-    std::size_t f = 0, ml = 0, mm = 0;
-    std::string who;
-    for (const auto& p : iw.procs) {
-      f += p.fds.size();
-      ml += p.map_lines;
-      mm += p.memfd_maps.size();
-      who += " " + std::to_string(p.pid) + "(" + p.comm + ")";
+    // The host's own view agrees with the records: mkerneld holds memfds named
+    // mk-NAME-memN whose inodes are exactly the regions the record names.
+    for (const auto& o : own) {
+      std::set<Key> host_regions;
+      for (const auto& f : dw.fds)
+        if (f.link.rfind("/memfd:mk-" + o.name + "-mem", 0) == 0) host_regions.insert(f.key);
+      EXPECT_EQ(host_regions, o.regions) << where << ": " << o.name << ": the regions mkerneld holds are not the ones the image has";
+      std::set<Key> dkeys;
+      for (const auto& f : dw.fds) dkeys.insert(f.key);
+      for (const auto& k : o.host_channel) EXPECT_TRUE(dkeys.count(k)) << where << ": " << o.name << ": host channel not held by mkerneld";
     }
-    std::printf("[ fd walk ] %s: %zu process(es)%s; %zu fds, %zu mappings (%zu of memfds)\n", n.c_str(), iw.procs.size(),
-                who.c_str(), f, ml, mm);
-    pids += iw.procs.size();
-    fds += f;
-    map_lines += ml;
-    memfd_maps += mm;
-  }
-  std::printf("[ fd walk ] total: %zu processes, %zu fds, %zu mappings (%zu of memfds); mkerneld pid %d: %zu fds; %zu violation(s)\n",
-              pids, fds, map_lines, memfd_maps, daemon, dw.fds.size(), v.size());
+
+    // Positive control: each image holds and maps its own regions and channel
+    // ends; the pair channel is held and mapped by both.
+    for (const auto& o : own) {
+      const InstanceWalk& iw = walks.at(o.name);
+      ASSERT_GE(iw.procs.size(), o.name == a ? 4u : 2u) << where << ": " << o.name << ": image and tenants";
+      const ProcWalk* image = nullptr;
+      for (const auto& p : iw.procs)
+        if (p.pid == o.image) image = &p;
+      ASSERT_NE(image, nullptr) << where << ": " << o.name << ": the image is not in its cgroup";
+      std::set<Key> held, mapped;
+      for (const auto& f : image->fds) held.insert(f.key);
+      for (const auto& m : image->memfd_maps) mapped.insert(m.key);
+      std::set<Key> on_fds = o.regions, in_maps = o.regions;
+      on_fds.insert(o.host_channel.begin(), o.host_channel.end());
+      in_maps.insert(o.host_channel_memfd);
+      for (const auto& [id, k] : o.peers) on_fds.insert(k.begin(), k.end());
+      for (const auto& [id, k] : o.peer_memfd) in_maps.insert(k);
+      for (const auto& k : on_fds) EXPECT_TRUE(held.count(k)) << where << ": " << o.name << ": own object " << k << " not found on an fd";
+      for (const auto& k : in_maps) EXPECT_TRUE(mapped.count(k)) << where << ": " << o.name << ": own memfd " << k << " not found in maps";
+    }
+
+    // The real check.
+    const std::vector<std::string> v = violations(own, walks, dw, rt);
+    for (const auto& line : v) ADD_FAILURE() << where << ": leak: " << line;
+
+    if (self_test) {
+    // The checker fails when it should: the peer channel left out of b's
+    // record, and a's region attributed to b, must each be reported.
+    {
+      std::vector<Ownership> wrong = own;
+      wrong[1].peers.clear();
+      const auto w = violations(wrong, walks, dw, rt);
+      const Key pair = own[0].peer_memfd.begin()->second;
+      EXPECT_TRUE(std::any_of(w.begin(), w.end(), [&](const std::string& l) { return l.find("object " + pair + " held by 2") != std::string::npos; }))
+          << "an undeclared channel between the instances was not reported";
+    }
+    {
+      std::vector<Ownership> wrong = own;
+      const Key region = *own[0].regions.begin();
+      wrong[0].regions.erase(region);
+      wrong[1].regions.insert(region);
+      const auto w = violations(wrong, walks, dw, rt);
+      EXPECT_TRUE(std::any_of(w.begin(), w.end(), [&](const std::string& l) {
+        return l.find(a + " pid " + std::to_string(own[0].image)) != std::string::npos && l.find("not " + a + "'s") != std::string::npos;
+      })) << "a region of another instance held by the image was not reported";
+    }
+
+    }
+    // Summary.
+    std::size_t pids = 0, fds = 0, map_lines = 0, memfd_maps = 0;
+    for (const auto& [n, iw] : walks) {
+      std::size_t f = 0, ml = 0, mm = 0;
+      std::string who;
+      for (const auto& p : iw.procs) {
+        f += p.fds.size();
+        ml += p.map_lines;
+        mm += p.memfd_maps.size();
+        who += " " + std::to_string(p.pid) + "(" + p.comm + ")";
+      }
+      std::printf("[ fd walk ] %s: %s: %zu process(es)%s; %zu fds, %zu mappings (%zu of memfds)\n", where.c_str(), n.c_str(), iw.procs.size(),
+                  who.c_str(), f, ml, mm);
+      pids += iw.procs.size();
+      fds += f;
+      map_lines += ml;
+      memfd_maps += mm;
+    }
+    std::printf("[ fd walk ] %s: total: %zu processes, %zu fds, %zu mappings (%zu of memfds); mkerneld pid %d: %zu fds; %zu violation(s)\n",
+                where.c_str(), pids, fds, map_lines, memfd_maps, daemon, dw.fds.size(), v.size());
+  };
+  check_all("after boot", true);
+  if (HasFatalFailure()) return;
+  // A live update of a: the successor image (another pid) must hold exactly
+  // a's objects again, the old image's handover leaving nothing behind in
+  // either instance.
+  CliRun u = run("update " + a);
+  ASSERT_EQ(u.code, 0) << u.err << u.out;
+  for (int i = 0; i < 200 && walk_instance(a).procs.size() < 4; ++i) std::this_thread::sleep_for(20ms);
+  check_all("after a live update of " + a, false);
 }
 
 }  // namespace
