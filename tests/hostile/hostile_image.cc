@@ -13,8 +13,9 @@
 //                    correlation ids, wrong lengths, spans longer than the
 //                    ring allows, bulk references outside the bulk ring,
 //                    invalid types;
-//   refuse-shutdown  answers ping and stats properly, ignores shutdown
-//                    requests and SIGTERM;
+//   refuse-shutdown  answers ping (host and peers) and stats properly,
+//                    ignores shutdown requests and SIGTERM; with
+//                    --ping-delay-ms=N each ping is answered N ms late;
 //   silent           never reads its rings again and keeps its CPU busy.
 //
 // Only the end-to-end tests in tests/hostile use it (hostile_e2e_test.cc):
@@ -289,41 +290,42 @@ class RawTx {
   }
 }
 
-// Proper answers to ping and stats; shutdown requests are read and dropped.
-[[noreturn]] void refuse_shutdown(Link& host, std::uint64_t t0, std::uint32_t cpus) {
-  std::uint64_t rx = 0, tx = 0, shutdowns = 0;
+// Proper answers to ping (host and peers) and stats; shutdown requests are
+// read and dropped. --ping-delay-ms=N answers each ping N ms late (a slow,
+// not a dead, peer).
+[[noreturn]] void refuse_shutdown(std::vector<Link>& links, std::uint64_t t0, std::uint32_t cpus,
+                                  std::uint32_t ping_delay_ms) {
+  std::uint64_t rx = 0, tx = 0;
   for (;;) {
-    ipi::InMessage m;
-    auto r = host.ch->receive(m, std::chrono::milliseconds(100));
-    if (!r) {
-      if (r.error().code() == EPIPE) ::pause();  // the host closed: wait for SIGKILL
-      continue;
-    }
-    ++rx;
-    if (m.kind != ipi::MessageKind::kRequest) continue;
-    if (m.type == abi::kMsgShutdown) {
-      ++shutdowns;
-      continue;  // no reply, no exit
-    }
-    ipi::Status s;
-    if (m.type == abi::kMsgPing) {
-      std::vector<std::byte> echo(m.payload.begin(), m.payload.end());
-      s = host.ch->try_send(abi::kMsgPing, echo, ipi::MessageKind::kResponse, m.corr);
-    } else if (m.type == abi::kMsgStats) {
-      abi::StatsMsg st{};
-      st.ipi_rx = rx;
-      st.ipi_tx = tx;
-      st.cpus = cpus;
-      st.uptime_ns = sdk::monotonic_ns() - t0;
-      s = host.ch->try_send(abi::kMsgStats, std::as_bytes(std::span<const abi::StatsMsg, 1>(&st, 1)),
+    bool any = false;
+    for (Link& l : links) {
+      ipi::InMessage m;
+      if (!l.ch->try_receive(m)) continue;
+      any = true;
+      ++rx;
+      if (m.kind != ipi::MessageKind::kRequest || m.type == abi::kMsgShutdown) continue;  // no reply, no exit
+      ipi::Status s;
+      if (m.type == abi::kMsgPing) {
+        std::vector<std::byte> echo(m.payload.begin(), m.payload.end());
+        if (ping_delay_ms) ::usleep(ping_delay_ms * 1000);
+        s = l.ch->try_send(abi::kMsgPing, echo, ipi::MessageKind::kResponse, m.corr);
+      } else if (m.type == abi::kMsgStats) {
+        abi::StatsMsg st{};
+        st.ipi_rx = rx;
+        st.ipi_tx = tx;
+        st.cpus = cpus;
+        st.uptime_ns = sdk::monotonic_ns() - t0;
+        s = l.ch->try_send(abi::kMsgStats, std::as_bytes(std::span<const abi::StatsMsg, 1>(&st, 1)),
                            ipi::MessageKind::kResponse, m.corr);
-    } else {
-      const std::int32_t e = ENOSYS;
-      s = host.ch->try_send(abi::kMsgPing, std::as_bytes(std::span<const std::int32_t, 1>(&e, 1)),
+      } else {
+        const std::int32_t e = ENOSYS;
+        s = l.ch->try_send(abi::kMsgPing, std::as_bytes(std::span<const std::int32_t, 1>(&e, 1)),
                            ipi::MessageKind::kErrorResponse, m.corr);
+      }
+      if (s) ++tx;
+      l.ch->flush();
     }
-    if (s) ++tx;
-    host.ch->flush();
+    if (!any) ::usleep(100);
   }
 }
 
@@ -344,12 +346,14 @@ int usage(const char* why) {
 int main(int argc, char** argv) {
   const std::uint64_t t0 = sdk::monotonic_ns();
   std::string mode;
+  std::uint32_t ping_delay_ms = 0;
   std::uint64_t seed = static_cast<std::uint64_t>(::time(nullptr)) ^ static_cast<std::uint64_t>(::getpid()) << 32;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--mode=", 0) == 0) mode = a.substr(7);
     else if (a == "--mode" && i + 1 < argc) mode = argv[++i];
     else if (a.rfind("--seed=", 0) == 0) seed = std::strtoull(a.c_str() + 7, nullptr, 0);
+    else if (a.rfind("--ping-delay-ms=", 0) == 0) ping_delay_ms = static_cast<std::uint32_t>(std::strtoul(a.c_str() + 16, nullptr, 0));
     else return usage(("unknown argument " + a).c_str());
   }
   if (mode != "scribble" && mode != "flood" && mode != "garbage" && mode != "refuse-shutdown" && mode != "silent")
@@ -415,6 +419,6 @@ int main(int argc, char** argv) {
     }
     garbage(links, seed);
   }
-  if (mode == "refuse-shutdown") refuse_shutdown(links[0], t0, cpus);
+  if (mode == "refuse-shutdown") refuse_shutdown(links, t0, cpus, ping_delay_ms);
   silent();
 }
