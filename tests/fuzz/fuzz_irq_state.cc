@@ -19,12 +19,16 @@
 
 namespace {
 
+char g_dir[] = "/tmp/mk-fuzz-irq.XXXXXX";  // plain storage: still valid in the atexit handler
+
 const std::string& dir() {
   static const std::string d = [] {
-    char tmpl[] = "/tmp/mk-fuzz-irq.XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    MK_FUZZ_CHECK(p != nullptr, "mkdtemp: errno %d", errno);
-    return std::string(p);
+    MK_FUZZ_CHECK(::mkdtemp(g_dir) != nullptr, "mkdtemp: errno %d", errno);
+    std::atexit(+[] {  // at the end of a run (a crash leaves it for the input's reproduction)
+      for (const char* f : {"/irq-affinity.json", "/resaved.json"}) ::unlink((std::string(g_dir) + f).c_str());
+      ::rmdir(g_dir);
+    });
+    return std::string(g_dir);
   }();
   return d;
 }

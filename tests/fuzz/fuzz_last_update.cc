@@ -25,13 +25,18 @@ namespace json = boost::json;
 
 namespace {
 
+char g_dir[] = "/tmp/mk-fuzz-last-update.XXXXXX";  // plain storage: still valid in the atexit handler
+
 const std::string& dir() {
   static const std::string d = [] {
-    char tmpl[] = "/tmp/mk-fuzz-last-update.XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    MK_FUZZ_CHECK(p != nullptr, "mkdtemp: errno %d", errno);
-    std::string s = p;
+    MK_FUZZ_CHECK(::mkdtemp(g_dir) != nullptr, "mkdtemp: errno %d", errno);
+    const std::string s = g_dir;
     MK_FUZZ_CHECK(::mkdir((s + "/last-update").c_str(), 0700) == 0, "mkdir: errno %d", errno);
+    std::atexit(+[] {  // at the end of a run (a crash leaves it for the input's reproduction)
+      ::unlink(mkerneld::last_update_path(g_dir, "fz").c_str());
+      ::rmdir((std::string(g_dir) + "/last-update").c_str());
+      ::rmdir(g_dir);
+    });
     return s;
   }();
   return d;
