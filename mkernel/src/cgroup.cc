@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <sstream>
 
@@ -170,6 +171,32 @@ Result<std::vector<pid_t>> read_pids(const SysRoot& root, const std::string& dir
     if (!v.empty()) out.push_back(static_cast<pid_t>(std::strtol(v.c_str(), nullptr, 10)));
   }
   return out;
+}
+
+// An instance's cpus, written to its cpuset `dir`. A v1 write that
+// overlaps an exclusive sibling fails with EINVAL; when that sibling has no
+// process in it, it is what a stop that could not remove its cgroups left
+// (a task that lingered past the retries, or MKERNEL_FAULT=stop:release),
+// and it would keep these cpus from every other instance for good. Such
+// idle overlapping siblings are removed and the write retried once.
+Result<void> write_instance_cpus(const SysRoot& root, const std::string& dir, const CpuSet& cpus) {
+  auto r = write_list(root, dir + "/cpuset.cpus", cpus);
+  if (r || r.error().code() != EINVAL) return r;
+  const std::string parent = dir.substr(0, dir.rfind('/'));
+  const std::string self = dir.substr(dir.rfind('/') + 1);
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root.path(parent), ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name == self) continue;
+    const std::string sib = parent + "/" + name;
+    auto theirs = read_list(root, sib + "/cpuset.cpus");
+    auto pids = read_pids(root, sib);
+    if (!theirs || !pids || !pids->empty() || (*theirs & cpus).empty()) continue;
+    if (::rmdir(root.path(sib).c_str()) == 0) ++removed;
+  }
+  if (removed == 0) return r;
+  return write_list(root, dir + "/cpuset.cpus", cpus);
 }
 
 // Grow a cpuset directory's cpus/mems so it contains `cpus`/`mems` (a v1
@@ -393,7 +420,7 @@ Result<InstanceCgroup> InstanceCgroup::create(const SysRoot& root, const CgroupL
     MK_TRY_ASSIGN(bool created, make_instance_dir(root, dir));
     if (created) made.push_back(dir);
     cg.cpuset_dir_ = dir;
-    MK_TRY(write_list(root, dir + "/cpuset.cpus", cpus));
+    MK_TRY(write_instance_cpus(root, dir, cpus));
     MK_TRY(write_list(root, dir + "/cpuset.mems", mems));
     std::string base = std::string(to_string(ch.version)) + " cpus " + cpus.to_string() +
                        " mems " + mems.to_string();
@@ -487,7 +514,7 @@ Result<void> InstanceCgroup::set_cpus(const CpuSet& cpus) {
   // never narrowed here: other instances may hold what this one gives up.
   const std::string parent = cpuset_dir_.substr(0, cpuset_dir_.rfind('/'));
   MK_TRY(widen_cpuset(root_, parent, cpus, CpuSet{}));
-  MK_TRY(write_list(root_, cpuset_dir_ + "/cpuset.cpus", cpus));
+  MK_TRY(write_instance_cpus(root_, cpuset_dir_, cpus));
 
   const std::string base = std::string(to_string(v)) + " cpus " + cpus.to_string();
   if (v == CgroupVersion::kV1) {
