@@ -633,6 +633,17 @@ void Controller::adopt_all() {
             fds.error().to_string().c_str());
         continue;
       }
+      // A peer that stopped (or was deleted) since this image started: the
+      // record still lists the channel, but nobody is at its other end.
+      // Closed on the peer's behalf (as when it stopped) and not kept: a
+      // live update must not hand the successor a channel to nobody.
+      bool peer_live = false;
+      for (const auto& [other, olive] : live_) peer_live = peer_live || olive.run->instance().id == p.peer_id;
+      if (!peer_live) {
+        if (auto ch = mk::ipi::Channel::take_over(std::move(*fds), p.side == 0 ? 1 : 0)) ch->close();
+        log("channel of %s to peer %u: the peer no longer runs; closed on its behalf", name.c_str(), p.peer_id);
+        continue;
+      }
       pc.fds = std::move(*fds);
       pc.side_a = p.side == 0 ? id : p.peer_id;
       pairs_.emplace(key, std::move(pc));

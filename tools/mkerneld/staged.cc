@@ -360,6 +360,7 @@ std::vector<mk::PeerChannelFds> Controller::peer_fds_of(uint32_t id) const {
     if (key.first != id && key.second != id) continue;
     const uint32_t peer = key.first == id ? key.second : key.first;
     const Instance* other = part_.find_id(peer);
+    if (!other) continue;  // deleted meanwhile: no channel to nobody in a boot tree
     out.push_back({peer, other ? other->name : std::string(), static_cast<uint8_t>(pc.side_a == id ? 0 : 1),
                    pc.fds.memfd.get(), {pc.fds.eventfd[0].get(), pc.fds.eventfd[1].get()}});
   }
