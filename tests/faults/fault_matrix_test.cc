@@ -3,16 +3,19 @@
 // failing (MKERNEL_FAULT=OP:STEP in the daemon's environment) and must end
 // either working (the instance answers ping and the same client connection
 // reads every key) or cleanly failed (not running, nothing of it left), with
-// the census (tests/faults/census.h: image processes, memfds, cgroups,
+// the census (tools/soak/census.h: image processes, memfds, cgroups,
 // namespaces, the daemon's fds) equal before and after. Afterwards, with the
 // switch off, the same operation succeeds. Needs root and CPUs 0-1; SERIAL.
 #include <cstdlib>
 
 #include "../tools/kv_instance_fixture.h"
-#include "census.h"
+#include "census.h"  // tools/soak: mk::soak::Census
 #include "mkernel/fault.h"
 
 namespace {
+
+using mk::soak::Census;
+using mk::soak::take_census;
 
 struct Case {
   std::string op, step;

@@ -5,14 +5,17 @@
 // environment; the daemon restarts between steps and adopts the instance).
 // Every update must roll back, the load connection must never break, and
 // afterwards every key the service acknowledged must read back, with the
-// census (census.h) as before. Needs root and CPUs 0-1; SERIAL.
+// census (tools/soak/census.h) as before. Needs root and CPUs 0-1; SERIAL.
 #include <atomic>
 
 #include "../tools/kv_instance_fixture.h"
-#include "census.h"
+#include "census.h"  // tools/soak: mk::soak::Census
 #include "mkernel/fault.h"
 
 namespace {
+
+using mk::soak::Census;
+using mk::soak::take_census;
 
 // resp() with the reason of a failure: "<eof>", "<errno N>".
 std::string set_key(int fd, const std::string& k, const std::string& v) {
