@@ -169,6 +169,19 @@ TEST(FaultSwitch, ValidateNamesTheBadItemAndTheSteps) {
   EXPECT_FALSE(mk::fault::validate("update:freeze@x"));
 }
 
+// mkerneld refuses to start with a MKERNEL_FAULT it cannot honour, and
+// mkctl says why (the daemon's own message).
+TEST_F(Daemon, ADaemonWithABadFaultSpecRefusesToStart) {
+  ::setenv("MKERNEL_FAULT", "update:thaw", 1);
+  CliRun r = run("show");
+  ::unsetenv("MKERNEL_FAULT");
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("bad MKERNEL_FAULT item"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("freeze"), std::string::npos) << "the message lists the steps: " << r.err;
+  EXPECT_EQ(daemon_pid(), 0);
+  EXPECT_EQ(run("show").code, 0) << "without it the daemon starts";
+}
+
 // @N fails only the N-th time the point is reached in this process.
 TEST(FaultSwitch, NthHitOnly) {
   ::setenv("MKERNEL_FAULT", "stop:exit@2", 1);

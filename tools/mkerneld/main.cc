@@ -27,6 +27,7 @@
 #include "controller.h"
 #include "daemon_client.h"
 #include "daemon_limits.h"
+#include "mkernel/fault.h"
 #include "mkernel/handoff_package.h"
 #include "sd_notify.h"
 #include "server.h"
@@ -181,6 +182,13 @@ int main(int argc, char** argv) {
     return fail_start(o, lock.error(), lock.error().code() == EALREADY ? mk::tools::kExitAlreadyRunning : 1);
   }
   if (auto w = check_writable(o.dir); !w) return fail_start(o, w.error());
+
+  // The fault-injection switch (mkernel/fault.h): a bad spec, or one this
+  // build cannot honour, stops the start rather than being ignored.
+  if (const char* f = std::getenv("MKERNEL_FAULT"); f && *f) {
+    if (auto v = mk::fault::validate(f); !v) return fail_start(o, v.error());
+    mkerneld::log("fault injection on: MKERNEL_FAULT=%s", f);
+  }
 
   // Limits: defaults, DIR/limits.json, then our options.
   auto limits = mkerneld::load_limits_file(o.dir, mkerneld::Limits{});
