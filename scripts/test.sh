@@ -5,9 +5,10 @@
 #   2. TSan over the IPI tests and the daemon's tests;
 #   3. the SDK install test on a plain -O2 build;
 #   4. each libFuzzer target for FUZZ_SECONDS (default 4) on its seed corpus
-#      (a smoke run that keeps CI under 20 minutes; scripts/fuzz.sh 60 for more).
+#      (a smoke run that keeps CI under 20 minutes; scripts/fuzz.sh 60 for more);
+#   5. mksoak for SOAK_MINUTES (default 2) with injected faults.
 # Usage (as root on Debian 12): bash scripts/test.sh
-# Environment: JOBS (default: nproc), FUZZ_SECONDS, MK_SKIP_FUZZ=1 (a local
+# Environment: JOBS (default: nproc), FUZZ_SECONDS, SOAK_MINUTES, MK_SKIP_FUZZ=1 (a local
 # shortcut; CI runs everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,7 +93,16 @@ PASSED=$((PASSED + 1))
 
 if [ "${MK_SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz (${FUZZ_SECONDS:-4} s per target, two at a time)"
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
+  FUZZ_JOBS=2 bash scripts/fuzz.sh "${FUZZ_SECONDS:-4}"
 fi
+
+# The soak (tools/soak, docs/reliability.md): random operations and daemon
+# restarts with injected faults on the ASan binaries, invariants after each,
+# no leak at the end. The seed is printed: mksoak --seed N replays it.
+step "soak (${SOAK_MINUTES:-2} min, ASan build, faults on)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  build/asan/bin/mksoak --minutes "${SOAK_MINUTES:-2}"
+PASSED=$((PASSED + 1))
 step "all test stages passed"
 echo "tests: $PASSED passed, $FAILED failed"
