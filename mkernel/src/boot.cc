@@ -504,7 +504,11 @@ void RunningInstance::detach() {
 
 Result<abi::PingPeerReply> RunningInstance::ping_peer(uint32_t peer, uint32_t count, uint32_t size,
                                                       std::chrono::milliseconds timeout) {
-  abi::PingPeerMsg m{peer, count, size, 0};
+  // The image stops the series a little before we stop waiting for it.
+  const auto margin = std::chrono::milliseconds(200);
+  const uint32_t deadline_ms =
+      static_cast<uint32_t>(std::max<std::chrono::milliseconds::rep>(100, (timeout - margin).count()));
+  abi::PingPeerMsg m{peer, count, size, deadline_ms};
   abi::PingPeerReply r{};
   MK_TRY_ASSIGN(std::size_t n, ep_->request(inst_.id, abi::kMsgPingPeer, std::as_bytes(std::span<abi::PingPeerMsg, 1>(&m, 1)),
                                             std::as_writable_bytes(std::span<abi::PingPeerReply, 1>(&r, 1)), timeout));

@@ -103,7 +103,7 @@ class Hostile : public Daemon {
     }
   }
 
-  void start_pair(const std::string& mode) {
+  void start_pair(const std::string& mode, const std::string& extra = "") {
     port = free_port();
     ASSERT_NE(port, 0);
     ASSERT_EQ(run("init --cpus 0-1 --memory 256M").code, 0);
@@ -115,7 +115,8 @@ class Hostile : public Daemon {
     ASSERT_EQ(c.code, 0) << c.err;
     c = run("load " + kv + " --kernel " + std::string(MK_BIN_DIR) + "/mk-kernel --cmdline '--services=kv'");
     ASSERT_EQ(c.code, 0) << c.err;
-    c = run("load " + bad + " --kernel " + std::string(MK_BIN_DIR) + "/mk-hostile --cmdline '--mode=" + mode + "'");
+    c = run("load " + bad + " --kernel " + std::string(MK_BIN_DIR) + "/mk-hostile --cmdline '--mode=" + mode +
+            (extra.empty() ? "" : " " + extra) + "'");
     ASSERT_EQ(c.code, 0) << c.err;
     c = run("start " + kv);
     ASSERT_EQ(c.code, 0) << c.err;
@@ -256,5 +257,25 @@ TEST_F(Hostile, Flood) { exercise("flood", false); }
 TEST_F(Hostile, Garbage) { exercise("garbage", false); }
 TEST_F(Hostile, RefuseShutdown) { exercise("refuse-shutdown", true); }
 TEST_F(Hostile, Silent) { exercise("silent", false); }
+
+// A slow peer (each ping answered 900 ms late): the host's deadline in
+// PingPeerMsg ends the KV instance's series when mkctl stops waiting, so the
+// KV instance answers the host again at once, not after its own 30 s bound.
+TEST_F(Hostile, ASlowPeerDoesNotKeepTheOtherInstanceFromTheHost) {
+  start_pair("refuse-shutdown", "--ping-delay-ms=900");
+  if (HasFatalFailure()) return;
+  Timed series = timed("ping " + bad + " --from " + kv + " --count 1000");
+  EXPECT_NE(series.r.code, 0) << series.r.out;
+  EXPECT_LT(series.secs, kBound);
+  Timed p = timed("ping " + kv + " --count 3");
+  EXPECT_EQ(p.r.code, 0) << p.r.err;
+  // The series had 2.1 s (2000 ms + count/10); the image stops 200 ms before
+  // that: the host thread is free again within about one late ping (it
+  // took 30 s, the image's own bound, before the deadline was sent).
+  EXPECT_LT(p.secs, kBound) << "the KV instance was still busy with the series";
+  std::printf("[ slow peer ] ping series gave up in %.2f s (%s); the KV instance answered the host %.2f s later\n",
+              series.secs, series.r.err.substr(0, series.r.err.find('\n')).c_str(), p.secs);
+  EXPECT_EQ(run("stop " + bad + " --force").code, 0);
+}
 
 }  // namespace

@@ -206,7 +206,7 @@ void HostLink::handle_ping_peer(const abi::PingPeerMsg& m, ipi::Incoming& in) {
   // answering other instances meanwhile.
   abi::PingPeerReply r{};
   if (peers_) {
-    r = peers_->ping(m.peer_id, m.count, m.size);
+    r = peers_->ping(m.peer_id, m.count, m.size, m.deadline_ms);
   } else {
     r.status = -ESHUTDOWN;  // detached for a live update, or a successor not restored yet
   }

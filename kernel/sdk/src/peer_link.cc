@@ -137,9 +137,10 @@ void PeerLink::run() {
   }
 }
 
-abi::PingPeerReply PeerLink::ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size) {
+abi::PingPeerReply PeerLink::ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size,
+                                  std::uint32_t deadline_ms) {
   Job job;
-  job.req = abi::PingPeerMsg{peer, count, size, 0};
+  job.req = abi::PingPeerMsg{peer, count, size, deadline_ms};
   if (!thread_.joinable()) return run_ping(job.req);  // no peers: ENOENT
   std::unique_lock lock(mu_);
   job_ = &job;
@@ -170,14 +171,20 @@ abi::PingPeerReply PeerLink::run_ping(const abi::PingPeerMsg& req) {
   std::vector<std::byte> payload(req.size, std::byte{0x5a}), reply(req.size + 64);
   std::vector<std::uint64_t> rtt;
   rtt.reserve(req.count);
-  const auto deadline = std::chrono::steady_clock::now() + opts_.ping_deadline;
+  // The host's deadline, when it gave one, caps ours: it stops waiting then.
+  auto bound = std::chrono::duration_cast<std::chrono::milliseconds>(opts_.ping_deadline);
+  if (req.deadline_ms > 0) bound = std::min(bound, std::chrono::milliseconds(req.deadline_ms));
+  const auto deadline = std::chrono::steady_clock::now() + bound;
   for (std::uint32_t i = 0; i < req.count; ++i) {
-    if (std::chrono::steady_clock::now() >= deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
       out.status = -ETIMEDOUT;
       break;
     }
     const std::uint64_t t0 = monotonic_ns();
-    auto r = ep_->request(req.peer_id, abi::kMsgPing, payload, reply, opts_.ping_timeout);
+    auto r = ep_->request(req.peer_id, abi::kMsgPing, payload, reply,
+                          std::min(std::chrono::duration_cast<std::chrono::milliseconds>(opts_.ping_timeout), left));
     const std::uint64_t t1 = monotonic_ns();
     tx_.fetch_add(1, std::memory_order_relaxed);
     if (!r) {

@@ -63,8 +63,10 @@ class PeerLink {
   // returned without fds. Returns: dup errno (EMFILE); nothing is detached then.
   Result<std::vector<Side>> detach();
 
-  // Blocking: runs on the peer thread, returns when done.
-  abi::PingPeerReply ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size);
+  // Blocking: runs on the peer thread, returns when done or, when
+  // deadline_ms > 0, by then (capped by Options::ping_deadline).
+  abi::PingPeerReply ping(std::uint32_t peer, std::uint32_t count, std::uint32_t size,
+                          std::uint32_t deadline_ms = 0);
 
   std::uint64_t rx() const { return rx_.load(std::memory_order_relaxed); }
   std::uint64_t tx() const { return tx_.load(std::memory_order_relaxed); }

@@ -194,7 +194,10 @@ struct PingPeerMsg {
   uint32_t peer_id;  // instance to ping over the image's channel to it
   uint32_t count;    // round trips, 1..100000
   uint32_t size;     // payload bytes, 0..4096
-  uint32_t reserved;
+  // The series ends by then (ETIMEDOUT with what was done), so the image's
+  // host thread is busy no longer than the host waits. 0: the image's own
+  // bound (30 s). Was `reserved` (always 0) before.
+  uint32_t deadline_ms;
 };
 
 struct PingPeerReply {
