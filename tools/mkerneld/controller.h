@@ -46,6 +46,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -107,6 +108,9 @@ class Controller {
   struct Live {
     std::unique_ptr<mk::RunningInstance> run;
     std::unique_ptr<boost::asio::posix::stream_descriptor> ipi_watch;      // dup of the endpoint's epoll fd
+    // A peer whose rings never empty (a flooder) cannot be armed: read
+    // again after a short pause instead of waiting on an unarmed fd.
+    std::unique_ptr<boost::asio::steady_timer> ipi_retry;
     std::unique_ptr<boost::asio::posix::stream_descriptor> console_watch;  // dup of the console read end
     std::optional<mk::ConsoleLog> log;
     bool stopping = false;  // exits are expected (stop in progress)

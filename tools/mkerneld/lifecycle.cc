@@ -326,6 +326,7 @@ rpc::Response Controller::start(const rpc::StartAction& a) {
 
 mk::Result<void> Controller::begin_watching(const std::string& name, Live& live) {
   MK_TRY(supervisor_.adopt({live.run->pid(), live.run->record().start_time}));
+  if (live.ipi_retry) live.ipi_retry->cancel();  // a new endpoint: one watch only
   live.ipi_watch = watch_dup(io_, live.run->endpoint().event_fd());
   live.console_watch = watch_dup(io_, live.run->console_fd());
   if (!live.ipi_watch || !live.console_watch) return mk::errno_error("dup for the event loop");
@@ -338,7 +339,20 @@ void Controller::watch_ipi(const std::string& name) {
   auto it = live_.find(name);
   if (it == live_.end() || !it->second.ipi_watch) return;
   mk::ipi::Endpoint& ep = it->second.run->endpoint();
-  for (int i = 0; i < 64 && !ep.arm(); ++i) (void)ep.poll();  // work already pending
+  bool armed = false;
+  for (int i = 0; i < 64 && !(armed = ep.arm()); ++i) (void)ep.poll();  // work already pending
+  if (!armed) {
+    // Still more after 64 bounded drains: a peer that floods. Nothing would
+    // wake an unarmed fd, so come back in 10 ms (at most 64 drains per 10 ms
+    // for it; the loop serves everything else meanwhile).
+    Live& live = it->second;
+    if (!live.ipi_retry) live.ipi_retry = std::make_unique<boost::asio::steady_timer>(io_);
+    live.ipi_retry->expires_after(std::chrono::milliseconds(10));
+    live.ipi_retry->async_wait([this, name](const boost::system::error_code& ec) {
+      if (!ec) watch_ipi(name);
+    });
+    return;
+  }
   it->second.ipi_watch->async_wait(boost::asio::posix::descriptor_base::wait_read,
                                    [this, name](const boost::system::error_code& ec) {
                                      if (ec) return;
@@ -379,6 +393,7 @@ void Controller::retire(const std::string& name, InstanceState next, const std::
   if (it != live_.end()) {
     Live& live = it->second;
     if (live.ipi_watch) live.ipi_watch->cancel();
+    if (live.ipi_retry) live.ipi_retry->cancel();
     if (live.console_watch) live.console_watch->cancel();
     drain_console(live);
     if (live.log) (void)live.log->append("[mkerneld] " + name + " " + why + "\n");
