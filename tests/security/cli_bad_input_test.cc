@@ -547,22 +547,30 @@ TEST_F(CliBadInput, BadEnvironmentIsARefusalNamingIt) {
 // mkerneld's own arguments: usage errors exit 2 and start nothing.
 TEST_F(CliBadInput, MkerneldBadArgumentsExitTwo) {
   const std::string bin = std::string(MK_BIN_DIR) + "/mkerneld";
-  const std::vector<std::vector<std::string>> usage = {
-      {"--bogus"},
-      {"--runtime-dir"},
-      {"--ready-fd"},
-      {"--ready-fd", "x"},
-      {"--ready-fd", "-3"},
-      {"extra"},
-      {"--runtime-dir", rt.string(), "--runtime-dir"},
+  const std::vector<std::pair<std::vector<std::string>, std::string>> usage = {
+      {{"--bogus"}, "unknown argument '--bogus'"},
+      {{"--runtime-dir"}, "--runtime-dir needs a value"},
+      {{"--runtime-dir", ""}, "--runtime-dir: an empty path"},
+      {{"--ready-fd"}, "--ready-fd needs a value"},
+      {{"--ready-fd", "x"}, "--ready-fd: 'x' is not an fd number"},
+      {{"--ready-fd", "-3"}, "--ready-fd: '-3' is not an fd number"},
+      {{"--ready-fd", "999"}, "--ready-fd: fd 999 is not open"},
+      {{"--max-instances"}, "--max-instances needs a value"},
+      {{"extra"}, "unknown argument 'extra'"},
+      {{"--runtime-dir", rt.string(), "--runtime-dir"}, "--runtime-dir needs a value"},
   };
-  for (const auto& args : usage) {
+  for (const auto& [args, says] : usage) {
     SCOPED_TRACE(args.front());
     CliRun r = run_argv(dir, bin, args, {});
     EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find("mkerneld: " + says + "\n"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("usage: mkerneld [--runtime-dir DIR] [--ready-fd N]"), std::string::npos) << r.err;
     EXPECT_EQ(r.out, "");
   }
+  CliRun help = run_argv(dir, bin, {"--help"}, {});
+  EXPECT_EQ(help.code, 0) << help.err;
+  EXPECT_NE(help.out.find("usage: mkerneld"), std::string::npos) << help.out;
+  EXPECT_EQ(help.err, "");
   EXPECT_FALSE(fs::exists(rt / "control.sock"));
   // A runtime directory that cannot be made: exit 1, named.
   CliRun r = run_argv(dir, bin, {"--runtime-dir", "/proc/nope/rt"}, {});

@@ -56,23 +56,34 @@ int fail_start(const Options& o, const mk::Error& e, int code = 1) {
   return code;
 }
 
-bool parse_args(int argc, char** argv, Options& o) {
+// "" when the arguments are good, "help" for --help, else what is wrong.
+std::string parse_args(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--runtime-dir" && i + 1 < argc) {
-      o.dir = argv[++i];
-    } else if (a == "--ready-fd" && i + 1 < argc) {
-      char* end = nullptr;
-      long fd = std::strtol(argv[++i], &end, 10);
-      if (*end || fd < 0 || fd > 65535) return false;
-      o.ready_fd = static_cast<int>(fd);
-    } else if (a.rfind("--max-", 0) == 0 && i + 1 < argc) {
-      std::string key = a.substr(2);
-      for (char& c : key)
-        if (c == '-') c = '_';
-      o.limits.emplace_back(key, argv[++i]);
+    const bool has_value = i + 1 < argc;
+    if (a == "--help" || a == "-h") {
+      return "help";
+    } else if (a == "--runtime-dir" || a == "--ready-fd" || a.rfind("--max-", 0) == 0) {
+      if (!has_value) return a + " needs a value";
+      const std::string v = argv[++i];
+      if (a == "--runtime-dir") {
+        if (v.empty()) return "--runtime-dir: an empty path";
+        o.dir = v;
+      } else if (a == "--ready-fd") {
+        char* end = nullptr;
+        errno = 0;
+        long fd = std::strtol(v.c_str(), &end, 10);
+        if (v.empty() || *end || errno || fd < 0 || fd > 65535) return "--ready-fd: '" + v + "' is not an fd number";
+        if (::fcntl(static_cast<int>(fd), F_GETFD) < 0) return "--ready-fd: fd " + v + " is not open";
+        o.ready_fd = static_cast<int>(fd);
+      } else {
+        std::string key = a.substr(2);
+        for (char& c : key)
+          if (c == '-') c = '_';
+        o.limits.emplace_back(key, v);
+      }
     } else {
-      return false;
+      return "unknown argument '" + a + "'";
     }
   }
   if (o.dir.empty()) o.dir = mk::tools::runtime_dir();
@@ -80,7 +91,7 @@ bool parse_args(int argc, char** argv, Options& o) {
     char cwd[4096];
     if (::getcwd(cwd, sizeof cwd)) o.dir = std::string(cwd) + "/" + o.dir;
   }
-  return true;
+  return "";
 }
 
 // The runtime directory must be writable: the daemon saves its state there
@@ -161,13 +172,14 @@ mk::Result<int> take_daemon_lock(const std::string& dir) {
 
 int main(int argc, char** argv) {
   Options o;
-  if (!parse_args(argc, argv, o)) {
-    std::fprintf(stderr, "usage: mkerneld [--runtime-dir DIR] [--ready-fd N] [--max-instances N]\n"
+  if (const std::string bad = parse_args(argc, argv, o); !bad.empty()) {
+    if (bad != "help") std::fprintf(stderr, "mkerneld: %s\n", bad.c_str());
+    std::fprintf(bad == "help" ? stdout : stderr, "usage: mkerneld [--runtime-dir DIR] [--ready-fd N] [--max-instances N]\n"
                          "         [--max-channels-per-instance N] [--max-handoff-fds N]\n"
                          "         [--max-handoff-blob BYTES] [--max-console-log BYTES]\n"
                          "  normally started by mkctl or systemd (systemd/mkerneld.service);\n"
                          "  limits also come from DIR/limits.json (docs/daemon.md, Limits)\n");
-    return 2;
+    return bad == "help" ? 0 : 2;
   }
   std::signal(SIGPIPE, SIG_IGN);
   if (::chdir("/") != 0) mkerneld::log("chdir /: %s", strerror(errno));
