@@ -142,6 +142,11 @@ Result<void> start_daemon(const std::string& dir) {
   ::close(pipefd[1]);
   std::string log = daemon_log_path(dir);
   Fd logfd(::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  if (logfd.get() < 0 && (errno == EROFS || errno == ENOSPC || errno == EDQUOT)) {
+    // A read-only or full runtime directory: the daemon itself says so
+    // clearly (through the ready fd) and refuses to start; its log is lost.
+    logfd = Fd(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  }
   if (logfd.get() < 0) {
     int e = errno;
     return Error(e, "cannot open the mkerneld log").set_detail("%s: %s", log.c_str(), strerror(e));
