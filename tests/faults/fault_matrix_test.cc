@@ -8,14 +8,10 @@
 // switch off, the same operation succeeds. Needs root and CPUs 0-1; SERIAL.
 #include <cstdlib>
 
-#include "../tools/kv_instance_fixture.h"
-#include "census.h"  // tools/soak: mk::soak::Census
+#include "fault_fixture.h"
 #include "mkernel/fault.h"
 
 namespace {
-
-using mk::soak::Census;
-using mk::soak::take_census;
 
 struct Case {
   std::string op, step;
@@ -30,27 +26,8 @@ std::vector<Case> all_cases() {
 // Staged steps that a KV instance without peer channels never reaches.
 bool not_reached(const Case& c) { return c.op == "staged" && c.step == "peers"; }
 
-class FaultMatrix : public KvInstance, public ::testing::WithParamInterface<Case> {
+class FaultMatrix : public FaultyDaemon, public ::testing::WithParamInterface<Case> {
  protected:
-  void TearDown() override {
-    ::unsetenv("MKERNEL_FAULT");
-    KvInstance::TearDown();
-  }
-  // The daemon is SIGKILLed and the next mkctl command starts a new one,
-  // with MKERNEL_FAULT=spec (or none): it adopts the running instance.
-  void restart_daemon(const std::string& spec) {
-    pid_t d = daemon_pid();
-    if (d > 0 && ::kill(d, SIGKILL) == 0) ::waitpid(d, nullptr, 0);
-    for (int i = 0; i < 200 && daemon_pid() > 0; ++i) std::this_thread::sleep_for(10ms);
-    if (spec.empty()) {
-      ::unsetenv("MKERNEL_FAULT");
-    } else {
-      ::setenv("MKERNEL_FAULT", spec.c_str(), 1);
-    }
-    CliRun s = run("show");
-    ASSERT_EQ(s.code, 0) << s.err;
-    ASSERT_GT(daemon_pid(), 0);
-  }
   std::string state() {
     json::object doc = run_json("show " + name);
     return doc.contains("instance") ? std::string(doc.at("instance").as_object().at("state").as_string()) : "?";

@@ -8,14 +8,10 @@
 // census (tools/soak/census.h) as before. Needs root and CPUs 0-1; SERIAL.
 #include <atomic>
 
-#include "../tools/kv_instance_fixture.h"
-#include "census.h"  // tools/soak: mk::soak::Census
+#include "fault_fixture.h"
 #include "mkernel/fault.h"
 
 namespace {
-
-using mk::soak::Census;
-using mk::soak::take_census;
 
 // resp() with the reason of a failure: "<eof>", "<errno N>".
 std::string set_key(int fd, const std::string& k, const std::string& v) {
@@ -40,20 +36,7 @@ std::string set_key(int fd, const std::string& k, const std::string& v) {
   return in.substr(0, in.find("\r\n"));
 }
 
-class UpdateStorm : public KvInstance {
- protected:
-  void TearDown() override {
-    ::unsetenv("MKERNEL_FAULT");
-    KvInstance::TearDown();
-  }
-  void restart_daemon(const std::string& spec) {
-    pid_t d = daemon_pid();
-    if (d > 0 && ::kill(d, SIGKILL) == 0) ::waitpid(d, nullptr, 0);
-    for (int i = 0; i < 200 && daemon_pid() > 0; ++i) std::this_thread::sleep_for(10ms);
-    ::setenv("MKERNEL_FAULT", spec.c_str(), 1);
-    ASSERT_EQ(run("show").code, 0);
-  }
-};
+class UpdateStorm : public FaultyDaemon {};
 
 TEST_F(UpdateStorm, HundredInjectedUpdateFailuresUnderLoadLoseNoKey) {
   start_kv();
