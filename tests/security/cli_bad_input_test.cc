@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,10 @@ class CliBadInput : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    // In an ASan build mkctl skips its leak check by default (tools/mkctl/
+    // main.cc): every error path of this table gets it.
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    ::setenv("ASAN_OPTIONS", (std::string(asan ? asan : "") + ":detect_leaks=1").c_str(), 1);
     dir = fs::path("/tmp") / ("mk-sec-cli-" + std::to_string(::getpid()) + "-" +
                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir);
